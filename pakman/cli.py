@@ -1,0 +1,209 @@
+"""The ``pakman`` command line: one small function per subcommand.
+
+Each parses its options, calls the library and prints. Heavy imports (boto3,
+cryptography) happen inside the subcommands that need them, so ``check`` and
+``bootstrap`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pakman import __version__
+from pakman.errors import ConfigError, PakmanError
+
+EPILOG = {
+    "check": """examples:
+  pakman check
+  pakman check --config deploy/instellar.yml""",
+    "bootstrap": """examples:
+  # In a v8 workflow: everything comes from GITHUB_* and ABUILD_* variables.
+  pakman bootstrap
+  # Anywhere else:
+  pakman bootstrap --workspace . --repository acme/app --version 1.2.3 --build 7 \\
+      --home ~ --apk-keys-dir /etc/apk/keys""",
+    "keygen": """examples:
+  pakman keygen --repository acme/app --output keys/""",
+    "verify": """examples:
+  pakman verify ~/packages --key ~/.abuild/acme-app.rsa.pub
+  pakman verify artifacts/ --key keys/acme-app.rsa.pub --json""",
+    "merge": """examples:
+  pakman merge ~/packages --output packages.zip
+  pakman merge artifacts/*/ --output packages.zip --packages-dir merged/ --key acme-app.rsa.pub""",
+    "publish": """examples:
+  pakman publish ~/packages --archive packages.zip --store file:///srv/pakman \\
+      --repository acme/app --sha "$GITHUB_SHA" --ref "$GITHUB_REF" --key acme-app.rsa.pub
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... pakman publish ~/packages \\
+      --archive packages.zip --bucket releases --endpoint https://s3.example.com --dry-run""",
+    "push": """examples:
+  # The v8 deploy step, unchanged (INSTELLAR_* and GITHUB_* variables):
+  pakman push --archive packages.zip""",
+}
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def _workspace(args: argparse.Namespace) -> Path:
+    return Path(args.workspace or _env("GITHUB_WORKSPACE") or ".").resolve()
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config:
+        return Path(args.config)
+    return _workspace(args) / "instellar.yml"
+
+
+def _repository(args: argparse.Namespace) -> str:
+    repository = args.repository or _env("GITHUB_REPOSITORY")
+    if not repository:
+        raise ConfigError("--repository: required (or set GITHUB_REPOSITORY), e.g. acme/app")
+    return str(repository)
+
+
+def _build_number(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit():
+        raise ConfigError(f"--build: must be a whole number (got {value!r})")
+    return int(value)
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from pakman import config
+
+    cfg = config.load(_config_path(args))
+    _warn(cfg.warnings)
+    print(f"{_config_path(args)}: ok ({cfg.type} package, {len(cfg.architectures)} arch)")
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from pakman import bootstrap, render
+
+    workspace = _workspace(args)
+    plan = bootstrap.plan(
+        _config_path(args),
+        workspace,
+        _repository(args),
+        version=args.version,
+        build=_build_number(args.build if args.build is not None else _env("GITHUB_RUN_NUMBER")),
+    )
+    _warn(plan.config.warnings)
+    output = Path(args.output) if args.output else workspace / plan.identity.apk_dir
+    private_pem = _env("ABUILD_PRIVATE_KEY")
+    if private_pem:
+        from pakman import keys
+
+        # Check the keys before writing anything, so a bad key leaves no half-done tree.
+        pair = keys.check_pair(
+            private_pem,
+            _env("ABUILD_PUBLIC_KEY"),
+            private_name="ABUILD_PRIVATE_KEY",
+            public_name="ABUILD_PUBLIC_KEY",
+        )
+    render.write(plan.files, output)
+    print(f"rendered {len(plan.files)} files into {output}")
+    print(f"package {plan.identity.slug} {plan.identity.version}-r{plan.identity.build}")
+    if private_pem:
+        home = Path(args.home or _env("HOME") or Path.home())
+        private_path = keys.install(pair, home, Path(args.apk_keys_dir), plan.identity.key_name)
+        print(f"signing key installed: {private_path} (public key in {args.apk_keys_dir})")
+    else:
+        _warn(["ABUILD_PRIVATE_KEY is not set: signing key set-up skipped"])
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from pakman import keys
+    from pakman.identity import Identity
+
+    identity = Identity(_repository(args))
+    pair = keys.generate(args.bits)
+    private_path, public_path = keys.write_pair(pair, Path(args.output), identity.key_name)
+    print(f"wrote {private_path} (keep it secret) and {public_path}")
+    print(f"fingerprint sha256:{keys.fingerprint(pair.public_pem)}")
+    return 0
+
+
+def _add_common_bootstrap(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="instellar.yml (default: $GITHUB_WORKSPACE/instellar.yml)")
+    parser.add_argument("--workspace", help="the checkout (default: $GITHUB_WORKSPACE or .)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pakman",
+        description="Build signed Alpine packages from instellar.yml and ship them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'pakman <command> --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"pakman {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EPILOG.get(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = add("check", cmd_check, "Validate instellar.yml and report every problem.")
+    _add_common_bootstrap(p)
+
+    p = add(
+        "bootstrap",
+        cmd_bootstrap,
+        "Render the APKBUILD and service files; install the signing key.",
+    )
+    _add_common_bootstrap(p)
+    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+    p.add_argument("--version", help="package version (default: from git describe --tags)")
+    p.add_argument("--build", help="build number, the pkgrel (default: $GITHUB_RUN_NUMBER or 0)")
+    p.add_argument("--home", help="where .abuild/ goes (default: $HOME)")
+    p.add_argument(
+        "--apk-keys-dir", default="/etc/apk/keys", help="trusted apk keys (default: %(default)s)"
+    )
+    p.add_argument("--output", help="output folder (default: <workspace>/.apk/<org>/<name>)")
+
+    p = add("keygen", cmd_keygen, "Make a 4096-bit RSA signing key pair named <org>-<slug>.rsa.")
+    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+    p.add_argument("--output", default=".", help="folder for the key files (default: .)")
+    p.add_argument("--bits", type=int, default=4096, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a subcommand; map PakmanError to its exit code, without a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PakmanError as error:
+        for line in error.problems:
+            print(f"error: {line}" if not line.startswith("error:") else line, file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,457 @@
+"""instellar.yml: the typed, immutable config model and its validation.
+
+:func:`load` parses and validates once and returns a frozen :class:`Config`.
+Every problem is collected and reported together, one line each, as
+``instellar.yml: <dotted.path>: <what is wrong> (got <value>)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pakman.errors import ConfigError
+
+PackageType = Literal["default", "static", "custom"]
+
+HOOKS = (
+    "pre-install",
+    "post-install",
+    "pre-upgrade",
+    "post-upgrade",
+    "pre-deinstall",
+    "post-deinstall",
+)
+ARCHITECTURES = (
+    "x86_64",
+    "aarch64",
+    "armv7",
+    "armhf",
+    "x86",
+    "ppc64le",
+    "s390x",
+    "riscv64",
+    "loongarch64",
+    "noarch",
+    "all",
+)
+PASSTHROUGH = ("kits", "sizes", "plans", "page")
+KNOWN_KEYS = frozenset(
+    {
+        "type",
+        "stack",
+        "architectures",
+        "dependencies",
+        "build",
+        "source",
+        "package",
+        "run",
+        "hook",
+        *PASSTHROUGH,
+    }
+)
+
+# Alpine package-name rules, lowercase: these names end up in file paths and scripts.
+SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+# An apk dependency atom: [!][prefix:]name[op version][@tag]
+DEPENDENCY = re.compile(
+    r"^!?(?:[a-z0-9][a-z0-9_.-]*:)?[A-Za-z0-9][A-Za-z0-9._+-]*"
+    r"(?:(?:<=|>=|=~|><|<|>|=|~)[0-9][A-Za-z0-9._~-]*)?(?:@[A-Za-z0-9_-]+)?$"
+)
+# Destinations are copied with an unquoted glob, so only glob-safe characters are allowed.
+DESTINATION = re.compile(r"^[A-Za-z0-9._*?@+,=:/\[\]-]+$")
+SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@-]+$")
+# Command names become OpenRC function names.
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+OPENRC_RESERVED = frozenset(
+    {"start", "stop", "restart", "status", "describe", "zap", "depend", "reload"}
+)
+STACK = re.compile(r"^alpine/(?P<version>.+)$")
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """``dependencies``: apk atoms needed to build and to run."""
+
+    trace: bool = False
+    build: tuple[str, ...] = ()
+    runtime: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Build:
+    """``build``: the shell command and what it leaves behind to package."""
+
+    command: str
+    destinations: tuple[str, ...] = ()
+    strip_binary: bool = True
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``run.commands`` entry: an OpenRC extra command."""
+
+    name: str
+    binary: str
+    call: str = ""
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    """A ``run.services`` entry: one s6 service mode."""
+
+    name: str
+    binary: str
+    start_call: str = ""
+    path: str | None = None
+    stop: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """``run``: the OpenRC/s6 service and its commands."""
+
+    name: str
+    commands: tuple[Command, ...] = ()
+    services: tuple[Service, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated instellar.yml."""
+
+    dependencies: Dependencies
+    build: Build
+    type: PackageType = "default"
+    stack: str | None = None
+    architectures: tuple[str, ...] = ("x86_64",)
+    source: str | None = None
+    package: str | None = None
+    run: Run | None = None
+    hooks: tuple[tuple[str, str], ...] = ()
+    # kits, sizes, plans, page: passed untouched to the deployment API.
+    deployment: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def alpine_version(self) -> str | None:
+        """The Alpine version named by ``stack: alpine/<version>``, if any."""
+        if self.stack is None:
+            return None
+        match = STACK.match(self.stack)
+        return match["version"] if match else None
+
+    @property
+    def runtime_dependencies(self) -> tuple[str, ...]:
+        """Runtime dependencies as v8 computes them: static sites also need nginx."""
+        extra = ("nginx",) if self.type == "static" else ()
+        return self.dependencies.runtime + extra
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Reader:
+    """Walks the raw YAML tree, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.problems: list[str] = []
+
+    def fail(self, path: str, what: str, value: Any = ...) -> None:
+        got = "" if value is ... else f" (got {_show(value)})"
+        self.problems.append(f"{self.filename}: {path}: {what}{got}")
+
+    def mapping(self, data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.fail(path, "must be a mapping", value)
+            return None
+        return value
+
+    def string(
+        self, data: Mapping[str, Any], key: str, path: str, *, required: bool = False
+    ) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                self.fail(path, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.fail(path, "must be a string", value)
+            return None
+        return str(value)
+
+    def boolean(self, data: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(path, "must be true or false", value)
+            return default
+        return value
+
+    def items(self, data: Mapping[str, Any], key: str, path: str) -> list[Any]:
+        value = data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, "must be a list", value)
+            return []
+        return value
+
+    def strings(
+        self, data: Mapping[str, Any], key: str, path: str, pattern: re.Pattern[str], what: str
+    ) -> tuple[str, ...]:
+        result = []
+        for index, item in enumerate(self.items(data, key, path)):
+            if not isinstance(item, str) or not pattern.match(item):
+                self.fail(f"{path}[{index}]", what, item)
+            else:
+                result.append(item)
+        return tuple(result)
+
+    def name(self, data: Mapping[str, Any], key: str, path: str) -> str:
+        value = self.string(data, key, path, required=True)
+        if value is not None and not SAFE_NAME.match(value):
+            self.fail(path, "must be a lowercase name of a-z, 0-9, '.', '_', '+', '-'", value)
+        return value or ""
+
+    def absolute_path(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+        value = self.string(data, key, path)
+        if value is None:
+            return None
+        parts = value.split("/")
+        if not value.startswith("/") or ".." in parts or not SAFE_PATH.match(value):
+            self.fail(path, "must be an absolute path without '..' or shell characters", value)
+            return None
+        return value.rstrip("/") or "/"
+
+    def one_line(self, data: Mapping[str, Any], key: str, path: str) -> str:
+        value = self.string(data, key, path) or ""
+        if "\n" in value.strip():
+            self.fail(path, "must be a single line", value)
+        return value.strip()
+
+
+def _dependencies(r: _Reader, raw: Mapping[str, Any]) -> Dependencies:
+    if "dependencies" not in raw or raw["dependencies"] is None:
+        r.fail("dependencies", "is required")
+        return Dependencies()
+    deps = r.mapping(raw, "dependencies", "dependencies") or {}
+    what = "is not an apk dependency (name, name>=1.2, so:lib, cmd:tool, !name)"
+    return Dependencies(
+        trace=r.boolean(deps, "trace", "dependencies.trace", False),
+        build=r.strings(deps, "build", "dependencies.build", DEPENDENCY, what),
+        runtime=r.strings(deps, "runtime", "dependencies.runtime", DEPENDENCY, what),
+    )
+
+
+def _build(r: _Reader, raw: Mapping[str, Any]) -> Build:
+    if raw.get("build") is None:
+        r.fail("build.command", "is required")
+        return Build(command="")
+    build = r.mapping(raw, "build", "build") or {}
+    command = r.string(build, "command", "build.command", required=True)
+    if command is not None and not command.strip():
+        r.fail("build.command", "must not be empty", command)
+    destinations = []
+    for index, item in enumerate(r.items(build, "destinations", "build.destinations")):
+        path = f"build.destinations[{index}]"
+        if not isinstance(item, str) or not item:
+            r.fail(path, "must be a non-empty string", item)
+        elif item.startswith("/"):
+            r.fail(path, "must be relative to the build directory", item)
+        elif ".." in item.split("/"):
+            r.fail(path, "must not escape the build directory with '..'", item)
+        elif not DESTINATION.match(item):
+            r.fail(path, "must not contain spaces, quotes or shell characters", item)
+        else:
+            destinations.append(item)
+    return Build(
+        command=command or "",
+        destinations=tuple(destinations),
+        strip_binary=r.boolean(build, "strip_binary", "build.strip_binary", True),
+    )
+
+
+def _run(r: _Reader, raw: Mapping[str, Any], package_type: str) -> Run | None:
+    run = r.mapping(raw, "run", "run")
+    if run is None:
+        if package_type == "default" and raw.get("run") is None:
+            r.fail("run", "is required for the default type (a run.name and at least one service)")
+        return None
+    commands = []
+    for index, item in enumerate(r.items(run, "commands", "run.commands")):
+        path = f"run.commands[{index}]"
+        if not isinstance(item, Mapping):
+            r.fail(path, "must be a mapping", item)
+            continue
+        name = r.name(item, "name", f"{path}.name")
+        if name and SAFE_NAME.match(name):
+            if not IDENTIFIER.match(name):
+                r.fail(f"{path}.name", "must be a shell identifier (a-z, 0-9, _)", name)
+            elif name in OPENRC_RESERVED or name.startswith(("start_", "stop_")):
+                r.fail(f"{path}.name", "clashes with an OpenRC built-in command", name)
+        commands.append(
+            Command(
+                name=name,
+                binary=r.name(item, "binary", f"{path}.binary"),
+                path=r.absolute_path(item, "path", f"{path}.path"),
+                call=r.one_line(item, "call", f"{path}.call"),
+            )
+        )
+    services = []
+    for index, item in enumerate(r.items(run, "services", "run.services")):
+        path = f"run.services[{index}]"
+        if not isinstance(item, Mapping):
+            r.fail(path, "must be a mapping", item)
+            continue
+        start = r.mapping(item, "start", f"{path}.start") or {}
+        stop = r.mapping(item, "stop", f"{path}.stop") or {}
+        services.append(
+            Service(
+                name=r.name(item, "name", f"{path}.name"),
+                binary=r.name(item, "binary", f"{path}.binary"),
+                path=r.absolute_path(item, "path", f"{path}.path"),
+                start_call=r.one_line(start, "call", f"{path}.start.call"),
+                stop=dict(stop),
+            )
+        )
+    if package_type == "default" and not services and not run.get("services"):
+        r.fail("run.services", "needs at least one service for the default type")
+    _unique(r, "run.commands", [c.name for c in commands])
+    _unique(r, "run.services", [s.name for s in services])
+    return Run(
+        name=r.name(run, "name", "run.name"), commands=tuple(commands), services=tuple(services)
+    )
+
+
+def _unique(r: _Reader, path: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            r.fail(path, "names must be unique", name)
+        seen.add(name)
+
+
+def _hooks(r: _Reader, raw: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    hooks = r.mapping(raw, "hook", "hook") or {}
+    result = []
+    for name, text in hooks.items():
+        if name not in HOOKS:
+            r.fail(f"hook.{name}", f"is not an apk install script ({', '.join(HOOKS)})", name)
+        elif not isinstance(text, str):
+            r.fail(f"hook.{name}", "must be shell text", text)
+        else:
+            result.append((name, text))
+    # Sorted, as v8's map iteration was: the output must not depend on YAML key order.
+    return tuple(sorted(result))
+
+
+def _architectures(r: _Reader, raw: Mapping[str, Any]) -> tuple[str, ...]:
+    if raw.get("architectures") is None:
+        return ("x86_64",)
+    found = r.strings(
+        raw,
+        "architectures",
+        "architectures",
+        re.compile("^(" + "|".join(ARCHITECTURES) + ")$"),
+        f"is not an Alpine architecture ({', '.join(ARCHITECTURES)})",
+    )
+    if not found and not r.problems:
+        r.fail("architectures", "must list at least one architecture", [])
+    return found or ("x86_64",)
+
+
+def _quoted_text(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
+    value = r.string(raw, key, key)
+    # source= is rendered inside double quotes in the APKBUILD: these would break out.
+    if key == "source" and value is not None and re.search(r'["`\\]|\$\(', value):
+        r.fail(key, 'must not contain double quotes, backquotes, backslashes or "$("', value)
+    return value
+
+
+def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
+    """Validate a parsed instellar.yml; raise :class:`ConfigError` listing every problem."""
+    r = _Reader(filename)
+    if raw is None:
+        raise ConfigError(f"{filename}: the file is empty")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{filename}: the top level must be a mapping (got {_show(raw)})")
+
+    types: dict[Any, PackageType] = {"default": "default", "static": "static", "custom": "custom"}
+    given_type = raw.get("type") or "default"
+    package_type = types.get(given_type, "default")
+    if given_type not in types:
+        r.fail("type", "must be one of default, static, custom", given_type)
+
+    stack = r.string(raw, "stack", "stack")
+    if stack is not None:
+        from pakman.identity import alpine_branch
+
+        match = STACK.match(stack)
+        if not match or alpine_branch(match["version"]) is None:
+            r.fail("stack", "must be alpine/<version>, e.g. alpine/3.20 or alpine/edge", stack)
+
+    deployment = {}
+    for key in PASSTHROUGH:
+        if key in raw and raw[key] is not None:
+            expected = Mapping if key == "page" else list
+            if not isinstance(raw[key], expected):
+                r.fail(key, "must be a mapping" if key == "page" else "must be a list", raw[key])
+            else:
+                deployment[key] = raw[key]
+
+    config = Config(
+        type=package_type,
+        stack=stack,
+        architectures=_architectures(r, raw),
+        dependencies=_dependencies(r, raw),
+        build=_build(r, raw),
+        source=_quoted_text(r, raw, "source"),
+        package=_quoted_text(r, raw, "package"),
+        run=_run(r, raw, package_type),
+        hooks=_hooks(r, raw),
+        deployment=deployment,
+        warnings=tuple(
+            f"{filename}: {key}: unknown key, ignored" for key in raw if key not in KNOWN_KEYS
+        ),
+    )
+    if r.problems:
+        raise ConfigError(*r.problems)
+    return config
+
+
+def parse(text: str, filename: str = "instellar.yml") -> Config:
+    """Parse YAML text with a safe loader and validate it."""
+    try:
+        # The C loader is several times faster; both are safe loaders.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}" if mark else "unknown line"
+        raise ConfigError(f"{filename}: {where}: invalid YAML: {error.problem}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{filename}: invalid YAML: {error}") from None
+    return from_mapping(raw, filename)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate an instellar.yml file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error.__class__.__name__}") from None
+    return parse(text, path.name)

@@ -1,0 +1,43 @@
+"""One exception class per failure kind, each with its process exit code.
+
+The CLI catches :class:`PakmanError`, prints its message (one line per problem)
+and exits with :attr:`PakmanError.exit_code`; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+
+class PakmanError(Exception):
+    """Base class: a failure the user can act on."""
+
+    exit_code = 1
+
+    def __init__(self, *problems: str) -> None:
+        self.problems: tuple[str, ...] = problems or ("unknown error",)
+        super().__init__("\n".join(self.problems))
+
+
+class ConfigError(PakmanError):
+    """instellar.yml, a command-line option or an environment variable is wrong."""
+
+    exit_code = 2
+
+
+class KeyMaterialError(ConfigError):
+    """A signing key is unreadable or the pair does not match. Never echoes key bytes."""
+
+
+class PackageFormatError(ConfigError):
+    """A file is not a readable v2 apk package or index."""
+
+
+class VerificationError(PakmanError):
+    """Packages or indexes failed signature or integrity checks."""
+
+    exit_code = 1
+
+
+class PublishError(PakmanError):
+    """Storage or the deployment API refused or could not be reached."""
+
+    exit_code = 3

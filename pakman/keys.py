@@ -1,0 +1,147 @@
+"""abuild signing keys: check, install, generate and fingerprint.
+
+Key material only ever travels in memory or into files with tight modes;
+no error message here quotes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pakman.errors import KeyMaterialError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+KEY_BITS = 4096
+
+
+@dataclass(frozen=True, repr=False)
+class KeyPair:
+    """A checked PEM key pair. ``repr`` never shows the private key."""
+
+    private_pem: bytes
+    public_pem: bytes
+
+    def __repr__(self) -> str:
+        return f"KeyPair(fingerprint={fingerprint(self.public_pem)!r})"
+
+
+def load_public(pem: bytes, what: str = "public key") -> RSAPublicKey:
+    """Parse a PEM RSA public key or raise a clear error naming ``what``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        raise KeyMaterialError(f"{what}: not a PEM public key") from None
+    if not isinstance(key, RSAPublicKey):
+        raise KeyMaterialError(f"{what}: not an RSA key")
+    return key
+
+
+def _load_private(pem: bytes, what: str) -> RSAPrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        # cryptography's messages can quote the input; ours never do.
+        raise KeyMaterialError(f"{what}: not an unencrypted PEM private key") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise KeyMaterialError(f"{what}: not an RSA key")
+    return key
+
+
+def public_pem_of(private: RSAPrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def check_pair(
+    private_pem: bytes | str,
+    public_pem: bytes | str | None = None,
+    *,
+    private_name: str = "private key",
+    public_name: str = "public key",
+) -> KeyPair:
+    """Parse the pair and check that they match; derive the public key when absent."""
+    private_bytes = private_pem.encode() if isinstance(private_pem, str) else private_pem
+    if not private_bytes.strip():
+        raise KeyMaterialError(f"{private_name}: is empty")
+    private = _load_private(private_bytes, private_name)
+    derived = public_pem_of(private)
+    if public_pem is None or not str(public_pem).strip():
+        return KeyPair(private_bytes, derived)
+    public_bytes = public_pem.encode() if isinstance(public_pem, str) else public_pem
+    public = load_public(public_bytes, public_name)
+    if public.public_numbers() != private.public_key().public_numbers():
+        raise KeyMaterialError(f"{public_name}: does not match {private_name}")
+    return KeyPair(private_bytes, public_bytes)
+
+
+def fingerprint(public_pem: bytes) -> str:
+    """SHA-256 of the DER SubjectPublicKeyInfo, hex: stable across PEM formatting."""
+    from cryptography.hazmat.primitives import serialization
+
+    der = load_public(public_pem).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def generate(bits: int = KEY_BITS) -> KeyPair:
+    """A new RSA key pair, as ``abuild-keygen`` makes (PKCS#8 private, SPKI public)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return KeyPair(private_pem, public_pem_of(private))
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    # Created with its final mode, so the private key is never readable by others.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(temporary, mode)
+    temporary.replace(path)
+
+
+def write_pair(pair: KeyPair, directory: Path, key_name: str) -> tuple[Path, Path]:
+    """Write ``<key_name>`` (0600) and ``<key_name>.pub`` (0644) into ``directory``."""
+    private_path = directory / key_name
+    public_path = directory / f"{key_name}.pub"
+    _write(private_path, pair.private_pem, 0o600)
+    _write(public_path, pair.public_pem, 0o644)
+    return private_path, public_path
+
+
+def abuild_conf(private_key_path: str) -> str:
+    """The ``~/.abuild/abuild.conf`` that points abuild at the signing key."""
+    return f'PACKAGER_PRIVKEY="{private_key_path}"\n'
+
+
+def install(pair: KeyPair, home: Path, apk_keys_dir: Path, key_name: str) -> Path:
+    """Set up abuild signing as v8 did: key files, abuild.conf, trusted public key."""
+    abuild_dir = home / ".abuild"
+    private_path, _ = write_pair(pair, abuild_dir, key_name)
+    _write(abuild_dir / "abuild.conf", abuild_conf(str(private_path)).encode(), 0o644)
+    _write(apk_keys_dir / f"{key_name}.pub", pair.public_pem, 0o644)
+    return private_path

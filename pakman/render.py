@@ -1,0 +1,130 @@
+"""Render the abuild tree: a pure function from config + identity to files."""
+
+from __future__ import annotations
+
+import shlex
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+import jinja2
+
+from pakman.config import Command, Config, Service
+from pakman.errors import ConfigError
+from pakman.identity import Identity
+
+SERVICE_FILES = ("initd", "run", "finish", "log", "environment", "env-exec")
+
+
+class RenderedFile(NamedTuple):
+    """A file's text and its permission bits."""
+
+    text: str
+    mode: int
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pakman", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - shell scripts, not HTML
+    )
+    env.filters["sq"] = shlex.quote
+    return env
+
+
+def _invocation(run_name: str, item: Command | Service) -> str:
+    directory = item.path or f"/var/lib/{run_name}/bin"
+    call = item.call if isinstance(item, Command) else item.start_call
+    return f"{directory}/{item.binary} {call}".rstrip()
+
+
+def abuild_options(config: Config) -> tuple[str, ...]:
+    """abuild ``options``: never check; trace deps only on request; strip unless disabled."""
+    options = ["!check"]
+    if not config.dependencies.trace:
+        options.append("!tracedeps")
+    if not config.build.strip_binary:
+        options.append("!strip")
+    return tuple(options)
+
+
+def check_identity(config: Config, identity: Identity) -> None:
+    """Reject configs whose service files would not be found under the package's name."""
+    run = config.run
+    if config.type == "default" and config.source is None and run and run.name != identity.slug:
+        raise ConfigError(
+            f"instellar.yml: run.name: must equal the package name {identity.slug!r}"
+            f" derived from {identity.repository!r}, or the APKBUILD's service files"
+            f" are missing (got {run.name!r})"
+        )
+
+
+def render(config: Config, identity: Identity) -> dict[str, RenderedFile]:
+    """Render every build file, keyed by its path relative to ``.apk/<org>/<name>/``."""
+    check_identity(config, identity)
+    env = _environment()
+    slug = identity.slug
+    hooks = dict(config.hooks)
+
+    def template(template_name: str, **context: object) -> str:
+        return env.get_template(f"{template_name}.j2").render(
+            config=config, identity=identity, **context
+        )
+
+    if config.source is not None:
+        sources = [line.strip() for line in config.source.splitlines() if line.strip()]
+    elif config.type == "default":
+        sources = [f"$pkgname.{name}" for name in SERVICE_FILES]
+    else:
+        sources = []
+    install = ["pre-install", *(name for name in hooks if name != "pre-install")]
+
+    files = {
+        "APKBUILD": RenderedFile(
+            template("APKBUILD", options=abuild_options(config), install=install, sources=sources),
+            0o644,
+        ),
+        f"{slug}.pre-install": RenderedFile(
+            template("pre-install", hook=hooks.get("pre-install")), 0o755
+        ),
+    }
+    for name, text in hooks.items():
+        if name != "pre-install":
+            files[f"{slug}.{name}"] = RenderedFile(template("hook", name=name, text=text), 0o755)
+
+    if config.type in ("static", "custom"):
+        return files
+
+    if config.run is not None:
+        run = config.run
+
+        def invocation(item: Command | Service) -> str:
+            return _invocation(run.name, item)
+
+        for name in ("initd", "run", "finish", "log"):
+            files[f"{run.name}.{name}"] = RenderedFile(
+                template(name, run=run, invocation=invocation), 0o755
+            )
+    files[f"{slug}.profile"] = RenderedFile(template("profile"), 0o644)
+    files[f"{slug}.environment"] = RenderedFile(template("environment"), 0o755)
+    files[f"{slug}.env-exec"] = RenderedFile(template("env-exec"), 0o755)
+    return files
+
+
+def write(files: dict[str, RenderedFile], directory: Path) -> list[Path]:
+    """Write rendered files into ``directory``, replacing each one atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (text, mode) in sorted(files.items()):
+        target = directory / name
+        temporary = target.with_name(f".{name}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.chmod(mode)
+        temporary.replace(target)
+        written.append(target)
+    return written

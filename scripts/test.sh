@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs every check: ruff, mypy --strict and pytest.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real tools the tests use: qemu-img and e2fsprogs for the Alpine root, shellcheck, zip, git.
+packages=(qemu-utils e2fsprogs shellcheck zip git)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: missing Debian packages (install them as root): ${missing[*]}" >&2
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" -e ./ci
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== ruff"
+ruff check pakman tests ci/src benchmarks
+ruff format --check pakman tests ci/src benchmarks
+echo "== mypy --strict"
+mypy pakman tests ci/src benchmarks
+echo "== pytest"
+set +e
+python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,2 @@
+# shellcheck shell=sh
+export PATH="/var/lib/laraone/bin:$PATH"

@@ -1,0 +1,96 @@
+"""Rendered files checked by real Alpine busybox ash, in a chroot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pakman import config, render
+from pakman.identity import Identity
+from tests import rig
+from tests.conftest import V8_CONFIGS, V8_REPOSITORIES
+
+VARIABLES = (
+    "pkgname",
+    "pkgver",
+    "pkgrel",
+    "arch",
+    "options",
+    "depends",
+    "makedepends",
+    "subpackages",
+    "install",
+    "source",
+)
+
+
+def _render_into(name: str, folder: Path) -> tuple[config.Config, Identity]:
+    cfg = config.load(V8_CONFIGS / f"{name}.yml")
+    identity = Identity(V8_REPOSITORIES[name], version="2.3.4", build=9)
+    render.write(render.render(cfg, identity), folder)
+    return cfg, identity
+
+
+@pytest.mark.parametrize("name", sorted(V8_REPOSITORIES))
+def test_apkbuild_parses_and_sources_in_real_ash(
+    name: str, alpine: rig.Overlay, tmp_path: Path
+) -> None:
+    cfg, identity = _render_into(name, tmp_path)
+    alpine.bind(tmp_path, "/work", readonly=True)
+    assert alpine.run("ash -n /work/APKBUILD").returncode == 0
+    out = alpine.run(
+        "srcdir=/src; cd /work; . ./APKBUILD; "
+        + "; ".join(f'printf "%s\\0" "${v}"' for v in VARIABLES)
+    ).stdout
+    values = dict(zip(VARIABLES, out.split("\0")[: len(VARIABLES)], strict=True))
+    slug = identity.slug
+    assert values["pkgname"] == slug
+    assert values["pkgver"] == "2.3.4"
+    assert values["pkgrel"] == "9"
+    assert values["arch"].split() == list(cfg.architectures)
+    assert values["options"].split()[0] == "!check"
+    assert ("!tracedeps" in values["options"]) != cfg.dependencies.trace
+    assert values["depends"].split() == list(cfg.runtime_dependencies)
+    assert values["makedepends"].split() == list(cfg.dependencies.build)
+    assert values["subpackages"] == f"{slug}-openrc"
+    assert values["install"].split() == [f"{slug}.pre-install"] + [
+        f"{slug}.{hook}" for hook, _ in cfg.hooks
+    ]
+    assert values["source"].split() == [f"{slug}-2.3.4.tar"] + [
+        f"{slug}.{kind}" for kind in render.SERVICE_FILES
+    ]
+
+
+def test_real_ash_rejects_a_broken_apkbuild(alpine: rig.Overlay, tmp_path: Path) -> None:
+    (tmp_path / "APKBUILD").write_text('pkgname="x\nbuild() {\n')
+    alpine.bind(tmp_path, "/work", readonly=True)
+    result = alpine.run("ash -n /work/APKBUILD", check=False)
+    assert result.returncode == 2
+    assert "syntax error" in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(V8_REPOSITORIES))
+def test_shell_scripts_parse_in_real_ash(name: str, alpine: rig.Overlay, tmp_path: Path) -> None:
+    _render_into(name, tmp_path)
+    alpine.bind(tmp_path, "/work", readonly=True)
+    for path in sorted(tmp_path.iterdir()):
+        first = path.read_text().splitlines()[0]
+        if first in ("#!/bin/sh", "#!/sbin/openrc-run"):
+            alpine.run(f"ash -n /work/{path.name}")
+
+
+def test_pre_install_creates_the_user_and_group(alpine: rig.Overlay, tmp_path: Path) -> None:
+    _, identity = _render_into("rails", tmp_path)
+    alpine.bind(tmp_path, "/work", readonly=True)
+    assert alpine.run("id locomo", check=False).returncode != 0
+    alpine.run("/work/locomo.pre-install")
+    passwd = alpine.run("grep '^locomo:' /etc/passwd").stdout.strip().split(":")
+    assert passwd[5] == "/var/lib/locomo"
+    assert passwd[6] == "/sbin/nologin"
+    assert int(passwd[2]) < 1000  # a system user
+    group = alpine.run("grep '^locomo:' /etc/group").stdout.strip().split(":")
+    assert group[2] == passwd[3]
+    # Running it again (a reinstall) still succeeds.
+    alpine.run("/work/locomo.pre-install")
+    assert identity.slug == "locomo"

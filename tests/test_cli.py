@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pakman import keys
+from tests.conftest import V8_CONFIGS, run_pakman
+
+
+def _workspace(tmp_path: Path, fixture: str = "rails") -> Path:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "instellar.yml").write_text((V8_CONFIGS / f"{fixture}.yml").read_text())
+    subprocess.run(["git", "-C", str(workspace), "init", "-q"], check=True)
+    subprocess.run(["git", "-C", str(workspace), "add", "."], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(workspace),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+        check=True,
+    )
+    subprocess.run(["git", "-C", str(workspace), "tag", "v3.1.4"], check=True)
+    return workspace
+
+
+def test_bootstrap_as_a_v8_drop_in(tmp_path: Path) -> None:
+    """An unchanged v8 workflow: everything comes from the GITHUB_* and ABUILD_* variables."""
+    workspace = _workspace(tmp_path)
+    pair = keys.generate(2048)
+    home = tmp_path / "home"
+    result = run_pakman(
+        "bootstrap",
+        "--apk-keys-dir",
+        str(tmp_path / "apk-keys"),
+        env={
+            "GITHUB_WORKSPACE": str(workspace),
+            "GITHUB_REPOSITORY": "upmaru/locomo",
+            "GITHUB_RUN_NUMBER": "42",
+            "HOME": str(home),
+            "ABUILD_PRIVATE_KEY": pair.private_pem.decode(),
+            "ABUILD_PUBLIC_KEY": pair.public_pem.decode(),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    apkbuild = (workspace / ".apk/upmaru/locomo/APKBUILD").read_text()
+    assert 'pkgver="3.1.4"' in apkbuild
+    assert 'pkgrel="42"' in apkbuild
+    assert (home / ".abuild/upmaru-locomo.rsa").read_bytes() == pair.private_pem
+    assert (tmp_path / "apk-keys/upmaru-locomo.rsa.pub").read_bytes() == pair.public_pem
+    assert "PRIVATE KEY" not in result.stdout + result.stderr
+
+
+def test_bootstrap_options_override_environment(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path, "elixir")
+    out = tmp_path / "out"
+    result = run_pakman(
+        "bootstrap",
+        "--workspace",
+        str(workspace),
+        "--repository",
+        "upmaru/rdio",
+        "--version",
+        "9.9.9",
+        "--build",
+        "3",
+        "--output",
+        str(out),
+        env={"GITHUB_REPOSITORY": "someone/else", "GITHUB_RUN_NUMBER": "100"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'pkgrel="3"' in (out / "APKBUILD").read_text()
+    assert 'pkgver="9.9.9"' in (out / "APKBUILD").read_text()
+    assert "signing key set-up skipped" in result.stderr
+
+
+def test_bootstrap_with_a_bad_key_writes_nothing(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path)
+    result = run_pakman(
+        "bootstrap",
+        "--workspace",
+        str(workspace),
+        "--repository",
+        "upmaru/locomo",
+        "--home",
+        str(tmp_path / "home"),
+        env={"ABUILD_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nSECRETBITS\n-----END"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: ABUILD_PRIVATE_KEY: not an unencrypted PEM private key"
+    assert not (workspace / ".apk").exists()
+    assert not (tmp_path / "home").exists()
+
+
+def test_bootstrap_without_repository_is_a_clear_error(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path)
+    result = run_pakman("bootstrap", "--workspace", str(workspace))
+    assert result.returncode == 2
+    assert "--repository: required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_build_number(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path)
+    result = run_pakman(
+        "bootstrap",
+        "--workspace",
+        str(workspace),
+        "--repository",
+        "upmaru/locomo",
+        "--build",
+        "seven",
+    )
+    assert result.returncode == 2
+    assert "--build: must be a whole number (got 'seven')" in result.stderr
+
+
+def test_help_has_examples() -> None:
+    for command in ("check", "bootstrap", "keygen"):
+        result = run_pakman(command, "--help")
+        assert result.returncode == 0
+        assert "examples:" in result.stdout
+
+
+def test_check_and_bootstrap_do_not_import_boto3_or_cryptography() -> None:
+    code = (
+        "import sys; from pakman import cli\n"
+        "try:\n    cli.main(['check', '--config', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('boto3', 'botocore', 'cryptography') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(V8_CONFIGS / "rails.yml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"

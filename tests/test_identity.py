@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pakman.errors import ConfigError
+from pakman.identity import (
+    Identity,
+    alpine_branch,
+    alpine_image_tag,
+    git_epoch,
+    git_version,
+    resolve_alpine,
+    slugify,
+    version_from_describe,
+)
+
+
+def test_repository_slugs_like_v8() -> None:
+    identity = Identity("Artellectual/artellectual.com")
+    assert identity.organization == "artellectual"
+    assert identity.name == "artellectual.com"
+    assert identity.slug == "artellectual-com"
+    assert identity.apk_dir == ".apk/artellectual/artellectual.com"
+    assert identity.key_name == "artellectual-artellectual-com.rsa"
+    assert slugify("My_App--Two") == "my-app-two"
+
+
+@pytest.mark.parametrize(
+    ("described", "expected"),
+    [
+        ("1.2.3", "1.2.3"),
+        ("v1.2.3", "1.2.3"),  # v8 gave 0.0.0 here: fixed
+        ("v1.2.3-4-gabc1234", "1.2.3"),
+        ("2.0.0_rc1", "2.0.0_rc1"),
+        ("1.2", "1.2"),
+        ("abc1234", "0.0.0"),
+        ("1234567", "0.0.0"),  # an all-digit short hash is not a version
+        ("release-1", "0.0.0"),
+        ("1.2.3beta", "0.0.0"),
+        ("", "0.0.0"),
+    ],
+)
+def test_version_from_git_describe(described: str, expected: str) -> None:
+    assert version_from_describe(described) == expected
+
+
+def test_version_and_epoch_from_a_real_git_repository(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    assert git_version(tmp_path) == "0.0.0"
+    assert git_epoch(tmp_path) is None
+    git("init", "-q")
+    (tmp_path / "f").write_text("x")
+    git("add", "f")
+    env_date = "2024-01-02T03:04:05+00:00"
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(tmp_path),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+            "--date",
+            env_date,
+        ],
+        check=True,
+        env={"GIT_COMMITTER_DATE": env_date, "PATH": "/usr/bin:/bin"},
+    )
+    assert git_version(tmp_path) == "0.0.0"
+    git("tag", "v2.5.1")
+    assert git_version(tmp_path) == "2.5.1"
+    assert git_epoch(tmp_path) == 1704164645
+
+
+@pytest.mark.parametrize(
+    ("given", "branch", "tag"),
+    [
+        ("3.20", "v3.20", "3.20"),
+        ("v3.20", "v3.20", "3.20"),
+        ("edge", "edge", "edge"),
+        ("latest-stable", "latest-stable", "latest"),
+        ("3.9", "v3.9", "3.9"),
+    ],
+)
+def test_alpine_versions_normalise(given: str, branch: str, tag: str) -> None:
+    assert alpine_branch(given) == branch
+    assert alpine_image_tag(branch) == tag
+
+
+def test_alpine_resolution_order() -> None:
+    assert resolve_alpine("edge", "3.18") == "edge"
+    assert resolve_alpine(None, "3.18") == "v3.18"
+    assert resolve_alpine("", None) == "latest-stable"
+    with pytest.raises(ConfigError, match="alpine: not an Alpine version"):
+        resolve_alpine("bookworm", None)
+
+
+@pytest.mark.parametrize("repository", ["acme", "acme/app/x", "ac me/app", "acme/a$b", "-acme/app"])
+def test_bad_repository_is_rejected(repository: str) -> None:
+    with pytest.raises(ConfigError, match="repository: must be owner/name"):
+        Identity(repository)
+
+
+def test_bad_version_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="version: not a valid Alpine pkgver"):
+        Identity("acme/app", version="1.0-beta")
