@@ -8,13 +8,21 @@ cryptography) happen inside the subcommands that need them, so ``check`` and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+    from pakman.verify import Report
 
 EPILOG = {
     "check": """examples:
@@ -137,6 +145,59 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trusted(args: argparse.Namespace) -> dict[str, RSAPublicKey]:
+    from pakman.verify import load_trusted_keys
+
+    if not args.key:
+        raise ConfigError("--key: a trusted public key is required to verify (or pass --no-verify)")
+    return load_trusted_keys(Path(k) for k in args.key)
+
+
+def _print_report(report: Report, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            print(f"FAIL {problem}")
+        status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        print(f"{report.packages} package(s), {report.indexes} index(es): {status}")
+    return 0 if report.ok else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pakman.verify import verify_tree
+
+    trusted = _trusted(args)
+    return _print_report(verify_tree(Path(args.directory), trusted), args.json)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pakman import merge
+    from pakman.errors import VerificationError
+    from pakman.verify import verify_tree
+
+    merged = merge.collect([Path(d) for d in args.artifacts])
+    staging = Path(args.packages_dir) if args.packages_dir else None
+    if not args.no_verify:
+        trusted = _trusted(args)
+        # Verify the merged tree, so the index beside each package is the one that ships.
+        with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
+            tree = staging or Path(tmp)
+            merge.write_tree(merged, tree)
+            report = verify_tree(tree, trusted)
+            if not report.ok:
+                _print_report(report, as_json=False)
+                raise VerificationError("merge refused: verification failed (see above)")
+    elif staging:
+        merge.write_tree(merged, staging)
+    digest = merge.write_zip(merged, Path(args.output))
+    print(
+        f"wrote {args.output}: {len(merged.entries)} files for "
+        f"{', '.join(merged.architectures)}, sha256 {digest}"
+    )
+    return 0
+
+
 def _add_common_bootstrap(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="instellar.yml (default: $GITHUB_WORKSPACE/instellar.yml)")
     parser.add_argument("--workspace", help="the checkout (default: $GITHUB_WORKSPACE or .)")
@@ -187,6 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
     p.add_argument("--output", default=".", help="folder for the key files (default: .)")
     p.add_argument("--bits", type=int, default=4096, help=argparse.SUPPRESS)
+
+    p = add(
+        "verify", cmd_verify, "Check every package and index: signatures, datahash, index entries."
+    )
+    p.add_argument("directory", help="a packages tree (<repo>/<arch>/...)")
+    p.add_argument("--key", action="append", help="trusted public key file (repeatable)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report")
+
+    p = add(
+        "merge", cmd_merge, "Merge per-arch outputs into one tree and a deterministic packages.zip."
+    )
+    p.add_argument("artifacts", nargs="+", help="abuild ~/packages folders or downloaded artifacts")
+    p.add_argument(
+        "--output", default="packages.zip", help="the zip to write (default: %(default)s)"
+    )
+    p.add_argument("--packages-dir", help="also write the merged tree here")
+    p.add_argument("--key", action="append", help="trusted public key file (repeatable)")
+    p.add_argument("--no-verify", action="store_true", help="skip verification before zipping")
     return parser
 
 

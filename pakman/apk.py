@@ -1,0 +1,207 @@
+"""Reading classic (v2) Alpine packages and indexes: gzip streams, signatures, records.
+
+A v2 ``.apk`` is three gzip streams (signature, control, data); an
+``APKINDEX.tar.gz`` is two (signature, index). Signatures cover the raw
+compressed bytes of the stream that follows them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pakman.errors import PackageFormatError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ADB_MAGICS = (b"ADB.", b"ADBd", b"ADBc")
+SIGNATURE_PREFIXES: tuple[tuple[str, Literal["sha1", "sha256"]], ...] = (
+    (".SIGN.RSA256.", "sha256"),
+    (".SIGN.RSA.", "sha1"),
+)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One ``.SIGN.RSA[256].<key_name>`` entry."""
+
+    algorithm: Literal["sha1", "sha256"]
+    key_name: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Package:
+    """A parsed v2 package: what verification and indexing need."""
+
+    path: Path
+    size: int
+    signatures: tuple[Signature, ...]
+    control: bytes  # the raw control gzip stream, as signed
+    info: dict[str, tuple[str, ...]]
+    data_sha256: str  # of the raw data gzip stream
+
+    @property
+    def checksum(self) -> str:
+        """The index ``C:`` value: Q1 + base64 SHA-1 of the control stream."""
+        return "Q1" + base64.b64encode(hashlib.sha1(self.control).digest()).decode()  # noqa: S324
+
+    def field(self, key: str) -> str:
+        values = self.info.get(key, ())
+        return values[0] if values else ""
+
+
+@dataclass(frozen=True)
+class Index:
+    """A parsed v2 ``APKINDEX.tar.gz``."""
+
+    path: Path
+    signatures: tuple[Signature, ...]
+    signed: bytes  # the raw index gzip stream, as signed
+    description: str
+    records: tuple[dict[str, str], ...]
+
+
+def _streams(data: bytes, path: Path, expected: int) -> list[memoryview]:
+    """Split concatenated gzip streams; the last one is taken to the end of the file."""
+    if data[:4] in ADB_MAGICS:
+        raise PackageFormatError(f"{path}: apk v3 format is not supported yet")
+    if data[:2] != GZIP_MAGIC:
+        raise PackageFormatError(f"{path}: not a v2 apk file (no gzip stream)")
+    streams = []
+    offset = 0
+    view = memoryview(data)
+    for _ in range(expected - 1):
+        end = _stream_end(view, offset, path)
+        streams.append(view[offset:end])
+        offset = end
+        if data[offset : offset + 2] != GZIP_MAGIC:
+            raise PackageFormatError(
+                f"{path}: truncated: expected {expected} gzip streams, found {len(streams)}"
+            )
+    streams.append(view[offset:])
+    return streams
+
+
+def _stream_end(view: memoryview, offset: int, path: Path, chunk: int = 4096) -> int:
+    """Where the gzip stream starting at ``offset`` ends, inflating it chunk by chunk.
+
+    Signature and control streams are small; feeding the whole rest of the file would
+    copy the data stream into ``unused_data`` for nothing.
+    """
+    inflater = zlib.decompressobj(wbits=31)
+    position = offset
+    while not inflater.eof:
+        if position >= len(view):
+            raise PackageFormatError(f"{path}: truncated: gzip stream at byte {offset} never ends")
+        piece = view[position : position + chunk]
+        try:
+            inflater.decompress(piece)
+        except zlib.error:
+            raise PackageFormatError(f"{path}: corrupt gzip stream at byte {offset}") from None
+        position += len(piece)
+    return position - len(inflater.unused_data)
+
+
+def _members(stream: bytes | memoryview, path: Path, what: str) -> dict[str, bytes]:
+    try:
+        raw = zlib.decompress(stream, wbits=31)
+    except zlib.error:
+        raise PackageFormatError(f"{path}: corrupt {what} stream") from None
+    members: dict[str, bytes] = {}
+    # abuild cuts the end-of-archive blocks; tarfile treats the plain end of data as the end.
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        try:
+            for member in tar:
+                if member.isfile():
+                    extracted = tar.extractfile(member)
+                    members[member.name] = extracted.read() if extracted else b""
+        except tarfile.TarError:
+            raise PackageFormatError(f"{path}: corrupt {what} tar") from None
+    return members
+
+
+def _signatures(stream: bytes | memoryview, path: Path) -> tuple[Signature, ...]:
+    found = []
+    for name, value in _members(stream, path, "signature").items():
+        for prefix, algorithm in SIGNATURE_PREFIXES:
+            if name.startswith(prefix):
+                found.append(Signature(algorithm, name[len(prefix) :], value))
+                break
+    if not found:
+        raise PackageFormatError(f"{path}: unsigned: no .SIGN.RSA entry in the first stream")
+    return tuple(found)
+
+
+def parse_pkginfo(text: str) -> dict[str, tuple[str, ...]]:
+    """``key = value`` lines; keys like ``depend`` may repeat."""
+    info: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or " = " not in line:
+            continue
+        key, value = line.split(" = ", 1)
+        info.setdefault(key.strip(), []).append(value)
+    return {key: tuple(values) for key, values in info.items()}
+
+
+def read_package(path: Path) -> Package:
+    """Read a v2 package file."""
+    data = _read(path)
+    signature, control, payload = _streams(data, path, 3)
+    members = _members(control, path, "control")
+    if ".PKGINFO" not in members:
+        raise PackageFormatError(f"{path}: no .PKGINFO in the control stream")
+    return Package(
+        path=path,
+        size=len(data),
+        signatures=_signatures(signature, path),
+        control=bytes(control),
+        info=parse_pkginfo(members[".PKGINFO"].decode("utf-8", "replace")),
+        data_sha256=hashlib.sha256(payload).hexdigest(),
+    )
+
+
+def parse_index_text(text: str) -> tuple[dict[str, str], ...]:
+    """APKINDEX records: ``X:value`` lines, a blank line between records."""
+    records = []
+    for block in text.split("\n\n"):
+        record = {}
+        for line in block.splitlines():
+            if len(line) >= 2 and line[1] == ":":
+                record[line[0]] = line[2:]
+        if record:
+            records.append(record)
+    return tuple(records)
+
+
+def read_index(path: Path) -> Index:
+    """Read a signed v2 APKINDEX.tar.gz."""
+    data = _read(path)
+    signature, signed = _streams(data, path, 2)
+    members = _members(signed, path, "index")
+    if "APKINDEX" not in members:
+        raise PackageFormatError(f"{path}: no APKINDEX entry in the index")
+    return Index(
+        path=path,
+        signatures=_signatures(signature, path),
+        signed=bytes(signed),
+        description=members.get("DESCRIPTION", b"").decode("utf-8", "replace").strip(),
+        records=parse_index_text(members["APKINDEX"].decode("utf-8", "replace")),
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise PackageFormatError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def package_filename(record: dict[str, str]) -> str:
+    """The file name abuild gives the package an index record describes."""
+    return f"{record.get('P', '')}-{record.get('V', '')}.apk"

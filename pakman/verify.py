@@ -1,0 +1,187 @@
+"""Prove that packages and indexes are signed by our key and whole, before they ship.
+
+The checks mirror what apk-tools 3 enforces on every host, so a failure here is
+a failure users would otherwise meet as "UNTRUSTED signature" or
+"v2 package integrity error" at install time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pakman import apk
+from pakman.errors import ConfigError, PackageFormatError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+INDEX_NAME = "APKINDEX.tar.gz"
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass
+class Report:
+    """The outcome of verifying a tree: what was checked and every problem found."""
+
+    packages: int = 0
+    indexes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.packages + self.indexes > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "packages": self.packages,
+            "indexes": self.indexes,
+            "problems": [{"path": p.path, "problem": p.problem} for p in self.problems],
+        }
+
+
+def load_trusted_keys(paths: Iterable[Path]) -> dict[str, RSAPublicKey]:
+    """Public keys by file name: apk matches a signature to a key by its file name."""
+    from pakman.keys import load_public
+
+    trusted = {}
+    for path in paths:
+        try:
+            pem = path.read_bytes()
+        except OSError as error:
+            raise ConfigError(f"--key: {path}: cannot read: {error.strerror}") from None
+        trusted[path.name] = load_public(pem, f"--key: {path}")
+    if not trusted:
+        raise ConfigError("--key: at least one trusted public key is required")
+    return trusted
+
+
+def check_signature(
+    signatures: tuple[apk.Signature, ...], signed: bytes, trusted: Mapping[str, RSAPublicKey]
+) -> str | None:
+    """None when one signature verifies with a trusted key; otherwise why not."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    for signature in signatures:
+        key = trusted.get(signature.key_name)
+        if key is None:
+            continue
+        digest = hashes.SHA256() if signature.algorithm == "sha256" else hashes.SHA1()  # noqa: S303
+        try:
+            key.verify(signature.value, signed, padding.PKCS1v15(), digest)
+            return None
+        except InvalidSignature:
+            return f"bad signature: does not verify with {signature.key_name}"
+    names = ", ".join(sorted(s.key_name for s in signatures))
+    return (
+        f"UNTRUSTED signature: signed with key {names}, which is not among the trusted keys"
+        f" ({', '.join(sorted(trusted))}); the public key file must be named {names}"
+    )
+
+
+def _check_package(path: Path, trusted: Mapping[str, RSAPublicKey]) -> apk.Package | str:
+    try:
+        package = apk.read_package(path)
+    except PackageFormatError as error:
+        return str(error).split(": ", 1)[1]
+    problem = check_signature(package.signatures, package.control, trusted)
+    if problem:
+        return problem
+    datahash = package.field("datahash")
+    if not datahash:
+        return "no datahash in .PKGINFO"
+    if datahash != package.data_sha256:
+        return "integrity error: the data stream does not match datahash"
+    return package
+
+
+def _check_index(
+    path: Path, packages: dict[str, apk.Package], trusted: Mapping[str, RSAPublicKey]
+) -> list[str]:
+    try:
+        index = apk.read_index(path)
+    except PackageFormatError as error:
+        return [str(error).split(": ", 1)[1]]
+    problem = check_signature(index.signatures, index.signed, trusted)
+    if problem:
+        return [problem]
+    problems = []
+    listed = set()
+    for record in index.records:
+        filename = apk.package_filename(record)
+        listed.add(filename)
+        package = packages.get(filename)
+        if package is None:
+            if (path.parent / filename).exists():
+                continue  # the package itself failed and is reported on its own
+            problems.append(f"lists {filename}, which is missing")
+        elif record.get("C") != package.checksum:
+            problems.append(f"{filename}: integrity error: does not match its index entry (C:)")
+    for filename in sorted(set(packages) - listed):
+        problems.append(f"{filename} is not in the index")
+    return problems
+
+
+def verify_tree(
+    root: Path, trusted: Mapping[str, RSAPublicKey], workers: int | None = None
+) -> Report:
+    """Verify every package and index under ``root``, folder by folder (one per arch)."""
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such directory")
+    folders: dict[Path, list[Path]] = defaultdict(list)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.endswith(".apk") or name == INDEX_NAME:
+                folders[Path(dirpath)].append(Path(dirpath) / name)
+
+    report = Report()
+    package_paths = sorted(p for paths in folders.values() for p in paths if p.suffix == ".apk")
+    # Hashing and zlib release the GIL: threads use both cores.
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        results = dict(
+            zip(
+                package_paths,
+                pool.map(lambda p: _check_package(p, trusted), package_paths),
+                strict=True,
+            )
+        )
+
+    def rel(path: Path) -> str:
+        return str(path.relative_to(root))
+
+    for folder in sorted(folders):
+        good: dict[str, apk.Package] = {}
+        for path in sorted(p for p in folders[folder] if p.suffix == ".apk"):
+            report.packages += 1
+            result = results[path]
+            if isinstance(result, str):
+                report.problems.append(Problem(rel(path), result))
+            else:
+                good[path.name] = result
+        index = folder / INDEX_NAME
+        if index.exists():
+            report.indexes += 1
+            for problem in _check_index(index, good, trusted):
+                report.problems.append(Problem(rel(index), problem))
+        else:
+            report.problems.append(Problem(rel(folder), f"no {INDEX_NAME} beside the packages"))
+    if not folders:
+        report.problems.append(Problem(".", "no packages or indexes found"))
+    return report
