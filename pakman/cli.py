@@ -22,6 +22,7 @@ from pakman.errors import ConfigError, PakmanError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+    from pakman.publish import Summary
     from pakman.verify import Report
 
 EPILOG = {
@@ -198,6 +199,145 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log(enabled: bool) -> Callable[[str], None]:
+    return (lambda line: print(line, file=sys.stderr)) if enabled else (lambda _: None)
+
+
+def _progress_factory() -> Callable[[int], Callable[[int], None]] | None:
+    """A byte progress bar on a terminal; plain log lines otherwise."""
+    if not sys.stderr.isatty():
+        return None
+
+    def factory(total: int) -> Callable[[int], None]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
+
+        def update(done: int) -> None:
+            bar.update(done)
+
+        return update
+
+    return factory
+
+
+def _summarise(summary: Summary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        print(summary.line())
+        print(f"archive: {summary.archive_path}")
+        print(f"manifest: {summary.manifest}")
+
+
+def _fingerprint(args: argparse.Namespace) -> str | None:
+    if not args.key:
+        return None
+    from pakman.keys import fingerprint
+
+    return "sha256:" + fingerprint(Path(args.key[0]).read_bytes())
+
+
+def _verify_before_publish(args: argparse.Namespace, packages_dir: Path) -> None:
+    if args.no_verify:
+        return
+    from pakman.errors import VerificationError
+    from pakman.verify import verify_tree
+
+    report = verify_tree(packages_dir, _trusted(args))
+    if not report.ok:
+        _print_report(report, as_json=False)
+        raise VerificationError("publish refused: verification failed (see above)")
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pakman.identity import Identity
+    from pakman.publish import Deployment, publish
+    from pakman.store import open_store
+
+    packages_dir = Path(args.packages_dir)
+    _verify_before_publish(args, packages_dir)
+    deployment = Deployment(
+        identity=Identity(
+            _repository(args), build=_build_number(args.build or _env("GITHUB_RUN_NUMBER"))
+        ),
+        sha=args.sha or _env("WORKFLOW_SHA") or _env("GITHUB_SHA") or "",
+        ref=args.ref or _env("WORKFLOW_REF") or _env("GITHUB_REF") or "",
+        key_fingerprint=_fingerprint(args),
+    )
+    store = open_store(
+        args.store,
+        args.bucket,
+        endpoint=args.endpoint,
+        region=args.region,
+        addressing_style=args.addressing_style,
+        verify_tls=not args.no_verify_tls,
+        concurrency=args.concurrency,
+    )
+    summary = publish(
+        packages_dir,
+        Path(args.archive),
+        deployment,
+        store,
+        concurrency=args.concurrency,
+        dry_run=args.dry_run,
+        create_bucket=args.create_bucket,
+        verify=not args.no_verify,
+        log=_log(args.dry_run or not sys.stderr.isatty()),
+        progress_factory=None if args.dry_run else _progress_factory(),
+    )
+    _summarise(summary, args.json)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from pakman import config
+    from pakman.deploy import push
+    from pakman.identity import Identity
+    from pakman.instellar import DEFAULT_ENDPOINT, Client
+    from pakman.publish import Deployment
+
+    workspace = Path(_env("GITHUB_WORKSPACE") or ".")
+    home = Path(_env("HOME") or Path.home())
+    cfg = config.load(workspace / args.config)
+    archive = Path(args.archive)
+    if not archive.is_absolute() and not archive.exists():
+        archive = home / archive  # where v8 looked for it
+    packages_dir = Path(args.packages_dir) if args.packages_dir else home / "packages"
+    _verify_before_publish(args, packages_dir)
+    auth_token = _env("INSTELLAR_AUTH_TOKEN")
+    if not auth_token:
+        raise ConfigError("INSTELLAR_AUTH_TOKEN: required for push")
+    client = Client(
+        endpoint=_env("INSTELLAR_ENDPOINT", DEFAULT_ENDPOINT) or DEFAULT_ENDPOINT,
+        auth_token=auth_token,
+        package_token=_env("INSTELLAR_PACKAGE_TOKEN") or "",
+    )
+    deployment = Deployment(
+        identity=Identity(_repository(args), build=_build_number(_env("GITHUB_RUN_NUMBER"))),
+        sha=_env("WORKFLOW_SHA") or _env("GITHUB_SHA") or "",
+        ref=_env("WORKFLOW_REF") or _env("GITHUB_REF") or "",
+        key_fingerprint=_fingerprint(args),
+    )
+    pushed = push(
+        client,
+        cfg,
+        deployment,
+        packages_dir,
+        archive,
+        concurrency=args.concurrency,
+        verify=not args.no_verify,
+        log=_log(not sys.stderr.isatty()),
+        progress_factory=_progress_factory(),
+    )
+    if pushed.summary is not None:
+        _summarise(pushed.summary, args.json)
+    print(f"deployment {pushed.deployment}: {pushed.archive_path}")
+    if pushed.configuration:
+        print(f"configuration {pushed.configuration}")
+    return 0
+
+
 def _add_common_bootstrap(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="instellar.yml (default: $GITHUB_WORKSPACE/instellar.yml)")
     parser.add_argument("--workspace", help="the checkout (default: $GITHUB_WORKSPACE or .)")
@@ -266,6 +406,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--packages-dir", help="also write the merged tree here")
     p.add_argument("--key", action="append", help="trusted public key file (repeatable)")
     p.add_argument("--no-verify", action="store_true", help="skip verification before zipping")
+
+    p = add(
+        "publish", cmd_publish, "Upload packages and the archive to S3 or a folder; manifest last."
+    )
+    p.add_argument("packages_dir", help="the merged packages tree (<repo>/<arch>/<file>)")
+    p.add_argument("--archive", default="packages.zip", help="the zip from 'pakman merge'")
+    p.add_argument(
+        "--bucket", help="S3 bucket; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    )
+    p.add_argument("--store", help="file:///path for a local store, or s3://bucket")
+    p.add_argument(
+        "--endpoint", help="S3-compatible endpoint URL (default: AWS or $AWS_ENDPOINT_URL)"
+    )
+    p.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
+    p.add_argument("--addressing-style", default="auto", choices=("auto", "path", "virtual"))
+    p.add_argument(
+        "--no-verify-tls", action="store_true", help="do not verify the endpoint's TLS certificate"
+    )
+    p.add_argument(
+        "--create-bucket", action="store_true", help="create the bucket or folder if missing"
+    )
+    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+    p.add_argument("--sha", help="commit sha (default: $WORKFLOW_SHA or $GITHUB_SHA)")
+    p.add_argument("--ref", help="git ref (default: $WORKFLOW_REF or $GITHUB_REF)")
+    p.add_argument("--build", help="build number (default: $GITHUB_RUN_NUMBER or 0)")
+    p.add_argument("--key", action="append", help="trusted public key: verify before uploading")
+    p.add_argument("--no-verify", action="store_true", help="upload without verifying")
+    p.add_argument(
+        "--concurrency", type=int, default=8, help="parallel uploads (default: %(default)s)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan; read storage, write nothing"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = add(
+        "push",
+        cmd_push,
+        "v8's push: upload to Instellar-provided storage and register the deployment.",
+    )
+    p.add_argument(
+        "--archive",
+        default="packages.zip",
+        help="the zip (default: %(default)s, v8 looked in $HOME)",
+    )
+    p.add_argument(
+        "--config", default="instellar.yml", help="config, relative to $GITHUB_WORKSPACE"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=8, help="parallel uploads (default: %(default)s)"
+    )
+    p.add_argument("--packages-dir", help="packages tree (default: $HOME/packages, as v8)")
+    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+    p.add_argument("--key", action="append", help="trusted public key: verify before uploading")
+    p.add_argument("--no-verify", action="store_true", help="upload without verifying")
+    p.add_argument("--json", action="store_true", help="print the upload summary as JSON")
     return parser
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 # The Dagger SDK reads this at import time; set it before anything imports dagger.
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "Pakman")
+# Keep pakman's hash cache out of the user's home, for this process and the CLI runs.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pakman-test-cache-")
 
-from tests import rig
+from tests import rig, servers
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -56,3 +61,52 @@ def alpine(alpine_root: Path) -> Iterator[rig.Overlay]:
     """A fresh writable overlay over the Alpine root, for one test."""
     with rig.overlay(alpine_root) as root:
         yield root
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[servers.S3Server]:
+    """moto's real S3 HTTP server on 127.0.0.1, with authentication on."""
+    with servers.moto_server() as server:
+        yield server
+
+
+_BUCKETS = itertools.count()
+
+
+@pytest.fixture
+def bucket(s3_server: servers.S3Server) -> str:
+    """A fresh, empty bucket for one test."""
+    name = f"releases-{next(_BUCKETS)}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+@dataclass(frozen=True)
+class Built:
+    """A merged packages tree with its archive and the key that signed it."""
+
+    packages: Path
+    archive: Path
+    public_key: Path
+    files: int
+
+
+def build_deployment(base: Path, count: int = 3, size: int = 2000) -> Built:
+    from pakman import keys, merge
+    from tests.apkfactory import SigningKey, make_package, write_repo
+
+    key = SigningKey(keys.generate(2048), "acme-app.rsa.pub")
+    for arch in ("x86_64", "aarch64"):
+        built = [
+            make_package(key, f"app{i}", "1.0.0-r0", arch, files={f"srv/app{i}": os.urandom(size)})
+            for i in range(count)
+        ]
+        write_repo(base / "packages" / "acme", key, built, arch)
+    archive = base / "packages.zip"
+    merge.write_zip(merge.collect([base / "packages"]), archive)
+    return Built(base / "packages", archive, key.write_public(base / "keys"), count * 2 + 2)
+
+
+@pytest.fixture
+def deployment_files(tmp_path: Path) -> Built:
+    return build_deployment(tmp_path)

@@ -1,0 +1,69 @@
+"""Register a deployment with OpsMaru/Instellar, uploading first unless it already exists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pakman.config import PASSTHROUGH, Config
+from pakman.instellar import Client
+from pakman.publish import Deployment, Summary, publish
+from pakman.store import S3Store
+
+
+@dataclass(frozen=True)
+class Pushed:
+    archive_path: str
+    deployment: str  # "created" or "already exists"
+    configuration: str | None  # None when the config has no kits
+    summary: Summary | None  # None when the deployment existed and nothing was uploaded
+
+
+def push(
+    client: Client,
+    config: Config,
+    deployment: Deployment,
+    packages_dir: Path,
+    archive: Path,
+    *,
+    concurrency: int = 8,
+    verify: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+    progress_factory: Callable[[int], Callable[[int], None]] | None = None,
+) -> Pushed:
+    """v8's push flow, with an idempotent upload in the middle."""
+    client.authenticate()
+    existing = client.get_deployment(deployment.sha)
+    summary = None
+    if existing is not None and existing.get("archive_path"):
+        archive_path = str(existing["archive_path"])
+        log(f"deployment {deployment.sha} exists: re-registering {archive_path} without uploading")
+    else:
+        storage = client.get_storage()
+        store = S3Store(
+            bucket=storage.bucket,
+            endpoint=storage.endpoint,
+            region=storage.region,
+            access_key_id=storage.access_key_id,
+            secret_access_key=storage.secret_access_key,
+            concurrency=concurrency,
+        )
+        summary = publish(
+            packages_dir,
+            archive,
+            deployment,
+            store,
+            concurrency=concurrency,
+            log=log,
+            progress_factory=progress_factory,
+        )
+        archive_path = summary.archive_path
+    outcome, attributes = client.create_deployment(
+        deployment.ref, deployment.sha, archive_path, config.stack
+    )
+    configuration = None
+    if config.deployment.get("kits"):
+        payload = {key: config.deployment[key] for key in PASSTHROUGH if key in config.deployment}
+        configuration = client.create_configuration(attributes.get("id"), payload)
+    return Pushed(archive_path, outcome, configuration, summary)

@@ -1,0 +1,552 @@
+"""Where published objects go: S3-compatible storage (botocore) or a local folder.
+
+Both stores answer the same few questions: what is already there (one listing),
+does a remote object match a local one, and put an object atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from pakman.errors import ConfigError, PublishError
+from pakman.hashcache import HashCache
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MIB = 1024 * 1024
+MULTIPART_THRESHOLD = 64 * MIB
+MULTIPART_CHUNK = 16 * MIB  # S3 allows 10,000 parts: objects up to 156 GiB
+READ_CHUNK = 1 * MIB
+
+
+@dataclass(frozen=True)
+class LocalObject:
+    """A file to publish, hashed once: size, SHA-256 and the S3 ETag it will get."""
+
+    key: str
+    path: Path | None
+    size: int
+    sha256: str
+    etag: str | None  # None for multipart-sized objects
+    content_type: str
+    body: bytes | None = None  # for small generated objects such as the manifest
+
+    @property
+    def sha256_b64(self) -> str:
+        return base64.b64encode(bytes.fromhex(self.sha256)).decode()
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    etag: str | None = None
+    sha256: str | None = None  # from the object's metadata, when a HEAD fetched it
+
+
+def content_type(name: str) -> str:
+    if name.endswith(".zip"):
+        return "application/zip"
+    if name.endswith(".tar.gz"):
+        return "application/gzip"
+    if name.endswith(".apk"):
+        return "application/vnd.android.package-archive"  # the registered apk type
+    if name.endswith(".json"):
+        return "application/json"
+    return "application/octet-stream"
+
+
+def hash_file(path: Path, key: str, cache: HashCache | None = None) -> LocalObject:
+    """Hash a file in one pass: SHA-256, plus the MD5 that is S3's ETag for a single PUT.
+
+    Objects big enough for a multipart upload get no ETag: their ETag depends on the
+    part size, so they are recognised by the SHA-256 stored in their metadata instead.
+    """
+    stat = path.stat()
+    hashes = cache.get(path, stat) if cache else None
+    if hashes is None:
+        multipart = stat.st_size >= MULTIPART_THRESHOLD
+        sha = hashlib.sha256()
+        md5 = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
+        with path.open("rb") as handle:
+            while chunk := handle.read(READ_CHUNK):
+                sha.update(chunk)
+                if md5:
+                    md5.update(chunk)
+        hashes = {"sha256": sha.hexdigest(), "md5": md5.hexdigest() if md5 else ""}
+        if cache:
+            cache.put(path, stat, hashes)
+    etag = hashes["md5"] or None
+    return LocalObject(key, path, stat.st_size, hashes["sha256"], etag, content_type(key))
+
+
+def bytes_object(key: str, body: bytes) -> LocalObject:
+    """A small in-memory object (the manifest)."""
+    etag = hashlib.md5(body).hexdigest()  # noqa: S324
+    return LocalObject(
+        key, None, len(body), hashlib.sha256(body).hexdigest(), etag, content_type(key), body
+    )
+
+
+class Store(Protocol):
+    """What the publisher needs from storage."""
+
+    def describe(self) -> str: ...
+
+    def ensure_ready(self, create: bool) -> None: ...
+
+    def list(self, prefix: str) -> dict[str, RemoteObject]: ...
+
+    def matches(self, local: LocalObject, remote: RemoteObject) -> bool: ...
+
+    def put(self, local: LocalObject, progress: Progress | None = None) -> None: ...
+
+    def stage(
+        self, local: LocalObject, pool: Executor, progress: Progress | None = None
+    ) -> Staged: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def head(self, key: str) -> RemoteObject | None: ...
+
+
+Progress = Callable[[int], None]
+
+
+class Staged(Protocol):
+    """An upload whose bytes move now but which becomes visible only on commit."""
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass
+class _Deferred:
+    """Staging for objects too small to split: the whole PUT happens at commit."""
+
+    action: Callable[[], None]
+
+    def commit(self) -> None:
+        self.action()
+
+    def abort(self) -> None:
+        pass
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@dataclass
+class FileStore:
+    """A folder laid out like the bucket: ``file:///srv/pakman``. Writes are atomic renames."""
+
+    root: Path
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def ensure_ready(self, create: bool) -> None:
+        if not self.root.is_dir():
+            if not create:
+                raise PublishError(f"store {self.describe()}: no such folder (use --create-bucket)")
+            self.root.mkdir(parents=True)
+
+    def _files(self, prefix: str) -> Iterator[Path]:
+        base = self.root / prefix
+        folder = base if prefix.endswith("/") else base.parent
+        if folder.is_dir():
+            for path in folder.rglob("*"):
+                if path.is_file() and not path.name.startswith(".pakman-"):
+                    yield path
+
+    def list(self, prefix: str) -> dict[str, RemoteObject]:
+        found = {}
+        for path in self._files(prefix):
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                found[key] = RemoteObject(key, path.stat().st_size)
+        return found
+
+    def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
+        if local.size != remote.size:
+            return False
+        with (self.root / remote.key).open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest() == local.sha256
+
+    def _write_temporary(self, local: LocalObject, progress: Progress | None) -> Path:
+        target = self.root / local.key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".pakman-{os.getpid()}-{target.name}")
+        if local.body is not None:
+            temporary.write_bytes(local.body)
+        else:
+            assert local.path is not None
+            shutil.copyfile(local.path, temporary)
+        if progress:
+            progress(local.size)
+        return temporary
+
+    def put(self, local: LocalObject, progress: Progress | None = None) -> None:
+        self._write_temporary(local, progress).replace(self.root / local.key)
+
+    def stage(self, local: LocalObject, pool: Executor, progress: Progress | None = None) -> Staged:
+        copying = pool.submit(self._write_temporary, local, progress)
+        return _FileStaged(copying, self.root / local.key)
+
+    def get(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def head(self, key: str) -> RemoteObject | None:
+        path = self.root / key
+        return RemoteObject(key, path.stat().st_size) if path.is_file() else None
+
+
+@dataclass
+class _FileStaged:
+    copying: Future[Path]
+    target: Path
+
+    def commit(self) -> None:
+        self.copying.result().replace(self.target)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.copying.result().unlink()
+
+
+@dataclass
+class S3Store:
+    """An S3-compatible bucket, reached through botocore with bounded retries."""
+
+    bucket: str
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    addressing_style: str = "auto"
+    verify_tls: bool = True
+    concurrency: int = 8
+    max_attempts: int = 5
+    _client: S3Client | None = field(default=None, init=False, repr=False)
+
+    def describe(self) -> str:
+        where = f" at {_redact_url(self.endpoint)}" if self.endpoint else ""
+        return f"s3://{self.bucket}{where}"
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.access_key_id, self.secret_access_key) if s]
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            import botocore.session
+            from botocore.config import Config
+
+            if self.addressing_style not in ("auto", "path", "virtual"):
+                raise ConfigError(
+                    "--addressing-style: must be auto, path or virtual"
+                    f" (got {self.addressing_style!r})"
+                )
+            style = cast(Literal["auto", "path", "virtual"], self.addressing_style)
+            config = Config(
+                # Exponential backoff with jitter on 5xx, throttling, timeouts and resets,
+                # bounded in attempts; each attempt is bounded by the timeouts below.
+                retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=self.concurrency + 4,
+                s3={"addressing_style": style},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            # botocore directly: boto3 adds nothing used here but ~0.15 s of imports.
+            session = botocore.session.get_session()
+            self._client = cast(
+                "S3Client",
+                session.create_client(
+                    "s3",
+                    endpoint_url=self.endpoint,
+                    region_name=self.region or os.environ.get("AWS_REGION") or "us-east-1",
+                    aws_access_key_id=self.access_key_id,
+                    aws_secret_access_key=self.secret_access_key,
+                    verify=self.verify_tls,
+                    config=config,
+                ),
+            )
+        return self._client
+
+    def ensure_ready(self, create: bool) -> None:
+        if not create:
+            return  # the first listing reports a missing bucket just as well, one request sooner
+        from botocore.exceptions import ClientError
+
+        with self.errors():
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as error:
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status != 404:
+                    raise
+                self.client.create_bucket(Bucket=self.bucket)
+
+    def list(self, prefix: str) -> dict[str, RemoteObject]:
+        found = {}
+        with self.errors():
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    found[key] = RemoteObject(key, item["Size"], item.get("ETag", "").strip('"'))
+        return found
+
+    def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
+        if local.size != remote.size:
+            return False
+        if local.etag is not None and remote.etag == local.etag:
+            return True
+        # Multipart uploads and encrypting stores report other ETags: ask for our hash.
+        if remote.sha256 is None:
+            remote = self.head(remote.key) or remote
+        return remote.sha256 == local.sha256
+
+    def put(self, local: LocalObject, progress: Progress | None = None) -> None:
+        body = local.body if local.body is not None else _read(local.path)
+        with self.errors():
+            # The server checks the body against ChecksumSHA256 and rejects a mismatch.
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=local.key,
+                Body=body,
+                ChecksumSHA256=local.sha256_b64,
+                ContentType=local.content_type,
+                Metadata={"sha256": local.sha256},
+            )
+        if progress:
+            progress(local.size)
+
+    def stage(self, local: LocalObject, pool: Executor, progress: Progress | None = None) -> Staged:
+        """Big objects: send the parts now, complete the multipart upload on commit."""
+        if local.path is None or local.size < MULTIPART_THRESHOLD:
+            return _Deferred(lambda: self.put(local, progress))
+        with self.errors():
+            upload = self.client.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=local.key,
+                ContentType=local.content_type,
+                Metadata={"sha256": local.sha256},
+                ChecksumAlgorithm="SHA256",
+            )
+        staged = _Multipart(self, local, upload["UploadId"])
+        path = local.path
+        for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
+            length = min(MULTIPART_CHUNK, local.size - offset)
+            staged.parts.append(pool.submit(staged.send, path, number, offset, length, progress))
+        return staged
+
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        with self.errors():
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+
+    def head(self, key: str) -> RemoteObject | None:
+        from botocore.exceptions import ClientError
+
+        with self.errors():
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    return None
+                raise
+        return RemoteObject(
+            key,
+            head["ContentLength"],
+            head.get("ETag", "").strip('"'),
+            head.get("Metadata", {}).get("sha256"),
+        )
+
+    def errors(self) -> _S3Errors:
+        return _S3Errors(self)
+
+
+@dataclass
+class _Multipart:
+    store: S3Store
+    local: LocalObject
+    upload_id: str
+    parts: list[Future[dict[str, Any]]] = field(default_factory=list)
+
+    def send(
+        self, path: Path, number: int, offset: int, length: int, progress: Progress | None
+    ) -> dict[str, Any]:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        with self.store.errors():
+            answer = self.store.client.upload_part(
+                Bucket=self.store.bucket,
+                Key=self.local.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumSHA256=checksum,
+            )
+        if progress:
+            progress(length)
+        return {"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
+
+    def commit(self) -> None:
+        try:
+            parts = [future.result() for future in self.parts]
+            with self.store.errors():
+                self.store.client.complete_multipart_upload(
+                    Bucket=self.store.bucket,
+                    Key=self.local.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                )
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        for future in self.parts:
+            future.cancel()
+        with contextlib.suppress(Exception):
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.local.key, UploadId=self.upload_id
+            )
+
+
+def _read(path: Path | None) -> bytes:
+    assert path is not None
+    return path.read_bytes()
+
+
+class _S3Errors:
+    """Turns botocore's exceptions into one-line PublishErrors with secrets redacted."""
+
+    def __init__(self, store: S3Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> Literal[False]:
+        if error is None or isinstance(error, PublishError | ConfigError):
+            return False
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
+
+        where = self.store.describe()
+        attempts = self.store.max_attempts
+        if isinstance(error, NoCredentialsError):
+            message = (
+                f"storage {where}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            )
+        elif isinstance(error, EndpointConnectionError | ConnectionError):
+            message = f"storage {where}: cannot reach the endpoint after {attempts} attempts"
+        elif isinstance(error, ClientError):
+            details = error.response.get("Error", {})
+            code = details.get("Code", "?")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 403 or code in (
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+            ):
+                # HEAD answers carry no body, so the code is only the status again.
+                reason = f"{status}" if code == str(status) else f"{status} {code}"
+                message = f"storage {where}: access denied ({reason}): check the credentials"
+            elif code == "NoSuchBucket":
+                message = (
+                    f"storage {where}: bucket {self.store.bucket!r} does not exist"
+                    " (use --create-bucket to make it)"
+                )
+            else:
+                message = f"storage {where}: {status} {code}: {details.get('Message', '')}".rstrip()
+        elif isinstance(error, BotoCoreError):
+            message = f"storage {where}: {error.__class__.__name__}: {error}"
+        else:
+            return False
+        for secret in self.store.secrets:
+            message = message.replace(secret, "***")
+        raise PublishError(message) from None
+
+
+def open_store(
+    store: str | None,
+    bucket: str | None,
+    *,
+    endpoint: str | None = None,
+    region: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    addressing_style: str = "auto",
+    verify_tls: bool = True,
+    concurrency: int = 8,
+) -> FileStore | S3Store:
+    """A store from ``--store file:///dir`` or ``--bucket NAME`` (credentials: args or AWS_*)."""
+    if store and bucket:
+        raise ConfigError("--store and --bucket: give one, not both")
+    if store:
+        parts = urlsplit(store)
+        if parts.scheme == "file" and parts.path:
+            return FileStore(Path(parts.path))
+        if parts.scheme == "s3" and parts.netloc:
+            bucket = parts.netloc
+        else:
+            raise ConfigError(f"--store: must be file:///path or s3://bucket (got {store!r})")
+    if not bucket:
+        raise ConfigError("--bucket: required (or --store file:///path for a local store)")
+    endpoint = (
+        endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--endpoint: must be an http(s) URL (got {_redact_url(endpoint)!r})")
+    return S3Store(
+        bucket=bucket,
+        endpoint=endpoint
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL"),
+        region=region,
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        addressing_style=addressing_style,
+        verify_tls=verify_tls,
+        concurrency=concurrency,
+    )

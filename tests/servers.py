@@ -1,0 +1,399 @@
+"""Local servers for the publish tests: moto's real S3 server, a fault proxy, a fake Instellar.
+
+moto runs with authentication on (INITIAL_NO_AUTH_ACTION_COUNT), so wrong
+credentials get a genuine 403 from the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+
+from tests import rig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    port: int
+    access_key_id: str
+    secret_access_key: str
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
+
+
+@contextlib.contextmanager
+def moto_server(auth: bool = False) -> Iterator[S3Server]:
+    """moto's S3 server. With ``auth``, unknown credentials get a real 403.
+
+    Auth stays off otherwise: moto's signature check mishandles '/' in query
+    strings (ListObjectsV2 with Prefix="a/"), which real S3 accepts.
+    """
+    binary = shutil.which("moto_server")
+    rig.need(binary is not None, "moto[server] is not installed")
+    assert binary is not None
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3" if auth else "inf"},
+    )
+    try:
+        wait_for_port(port)
+        endpoint = f"http://127.0.0.1:{port}"
+        if not auth:
+            yield S3Server(endpoint, port, "AKIAMOTOTESTKEY00001", "moto-secret-Zq8x/T3st+Key")
+            return
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
+        iam.create_user(UserName="publisher")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
+        iam.put_user_policy(
+            UserName="publisher", PolicyName="all", PolicyDocument=json.dumps(policy)
+        )
+        key = iam.create_access_key(UserName="publisher")["AccessKey"]
+        yield S3Server(endpoint, port, key["AccessKeyId"], key["SecretAccessKey"])
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# --- a fault-injecting HTTP proxy ------------------------------------------------------
+
+
+def _read_until(sock: socket.socket, buffer: bytearray, marker: bytes) -> bytes | None:
+    while marker not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buffer.extend(chunk)
+    index = buffer.index(marker) + len(marker)
+    head = bytes(buffer[:index])
+    del buffer[:index]
+    return head
+
+
+def _read_exact(sock: socket.socket, buffer: bytearray, size: int) -> bytes:
+    while len(buffer) < size:
+        chunk = sock.recv(max(65536, size - len(buffer)))
+        if not chunk:
+            raise ConnectionError("short body")
+        buffer.extend(chunk)
+    data = bytes(buffer[:size])
+    del buffer[:size]
+    return data
+
+
+def _read_body(sock: socket.socket, buffer: bytearray, head: bytes) -> bytes:
+    headers = head.decode("latin-1").lower()
+    if "transfer-encoding: chunked" in headers:
+        body = bytearray()
+        while True:
+            line = _read_until(sock, buffer, b"\r\n") or b""
+            body += line
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            body += _read_exact(sock, buffer, size + 2)
+            if size == 0:
+                # trailers end with an empty line
+                while not body.endswith(b"\r\n\r\n"):
+                    body += _read_until(sock, buffer, b"\r\n") or b"\r\n"
+                return bytes(body)
+    match = re.search(r"content-length:\s*(\d+)", headers)
+    return _read_exact(sock, buffer, int(match.group(1))) if match else b""
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with RST, as a dropped connection looks to the client."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+_SLOW_DOWN_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+)
+SLOW_DOWN = (
+    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+    + f"Content-Length: {len(_SLOW_DOWN_BODY)}\r\n\r\n".encode()
+    + _SLOW_DOWN_BODY
+)
+
+
+@dataclass
+class FaultProxy:
+    """Forwards HTTP requests to ``upstream``; every ``every``-th request meets a fault.
+
+    modes: ``reset`` (half before the server sees the request, half after it applied it),
+    ``503`` (S3's SlowDown), ``delay`` (each request waits ``delay`` seconds).
+    """
+
+    upstream: int
+    mode: str
+    every: int = 4
+    delay: float = 0.0
+    requests: int = 0
+    faults: int = 0
+    port: int = 0
+    active: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: socket.socket | None = None
+
+    def start(self) -> FaultProxy:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, then let requests already read reach the server."""
+        if self._server:
+            self._server.close()
+        deadline = time.monotonic() + 30
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream_box: list[socket.socket] = []
+        inbound, outbound = bytearray(), bytearray()
+        try:
+            while True:
+                head = _read_until(client, inbound, b"\r\n\r\n")
+                if head is None:
+                    return
+                if b"expect: 100-continue" in head.lower():
+                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    head = re.sub(rb"(?i)expect: 100-continue\r\n", b"", head)
+                body = _read_body(client, inbound, head)
+                with self._lock:
+                    self.requests += 1
+                    self.active += 1
+                    number = self.requests
+                try:
+                    if not self._forward(client, head, body, number, outbound, upstream_box):
+                        return
+                finally:
+                    with self._lock:
+                        self.active -= 1
+        except OSError:
+            return
+        finally:
+            if upstream_box:
+                upstream_box[0].close()
+            with contextlib.suppress(OSError):
+                client.close()
+
+    def _forward(
+        self,
+        client: socket.socket,
+        head: bytes,
+        body: bytes,
+        number: int,
+        outbound: bytearray,
+        upstream_box: list[socket.socket],
+    ) -> bool:
+        """Answer one request; False once the client connection is finished."""
+        fault = number % self.every == 0 and self.mode in ("reset", "503")
+        if self.mode == "delay":
+            time.sleep(self.delay)
+        if fault and self.mode == "503":
+            self._count()
+            client.sendall(SLOW_DOWN)
+            client.close()
+            return False
+        if fault and (number // self.every) % 2 == 0:
+            self._count()
+            _reset(client)  # before the server sees the request
+            return False
+        if not upstream_box:
+            upstream_box.append(socket.create_connection(("127.0.0.1", self.upstream)))
+        upstream = upstream_box[0]
+        upstream.sendall(head + body)
+        response_head = _read_until(upstream, outbound, b"\r\n\r\n")
+        if response_head is None:
+            return False
+        method = head.split(b" ", 1)[0]
+        status = int(response_head.split(b" ")[1])
+        no_body = method == b"HEAD" or status in (204, 304)
+        response_body = b"" if no_body else _read_body(upstream, outbound, response_head)
+        if fault:
+            self._count()
+            _reset(client)  # the server applied it; the client never hears back
+            return False
+        client.sendall(response_head + response_body)
+        return True
+
+    def _count(self) -> None:
+        with self._lock:
+            self.faults += 1
+
+
+# --- a fake OpsMaru/Instellar API ------------------------------------------------------
+
+
+@dataclass
+class Instellar:
+    """The v8 endpoints, with their status codes, over real HTTP on 127.0.0.1."""
+
+    auth_token: str
+    package_token: str
+    storage: dict[str, Any]
+    session_token: str = "session-token-for-tests"
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)
+    fail: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    port: int = 0
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def paths(self) -> list[str]:
+        return [f"{method} {path}" for method, path, _ in self.calls]
+
+    def start(self) -> Instellar:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode() if body is not None else b""
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body: Any = json.loads(self.rfile.read(length)) if length else {}
+                api.calls.append((method, self.path, body))
+                if (method, self.path) in api.fail:
+                    self._reply(*api.fail[(method, self.path)])
+                    return
+                if self.path == "/publish/automation/callback" and method == "POST":
+                    if body == {"auth_token": api.auth_token}:
+                        self._reply(201, {"data": {"token": api.session_token}})
+                    else:
+                        self._reply(404, {"errors": {"detail": "Not Found"}})
+                    return
+                authorized = (
+                    self.headers.get("authorization") == f"Bearer {api.session_token}"
+                    and self.headers.get("x-instellar-package-token") == api.package_token
+                )
+                if not authorized:
+                    self._reply(401, {"errors": {"detail": "Unauthorized"}})
+                    return
+                parts = self.path.strip("/").split("/")
+                if method == "GET" and parts[:2] == ["publish", "deployments"] and len(parts) == 3:
+                    found = api.deployments.get(parts[2])
+                    self._reply(200, {"data": {"attributes": found}}) if found else self._reply(
+                        404, None
+                    )
+                elif method == "GET" and self.path == "/publish/storage":
+                    self._reply(200, {"data": {"attributes": api.storage}})
+                elif method == "POST" and self.path == "/publish/deployments":
+                    deployment = body["deployment"]
+                    existing = api.deployments.get(deployment["hash"])
+                    if existing:
+                        self._reply(200, {"data": {"attributes": existing}})
+                    else:
+                        record = {"id": len(api.deployments) + 1, **deployment}
+                        api.deployments[deployment["hash"]] = record
+                        self._reply(201, {"data": {"attributes": record}})
+                elif method == "POST" and parts[-1] == "configurations":
+                    payload = body["configuration"]["payload"]
+                    if not payload.get("kits"):
+                        self._reply(422, {"errors": {"kits": ["can't be blank"]}})
+                    elif parts[2] in api.configurations:
+                        self._reply(200, {"data": {"attributes": {"id": 1}}})
+                    else:
+                        api.configurations[parts[2]] = payload
+                        self._reply(201, {"data": {"attributes": {"id": 1}}})
+                else:
+                    self._reply(404, None)
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()

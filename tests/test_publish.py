@@ -1,0 +1,390 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pakman.errors import ConfigError, PublishError
+from pakman.identity import Identity
+from pakman.publish import Deployment, publish
+from pakman.store import FileStore, LocalObject, S3Store
+from tests.conftest import Built, build_deployment, run_pakman
+from tests.servers import FaultProxy, S3Server, free_port, moto_server
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main", "sha256:abc")
+PREFIX = f"deployments/acme/my-app/{SHA}/"
+
+
+def store_for(server: S3Server, bucket: str, endpoint: str | None = None, **kw: Any) -> S3Store:
+    return S3Store(
+        bucket=bucket,
+        endpoint=endpoint or server.endpoint,
+        access_key_id=server.access_key_id,
+        secret_access_key=server.secret_access_key,
+        **kw,
+    )
+
+
+class Recording(S3Store):
+    """The real S3 store, remembering the order of its PUTs."""
+
+    order: list[str]
+
+    def put(self, local: LocalObject, progress: Any = None) -> None:
+        super().put(local, progress)
+        self.order.append(local.key)
+
+
+def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
+    client = server.client()
+    listing = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {
+        o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listing
+    }
+
+
+def assert_complete(server: S3Server, bucket: str, built: Built) -> dict[str, Any]:
+    """Every object the manifest lists is present with its size and SHA-256."""
+    stored = objects(server, bucket)
+    manifest = json.loads(stored[PREFIX + "manifest.json"])
+    listed = [*manifest["objects"], manifest["archive"]]
+    assert len(manifest["objects"]) == built.files
+    for entry in listed:
+        data = stored[entry["key"]]
+        assert len(data) == entry["size"]
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert set(stored) == {e["key"] for e in listed} | {PREFIX + "manifest.json"}
+    assert isinstance(manifest, dict)
+    return manifest
+
+
+def test_layout_manifest_and_order(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    store = Recording(
+        bucket=bucket,
+        endpoint=s3_server.endpoint,
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    )
+    store.order = []
+    summary = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+    archive_sha = hashlib.sha256(deployment_files.archive.read_bytes()).hexdigest()
+    expected_packages = {
+        f"{PREFIX}{arch}/{name}"
+        for arch in ("x86_64", "aarch64")
+        for name in [
+            "APKINDEX.tar.gz",
+            "app0-1.0.0-r0.apk",
+            "app1-1.0.0-r0.apk",
+            "app2-1.0.0-r0.apk",
+        ]
+    }
+    archive_key = f"archives/{archive_sha}/packages.zip"
+    assert summary.archive_path == archive_key
+    assert set(objects(s3_server, bucket)) == expected_packages | {
+        archive_key,
+        PREFIX + "manifest.json",
+    }
+    # Commit order: every package, then the archive, then the manifest.
+    assert set(store.order[:-2]) == expected_packages
+    assert store.order[-2:] == [archive_key, PREFIX + "manifest.json"]
+    manifest = assert_complete(s3_server, bucket, deployment_files)
+    assert manifest["sha"] == SHA
+    assert manifest["ref"] == "refs/heads/main"
+    assert manifest["build"] == 12
+    assert manifest["key_fingerprint"] == "sha256:abc"
+    assert manifest["repository"] == "Acme/My.App"
+    assert "created_at" in manifest
+    head = s3_server.client().head_object(Bucket=bucket, Key=archive_key)
+    assert head["ContentType"] == "application/zip"
+    assert head["Metadata"]["sha256"] == archive_sha
+    index = s3_server.client().head_object(Bucket=bucket, Key=f"{PREFIX}x86_64/APKINDEX.tar.gz")
+    assert index["ContentType"] == "application/gzip"
+
+
+def test_second_publish_uploads_nothing(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    first = publish(
+        deployment_files.packages,
+        deployment_files.archive,
+        DEPLOYMENT,
+        store_for(s3_server, bucket),
+    )
+    assert len(first.uploaded) == deployment_files.files + 2
+    again = publish(
+        deployment_files.packages,
+        deployment_files.archive,
+        DEPLOYMENT,
+        store_for(s3_server, bucket),
+    )
+    assert again.uploaded == []
+    assert len(again.skipped) == deployment_files.files + 2
+    assert again.bytes == 0
+
+
+def test_changed_object_is_uploaded_again(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    store = store_for(s3_server, bucket)
+    publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+    key = f"{PREFIX}x86_64/app0-1.0.0-r0.apk"
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=b"corrupted by someone")
+    again = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+    assert again.uploaded == [key]
+    assert_complete(s3_server, bucket, deployment_files)
+
+
+def test_multipart_archive_is_recognised_on_rerun(
+    s3_server: S3Server, bucket: str, deployment_files: Built, tmp_path: Path
+) -> None:
+    """A 70 MB archive goes up in parts; its multipart ETag still matches on the next run."""
+    big = tmp_path / "packages" / "acme" / "x86_64" / "big-1.0.0-r0.apk"
+    big.write_bytes(os.urandom(70 * 1024 * 1024))
+    from pakman import merge
+
+    merge.write_zip(merge.collect([deployment_files.packages]), deployment_files.archive)
+    store = store_for(s3_server, bucket)
+    first = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+    archive_etag = s3_server.client().head_object(Bucket=bucket, Key=first.archive_path)["ETag"]
+    assert archive_etag.strip('"').endswith("-5")  # 70 MB in 16 MB parts
+    again = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+    assert again.uploaded == []
+
+
+def test_dry_run_writes_nothing(s3_server: S3Server, bucket: str, deployment_files: Built) -> None:
+    result = run_pakman(
+        "publish",
+        str(deployment_files.packages),
+        "--archive",
+        str(deployment_files.archive),
+        "--bucket",
+        bucket,
+        "--repository",
+        "acme/app",
+        "--sha",
+        SHA,
+        "--dry-run",
+        "--json",
+        "--key",
+        str(deployment_files.public_key),
+        env=s3_server.env(),
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["dry_run"] is True
+    assert summary["uploaded"] == deployment_files.files + 2
+    assert "plan   deployments/acme/app/" in result.stderr
+    assert objects(s3_server, bucket) == {}
+
+
+def test_file_store_is_idempotent(tmp_path: Path, deployment_files: Built) -> None:
+    store = FileStore(tmp_path / "store")
+    with pytest.raises(PublishError, match="no such folder"):
+        publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+    first = publish(
+        deployment_files.packages, deployment_files.archive, DEPLOYMENT, store, create_bucket=True
+    )
+    assert len(first.uploaded) == deployment_files.files + 2
+    manifest = json.loads((tmp_path / "store" / PREFIX / "manifest.json").read_text())
+    assert manifest["archive"]["key"] == first.archive_path
+    assert (
+        tmp_path / "store" / first.archive_path
+    ).read_bytes() == deployment_files.archive.read_bytes()
+    again = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+    assert again.uploaded == []
+
+
+def test_stale_archive_is_refused(tmp_path: Path, deployment_files: Built) -> None:
+    extra = deployment_files.packages / "acme" / "x86_64" / "late-1.0.0-r0.apk"
+    extra.write_bytes(b"built after the zip")
+    with pytest.raises(ConfigError) as caught:
+        publish(
+            deployment_files.packages,
+            deployment_files.archive,
+            DEPLOYMENT,
+            FileStore(tmp_path / "s"),
+        )
+    assert "lacks x86_64/late-1.0.0-r0.apk" in str(caught.value)
+
+
+def test_interrupted_publish_resumes(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    """Kill a publish part-way; the rerun uploads only what is missing, and the result is whole."""
+    built = build_deployment(tmp_path, count=30, size=500)
+    proxy = FaultProxy(s3_server.port, "delay", delay=0.05).start()
+    args = [
+        "publish",
+        str(built.packages),
+        "--archive",
+        str(built.archive),
+        "--bucket",
+        bucket,
+        "--repository",
+        "Acme/My.App",
+        "--sha",
+        SHA,
+        "--concurrency",
+        "1",
+        "--json",
+        "--key",
+        str(built.public_key),
+    ]
+    env = {**os.environ, **s3_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pakman.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(objects(s3_server, bucket)) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        proxy.stop()
+    present = set(objects(s3_server, bucket))
+    assert 10 <= len(present) < built.files  # part-way, really
+    assert PREFIX + "manifest.json" not in present  # it never looks complete
+    rerun = run_pakman(*args, env=s3_server.env())
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["skipped"] == len(present)
+    assert summary["uploaded"] == built.files + 2 - len(present)
+    assert_complete(s3_server, bucket, built)
+
+
+@pytest.mark.parametrize("mode", ["reset", "503"])
+def test_publish_survives_faults(
+    s3_server: S3Server, bucket: str, tmp_path: Path, mode: str
+) -> None:
+    built = build_deployment(tmp_path, count=10)
+    proxy = FaultProxy(s3_server.port, mode, every=4).start()
+    try:
+        summary = publish(
+            built.packages,
+            built.archive,
+            DEPLOYMENT,
+            store_for(s3_server, bucket, proxy.endpoint, max_attempts=8),
+            concurrency=4,
+        )
+    finally:
+        proxy.stop()
+    assert proxy.faults >= 3, f"the proxy injected only {proxy.faults} faults"
+    assert len(summary.uploaded) == built.files + 2
+    assert_complete(s3_server, bucket, built)
+
+
+def test_server_down_is_a_clear_error(deployment_files: Built) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_pakman(
+        "publish",
+        str(deployment_files.packages),
+        "--archive",
+        str(deployment_files.archive),
+        "--bucket",
+        "releases",
+        "--repository",
+        "acme/app",
+        "--sha",
+        SHA,
+        "--no-verify",
+        "--endpoint",
+        dead,
+        env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+        timeout=180,
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip() == (
+        f"error: storage s3://releases at {dead}: cannot reach the endpoint after 5 attempts"
+    )
+
+
+SECRET_ID = "AKIAPAKMANTESTSECRETID"
+SECRET_KEY = "pakman/test+SECRET+key/0123456789abcdefABCDEF"
+
+
+def test_bad_credentials_missing_bucket_bad_endpoint(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    base = [
+        "publish",
+        str(deployment_files.packages),
+        "--archive",
+        str(deployment_files.archive),
+        "--repository",
+        "acme/app",
+        "--sha",
+        SHA,
+        "--key",
+        str(deployment_files.public_key),
+    ]
+    with moto_server(auth=True) as guarded:
+        guarded.client().create_bucket(Bucket="guarded")
+        wrong = run_pakman(
+            *base,
+            "--bucket",
+            "guarded",
+            env={
+                **guarded.env(),
+                "AWS_ACCESS_KEY_ID": SECRET_ID,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            },
+        )
+    assert wrong.returncode == 3
+    assert wrong.stderr.strip() == (
+        f"error: storage s3://guarded at {guarded.endpoint}: access denied"
+        " (403 InvalidAccessKeyId): check the credentials"
+    )
+    missing = run_pakman(*base, "--bucket", "no-such-bucket", env=s3_server.env())
+    assert missing.returncode == 3
+    assert (
+        "bucket 'no-such-bucket' does not exist (use --create-bucket to make it)" in missing.stderr
+    )
+    created = run_pakman(
+        *base, "--bucket", "made-on-demand", "--create-bucket", env=s3_server.env()
+    )
+    assert created.returncode == 0, created.stderr
+    bad = run_pakman(*base, "--bucket", bucket, "--endpoint", "not a url", env=s3_server.env())
+    assert bad.returncode == 2
+    assert "--endpoint: must be an http(s) URL" in bad.stderr
+    for result in (wrong, missing, created, bad):
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output
+        assert SECRET_ID not in output
+        assert SECRET_KEY not in output
+        assert s3_server.secret_access_key not in output
+
+
+def test_publish_refuses_unverified_packages(deployment_files: Built, tmp_path: Path) -> None:
+    target = deployment_files.packages / "acme" / "x86_64" / "app0-1.0.0-r0.apk"
+    target.write_bytes(target.read_bytes()[:-10])
+    result = run_pakman(
+        "publish",
+        str(deployment_files.packages),
+        "--archive",
+        str(deployment_files.archive),
+        "--store",
+        f"file://{tmp_path}/store",
+        "--create-bucket",
+        "--repository",
+        "acme/app",
+        "--sha",
+        SHA,
+        "--key",
+        str(deployment_files.public_key),
+    )
+    assert result.returncode == 1
+    assert "FAIL acme/x86_64/app0-1.0.0-r0.apk" in result.stdout
+    assert not (tmp_path / "store").exists()
