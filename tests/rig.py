@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,8 +30,14 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def find_tool(name: str) -> str | None:
+    """A tool on PATH, or installed beside this Python (the venv's bin)."""
+    beside = Path(sys.executable).parent / name
+    return shutil.which(name) or (str(beside) if beside.exists() else None)
+
+
 def need_tool(name: str) -> str:
-    path = shutil.which(name)
+    path = find_tool(name)
     need(path is not None, f"{name} is not installed")
     assert path is not None
     return path

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -73,9 +72,7 @@ def moto_server(auth: bool = False) -> Iterator[S3Server]:
     Auth stays off otherwise: moto's signature check mishandles '/' in query
     strings (ListObjectsV2 with Prefix="a/"), which real S3 accepts.
     """
-    binary = shutil.which("moto_server")
-    rig.need(binary is not None, "moto[server] is not installed")
-    assert binary is not None
+    binary = rig.need_tool("moto_server")
     port = free_port()
     process = subprocess.Popen(
         [binary, "-H", "127.0.0.1", "-p", str(port)],

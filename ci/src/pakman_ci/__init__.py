@@ -1,0 +1,5 @@
+"""PAKman's Dagger module."""
+
+from pakman_ci.main import Pakman
+
+__all__ = ["Pakman"]

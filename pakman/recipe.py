@@ -1,0 +1,196 @@
+"""The build container, as plain data.
+
+The Dagger module folds these recipes into ``Container`` calls and adds nothing
+of its own, so everything about the container (image, packages, user, caches,
+environment, secret mounts, commands) is decided and tested here.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from pakman.errors import ConfigError
+from pakman.identity import Identity, alpine_image_tag
+
+BUILDER = "builder"
+HOME = f"/home/{BUILDER}"
+WORKSPACE = f"{HOME}/workspace"
+REPODEST = f"{HOME}/packages"
+TRUSTED_KEYS = f"{HOME}/.pakman/trusted-keys"
+PACKAGES = ("alpine-sdk", "coreutils", "tar", "zip", "sudo", "git")
+
+# Docker/OCI platform -> Alpine architecture.
+PLATFORMS = {
+    "linux/amd64": "x86_64",
+    "linux/arm64": "aarch64",
+    "linux/arm64/v8": "aarch64",
+    "linux/arm/v7": "armv7",
+    "linux/arm/v6": "armhf",
+    "linux/386": "x86",
+    "linux/ppc64le": "ppc64le",
+    "linux/s390x": "s390x",
+    "linux/riscv64": "riscv64",
+    "linux/loong64": "loongarch64",
+}
+
+# The build user's language caches: (name, path). abuild's distfiles are shared too.
+USER_CACHES = (
+    ("distfiles", "/var/cache/distfiles"),
+    ("npm", f"{HOME}/.npm"),
+    ("pip", f"{HOME}/.cache/pip"),
+    ("uv", f"{HOME}/.cache/uv"),
+    ("go-mod", f"{HOME}/go/pkg/mod"),
+    ("go-build", f"{HOME}/.cache/go-build"),
+    ("cargo-registry", f"{HOME}/.cargo/registry"),
+    ("cargo-git", f"{HOME}/.cargo/git"),
+    ("mix", f"{HOME}/.mix"),
+    ("hex", f"{HOME}/.hex"),
+    ("bundler", f"{HOME}/.bundle/cache"),
+    ("gem", f"{HOME}/.local/share/gem"),
+    ("composer", f"{HOME}/.cache/composer"),
+)
+
+
+def alpine_arch(platform: str) -> str:
+    """The Alpine architecture built on a Docker platform such as ``linux/arm64``."""
+    try:
+        return PLATFORMS[platform]
+    except KeyError:
+        known = ", ".join(sorted(PLATFORMS))
+        raise ConfigError(f"platform: not supported (got {platform!r}; known: {known})") from None
+
+
+@dataclass(frozen=True)
+class Cache:
+    """A cache volume: where it is mounted, its key, and who owns it."""
+
+    path: str
+    key: str
+    owner: str = ""
+    locked: bool = False  # serialise writers, for caches that are not safe to share
+
+
+@dataclass(frozen=True)
+class SecretMount:
+    """A secret mounted as a file: it never enters a layer or the logs."""
+
+    path: str
+    secret: str  # which argument: "private_key" or "public_key"
+    owner: str
+    mode: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command, as exec arguments."""
+
+    name: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuilderRecipe:
+    """The Alpine build container for one platform."""
+
+    image: str
+    platform: str
+    arch: str
+    branch: str
+    root_steps: tuple[Step, ...]
+    caches: tuple[Cache, ...]
+    user: str = BUILDER
+    workdir: str = HOME
+
+
+def builder(branch: str, platform: str) -> BuilderRecipe:
+    """The build container: ``alpine:<tag>`` with alpine-sdk, a ``builder`` user, caches."""
+    arch = alpine_arch(platform)
+    scope = f"{branch}-{arch}"
+    caches = (
+        # apk's cache is shared by root installs; LOCKED because apk writes it in place.
+        Cache("/var/cache/apk", f"pakman-apk-{scope}", locked=True),
+        *(Cache(path, f"pakman-{name}-{scope}", owner=BUILDER) for name, path in USER_CACHES),
+    )
+    root_steps = (
+        Step("enable the apk cache", ("ln", "-sf", "/var/cache/apk", "/etc/apk/cache")),
+        Step("install the build tools", ("apk", "add", "--update-cache", *PACKAGES)),
+        Step(
+            "add the build user",
+            (
+                "sh",
+                "-c",
+                f"adduser -D {BUILDER} && addgroup {BUILDER} abuild && "
+                f"echo '{BUILDER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{BUILDER} && "
+                f"mkdir -p {HOME}/.abuild {TRUSTED_KEYS} {REPODEST} && "
+                f"chown -R {BUILDER}:{BUILDER} {HOME}",
+            ),
+        ),
+    )
+    return BuilderRecipe(
+        image=f"alpine:{alpine_image_tag(branch)}",
+        platform=platform,
+        arch=arch,
+        branch=branch,
+        root_steps=root_steps,
+        caches=caches,
+    )
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """What runs in the builder for one platform: files, secrets, environment, commands."""
+
+    workdir: str
+    env: dict[str, str]
+    secrets: tuple[SecretMount, ...]
+    files: dict[str, str]  # non-secret files to write, path -> contents
+    steps: tuple[Step, ...]
+    output: str = REPODEST
+    tail_lines: int = field(default=60)
+
+
+def build(identity: Identity, source_date_epoch: int | None) -> BuildRecipe:
+    """abuild snapshot, abuild -r, then apk verify trusting only the project's key."""
+    from pakman.keys import abuild_conf
+
+    key = identity.key_name
+    private_path = f"{HOME}/.abuild/{key}"
+    env = {"REPODEST": REPODEST, "PACKAGER": f"PAKman <{identity.repository}>"}
+    if source_date_epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+    verify = (
+        f"find {REPODEST} -type f \\( -name '*.apk' -o -name APKINDEX.tar.gz \\) "
+        f"-exec apk verify --keys-dir {TRUSTED_KEYS} {{}} +"
+    )
+    return BuildRecipe(
+        workdir=f"{WORKSPACE}/{identity.apk_dir}",
+        env=env,
+        secrets=(
+            SecretMount(private_path, "private_key", BUILDER, 0o600),
+            SecretMount(f"{private_path}.pub", "public_key", BUILDER, 0o644),
+            SecretMount(f"/etc/apk/keys/{key}.pub", "public_key", "root", 0o644),
+            SecretMount(f"{TRUSTED_KEYS}/{key}.pub", "public_key", BUILDER, 0o644),
+        ),
+        files={f"{HOME}/.abuild/abuild.conf": abuild_conf(private_path)},
+        steps=(
+            Step("abuild snapshot", ("abuild", "snapshot")),
+            Step("abuild -r", ("abuild", "-r")),
+            Step("apk verify", ("sh", "-c", verify)),
+        ),
+    )
+
+
+PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|\Z)", re.DOTALL)
+
+
+def failure_message(platform: str, step: str, exit_code: int, output: str, lines: int = 60) -> str:
+    """A build failure: the platform, the step and the tail of its output, PEM blocks removed."""
+    tail = "\n".join(PEM_BLOCK.sub("[key material removed]", output).splitlines()[-lines:])
+    return f"build failed for {platform} at {step!r} (exit {exit_code}); last lines:\n{tail}"
+
+
+def describe(recipe: BuildRecipe) -> str:
+    """The build's commands as a shell would show them (for logs and docs)."""
+    return "\n".join(shlex.join(step.args) for step in recipe.steps)

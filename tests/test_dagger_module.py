@@ -1,0 +1,178 @@
+"""The Dagger module's surface, typed and dispatched offline (no engine here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from tests.conftest import ROOT
+
+dagger = pytest.importorskip("dagger")
+from pakman_ci import Pakman  # noqa: E402
+
+# Set by @object_type at runtime; the SDK does not declare them on the class.
+MODULE: Any = cast(Any, Pakman).__dagger_module__
+FUNCTIONS: dict[str, Any] = cast(Any, Pakman).__dagger_object_type__.functions
+
+
+def test_exact_function_set() -> None:
+    assert set(FUNCTIONS) == {
+        "builder",
+        "recipe",
+        "bootstrap",
+        "build",
+        "merge",
+        "publish",
+        "deploy",
+        "keygen",
+        "check",
+        "selftest",
+    }
+
+
+def test_every_function_and_argument_is_documented() -> None:
+    for name, fn in FUNCTIONS.items():
+        assert fn.doc, name
+        assert fn.doc.strip().splitlines()[0].endswith("."), name
+        for parameter in fn.parameters.values():
+            assert parameter.doc, f"{name}.{parameter.name} has no Doc()"
+
+
+def params(name: str) -> dict[str, Any]:
+    return {p.name: p for p in FUNCTIONS[name].parameters.values()}
+
+
+def test_build_signature() -> None:
+    p = params("build")
+    assert list(p) == [
+        "source",
+        "repository",
+        "private_key",
+        "public_key",
+        "platforms",
+        "version",
+        "build_number",
+    ]
+    assert p["source"].resolved_type is dagger.Directory
+    assert p["source"].default_path == "/"
+    assert set(p["source"].ignore) >= {"node_modules", ".apk", "packages"}
+    assert p["private_key"].resolved_type is dagger.Secret
+    assert not p["private_key"].is_optional
+    assert p["public_key"].resolved_type is dagger.Secret
+    assert p["platforms"].resolved_type == list[str]
+    assert json.loads(p["platforms"].default_value) == ["linux/amd64"]
+    assert json.loads(p["version"].default_value) == ""
+    assert json.loads(p["build_number"].default_value) == 0
+    assert FUNCTIONS["build"].return_type is dagger.Directory
+
+
+def test_other_signatures() -> None:
+    assert list(params("bootstrap")) == ["source", "repository", "version", "build_number"]
+    assert json.loads(params("builder")["platform"].default_value) == "linux/amd64"
+    assert FUNCTIONS["builder"].return_type is dagger.Container
+    assert list(params("merge")) == ["packages"]
+    assert FUNCTIONS["merge"].return_type is dagger.File
+    assert list(params("keygen")) == ["repository"]
+    assert params("check")["source"].default_path == "/"
+    assert params("selftest")["hello"].default_path == "/examples/hello"
+    for name in ("publish", "deploy"):
+        secrets = [n for n, p in params(name).items() if p.resolved_type in (dagger.Secret,)]
+        assert secrets, name
+    # Credentials only ever arrive as secrets.
+    assert params("publish")["access_key_id"].resolved_type is dagger.Secret
+    assert params("publish")["secret_access_key"].resolved_type is dagger.Secret
+    assert params("deploy")["instellar_auth_token"].resolved_type is dagger.Secret
+    for name, fn in FUNCTIONS.items():
+        for parameter in fn.parameters.values():
+            lowered = parameter.name.lower()
+            if (
+                any(word in lowered for word in ("key", "token", "secret"))
+                and lowered != "key_name"
+            ):
+                assert parameter.resolved_type in (dagger.Secret, dagger.Secret | None), (
+                    f"{name}.{parameter.name} must be a Secret"
+                )
+
+
+def test_publish_and_deploy_are_never_cached() -> None:
+    assert FUNCTIONS["publish"].cache_policy == "never"
+    assert FUNCTIONS["deploy"].cache_policy == "never"
+    assert FUNCTIONS["build"].cache_policy is None
+
+
+def test_checks() -> None:
+    assert {name for name, fn in FUNCTIONS.items() if fn.check} == {"check", "selftest"}
+
+
+def test_typedefs_would_register() -> None:
+    """_typedefs() only fails at the very end, on the missing engine connection."""
+    module = MODULE
+    with pytest.raises(dagger.ClientConnectionError):
+        asyncio.run(module._typedefs())
+
+
+def test_recipe_through_the_module_dispatch() -> None:
+    module = MODULE
+    result = asyncio.run(
+        module.get_result("Pakman", {"alpine": "v3.21"}, "recipe", {"platform": "linux/arm64"})
+    )
+    data = json.loads(result)
+    assert data["image"] == "alpine:3.21"
+    assert data["arch"] == "aarch64"
+    assert all(c["key"].endswith("-v3.21-aarch64") for c in data["caches"])
+    stacked = asyncio.run(module.get_result("Pakman", {}, "recipe", {"stack": "3.18"}))
+    assert json.loads(stacked)["image"] == "alpine:3.18"
+
+
+def test_dispatch_reports_bad_input_clearly() -> None:
+    module = MODULE
+    with pytest.raises(Exception, match="platform: not supported"):
+        asyncio.run(module.get_result("Pakman", {}, "recipe", {"platform": "plan9/mips"}))
+
+
+def _mypy(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_mypy_strict_passes_on_the_module() -> None:
+    result = _mypy(ROOT / "ci" / "src")
+    assert result.returncode == 0, result.stdout
+
+
+def test_mypy_catches_misuse_of_the_dagger_api(tmp_path: Path) -> None:
+    """The type checker is what stands in for an engine: prove it catches real mistakes."""
+    bad = tmp_path / "bad_module.py"
+    bad.write_text(
+        textwrap.dedent("""
+        import dagger
+        from dagger import dag
+
+        async def broken(source: dagger.Directory) -> str:
+            ctr = dag.container(platform="linux/arm64")
+            ctr = ctr.with_mounted_cache("/cache", "not-a-volume")
+            ctr = ctr.with_exec("apk add git")
+            ctr = ctr.with_excec(["true"])
+            return "done"
+
+        async def forgot_await(ctr: dagger.Container) -> str:
+            return ctr.stdout()
+    """)
+    )
+    out = _mypy(bad).stdout
+    assert 'Argument "platform" to "container" of "Query" has incompatible type "str"' in out
+    assert 'Argument 2 to "with_mounted_cache" of "Container" has incompatible type "str"' in out
+    assert 'Argument 1 to "with_exec" of "Container" has incompatible type "str"' in out
+    assert '"Container" has no attribute "with_excec"' in out
+    assert 'Incompatible return value type (got "Coroutine[Any, Any, str]"' in out

@@ -1,0 +1,115 @@
+"""The build container as data: everything the Dagger module folds into a Container."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from pakman import keys, recipe
+from pakman.errors import ConfigError
+from pakman.identity import Identity
+
+IDENTITY = Identity("Acme/My.App", version="1.2.3", build=4)
+
+
+def test_image_packages_and_user() -> None:
+    r = recipe.builder("v3.20", "linux/arm64")
+    assert r.image == "alpine:3.20"
+    assert r.platform == "linux/arm64"
+    assert r.arch == "aarch64"
+    assert r.user == "builder"
+    assert r.workdir == "/home/builder"
+    install = next(s for s in r.root_steps if s.name == "install the build tools")
+    assert install.args == (
+        "apk",
+        "add",
+        "--update-cache",
+        "alpine-sdk",
+        "coreutils",
+        "tar",
+        "zip",
+        "sudo",
+        "git",
+    )
+    user = next(s for s in r.root_steps if s.name == "add the build user")
+    assert "adduser -D builder && addgroup builder abuild" in user.args[2]
+    assert recipe.builder("latest-stable", "linux/amd64").image == "alpine:latest"
+    assert recipe.builder("edge", "linux/amd64").image == "alpine:edge"
+
+
+def test_caches_are_keyed_by_version_and_arch() -> None:
+    amd = recipe.builder("v3.20", "linux/amd64")
+    arm = recipe.builder("v3.20", "linux/arm64")
+    older = recipe.builder("v3.19", "linux/amd64")
+    assert all(c.key.endswith("-v3.20-x86_64") for c in amd.caches)
+    assert all(c.key.endswith("-v3.20-aarch64") for c in arm.caches)
+    keys_amd = {c.key for c in amd.caches}
+    assert keys_amd.isdisjoint(c.key for c in arm.caches)
+    assert keys_amd.isdisjoint(c.key for c in older.caches)
+    paths = {c.path: c for c in amd.caches}
+    assert paths["/var/cache/apk"].owner == ""  # root's
+    assert paths["/var/cache/apk"].locked
+    for path in [
+        "/var/cache/distfiles",
+        "/home/builder/.npm",
+        "/home/builder/.cache/pip",
+        "/home/builder/.cache/uv",
+        "/home/builder/go/pkg/mod",
+        "/home/builder/.cargo/registry",
+        "/home/builder/.mix",
+        "/home/builder/.hex",
+        "/home/builder/.bundle/cache",
+        "/home/builder/.cache/composer",
+    ]:
+        assert paths[path].owner == "builder", path
+
+
+def test_unknown_platform() -> None:
+    with pytest.raises(ConfigError, match="platform: not supported \\(got 'windows/amd64'"):
+        recipe.builder("v3.20", "windows/amd64")
+    assert recipe.alpine_arch("linux/arm/v7") == "armv7"
+
+
+def test_build_steps_env_and_workdir() -> None:
+    r = recipe.build(IDENTITY, 1700000000)
+    assert r.workdir == "/home/builder/workspace/.apk/acme/My.App"
+    assert r.env["SOURCE_DATE_EPOCH"] == "1700000000"
+    assert r.env["REPODEST"] == "/home/builder/packages"
+    assert [s.name for s in r.steps] == ["abuild snapshot", "abuild -r", "apk verify"]
+    assert r.steps[0].args == ("abuild", "snapshot")
+    assert r.steps[1].args == ("abuild", "-r")
+    verify = r.steps[2].args[2]
+    assert "apk verify --keys-dir /home/builder/.pakman/trusted-keys" in verify
+    assert "SOURCE_DATE_EPOCH" not in recipe.build(IDENTITY, None).env
+
+
+def test_secrets_appear_only_as_mounts() -> None:
+    r = recipe.build(IDENTITY, None)
+    mounts = {m.path: m for m in r.secrets}
+    private = mounts["/home/builder/.abuild/acme-my-app.rsa"]
+    assert (private.secret, private.owner, private.mode) == ("private_key", "builder", 0o600)
+    assert mounts["/etc/apk/keys/acme-my-app.rsa.pub"].secret == "public_key"
+    assert mounts["/home/builder/.pakman/trusted-keys/acme-my-app.rsa.pub"].secret == "public_key"
+    # abuild.conf points at the mounted key; it holds no key material itself.
+    conf = 'PACKAGER_PRIVKEY="/home/builder/.abuild/acme-my-app.rsa"\n'
+    assert r.files == {"/home/builder/.abuild/abuild.conf": conf}
+    # Nothing in the recipe's plain data can carry key material: it is made without keys.
+    pair = keys.generate(2048)
+    text = json.dumps(dataclasses.asdict(r))
+    assert pair.private_pem.decode().splitlines()[1] not in text
+    assert "BEGIN" not in text
+
+
+def test_failure_message_names_the_platform_and_strips_keys() -> None:
+    pair = keys.generate(2048)
+    output = (
+        "\n".join(f"line {i}" for i in range(100)) + "\n" + pair.private_pem.decode() + "\nboom"
+    )
+    message = recipe.failure_message("linux/arm64", "abuild -r", 1, output, lines=5)
+    assert message.startswith("build failed for linux/arm64 at 'abuild -r' (exit 1); last lines:")
+    assert "boom" in message
+    assert "line 1\n" not in message
+    assert "PRIVATE KEY" not in message
+    assert pair.private_pem.decode().splitlines()[1] not in message
