@@ -8,8 +8,7 @@ environment, secret mounts, commands) is decided and tested here.
 from __future__ import annotations
 
 import re
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pakman.errors import ConfigError
 from pakman.identity import Identity, alpine_image_tag
@@ -148,7 +147,6 @@ class BuildRecipe:
     files: dict[str, str]  # non-secret files to write, path -> contents
     steps: tuple[Step, ...]
     output: str = REPODEST
-    tail_lines: int = field(default=60)
 
 
 def build(identity: Identity, source_date_epoch: int | None) -> BuildRecipe:
@@ -189,8 +187,3 @@ def failure_message(platform: str, step: str, exit_code: int, output: str, lines
     """A build failure: the platform, the step and the tail of its output, PEM blocks removed."""
     tail = "\n".join(PEM_BLOCK.sub("[key material removed]", output).splitlines()[-lines:])
     return f"build failed for {platform} at {step!r} (exit {exit_code}); last lines:\n{tail}"
-
-
-def describe(recipe: BuildRecipe) -> str:
-    """The build's commands as a shell would show them (for logs and docs)."""
-    return "\n".join(shlex.join(step.args) for step in recipe.steps)

@@ -80,6 +80,22 @@ def test_shell_scripts_parse_in_real_ash(name: str, alpine: rig.Overlay, tmp_pat
             alpine.run(f"ash -n /work/{path.name}")
 
 
+@pytest.mark.parametrize("name", sorted(V8_REPOSITORIES))
+def test_openrc_accepts_the_init_script(name: str, alpine: rig.Overlay, tmp_path: Path) -> None:
+    """Alpine's own openrc-run loads the script and lists every extra command."""
+    cfg, _ = _render_into(name, tmp_path)
+    assert cfg.run is not None
+    service = cfg.run.name
+    target = alpine.root / "etc" / "init.d" / service
+    target.write_text((tmp_path / f"{service}.initd").read_text())
+    target.chmod(0o755)
+    result = alpine.run(f"/etc/init.d/{service} describe")
+    out = result.stdout + result.stderr
+    assert f"{service} service" in out
+    for command in cfg.run.commands:
+        assert f"* {command.name}: Run " in out, out
+
+
 def test_pre_install_creates_the_user_and_group(alpine: rig.Overlay, tmp_path: Path) -> None:
     _, identity = _render_into("rails", tmp_path)
     alpine.bind(tmp_path, "/work", readonly=True)

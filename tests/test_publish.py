@@ -22,6 +22,8 @@ from tests.servers import FaultProxy, S3Server, free_port, moto_server
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main", "sha256:abc")
 PREFIX = f"deployments/acme/my-app/{SHA}/"
+SECRET_ID = "AKIAPAKMANTESTSECRETID"
+SECRET_KEY = "pakman-test-SECRET-key-0123456789abcdefABCDEF"
 
 
 def store_for(server: S3Server, bucket: str, endpoint: str | None = None, **kw: Any) -> S3Store:
@@ -288,6 +290,7 @@ def test_publish_survives_faults(
 
 def test_server_down_is_a_clear_error(deployment_files: Built) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
+    with_userinfo = dead.replace("http://", f"http://{SECRET_ID}:{SECRET_KEY}@")
     result = run_pakman(
         "publish",
         str(deployment_files.packages),
@@ -301,18 +304,16 @@ def test_server_down_is_a_clear_error(deployment_files: Built) -> None:
         SHA,
         "--no-verify",
         "--endpoint",
-        dead,
-        env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+        with_userinfo,
+        env={"AWS_ACCESS_KEY_ID": SECRET_ID, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
         timeout=180,
     )
     assert result.returncode == 3
     assert result.stderr.strip() == (
         f"error: storage s3://releases at {dead}: cannot reach the endpoint after 5 attempts"
     )
-
-
-SECRET_ID = "AKIAPAKMANTESTSECRETID"
-SECRET_KEY = "pakman/test+SECRET+key/0123456789abcdefABCDEF"
+    assert SECRET_ID not in result.stderr
+    assert SECRET_KEY not in result.stderr
 
 
 def test_bad_credentials_missing_bucket_bad_endpoint(
