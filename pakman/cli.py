@@ -8,11 +8,12 @@ cryptography) happen inside the subcommands that need them, so ``check`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from pakman.errors import ConfigError, PakmanError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-    from pakman.publish import Summary
+    from pakman.publish import ProgressFactory, Summary
     from pakman.verify import Report
 
 EPILOG = {
@@ -203,22 +204,33 @@ def _log(enabled: bool) -> Callable[[str], None]:
     return (lambda line: print(line, file=sys.stderr)) if enabled else (lambda _: None)
 
 
-def _progress_factory() -> Callable[[int], Callable[[int], None]] | None:
+def _progress_factory() -> ProgressFactory | None:
     """A byte progress bar on a terminal; plain log lines otherwise."""
     if not sys.stderr.isatty():
         return None
 
-    def factory(total: int) -> Callable[[int], None]:
+    @contextlib.contextmanager
+    def bar(total: int) -> Iterator[Callable[[int], None]]:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
+        # A terminal that reports no size (some CI ptys) would otherwise get no bar at all.
+        size = os.get_terminal_size(sys.stderr.fileno())
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            file=sys.stderr,
+            ncols=size.columns or 80,
+            nrows=size.lines or 24,
+        ) as t:
 
-        def update(done: int) -> None:
-            bar.update(done)
+            def update(done: int) -> None:
+                t.update(done)
 
-        return update
+            yield update
 
-    return factory
+    return bar
 
 
 def _summarise(summary: Summary, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pakman.config import PASSTHROUGH, Config
 from pakman.instellar import Client
-from pakman.publish import Deployment, Summary, publish
+from pakman.publish import Deployment, ProgressFactory, Summary, publish
 from pakman.store import S3Store
 
 
@@ -30,7 +30,7 @@ def push(
     concurrency: int = 8,
     verify: bool = True,
     log: Callable[[str], None] = lambda _: None,
-    progress_factory: Callable[[int], Callable[[int], None]] | None = None,
+    progress_factory: ProgressFactory | None = None,
 ) -> Pushed:
     """v8's push flow, with an idempotent upload in the middle."""
     client.authenticate()

@@ -9,6 +9,7 @@ Layout (compatible with v8):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,8 @@ from pakman.identity import Identity
 from pakman.store import LocalObject, Store, bytes_object, hash_file
 
 MANIFEST = "manifest.json"
+# Given the total bytes, a context that yields the per-chunk progress callback.
+ProgressFactory = Callable[[int], AbstractContextManager[Callable[[int], None] | None]]
 MANIFEST_FORMAT = 1
 
 
@@ -258,7 +262,7 @@ def execute(
         verb = "skip" if skipped else "plan" if dry_run else "put"
         log(f"{verb:<6} {local.key} ({local.size} bytes)")
 
-    def upload(local: LocalObject) -> None:
+    def upload(local: LocalObject, progress: Callable[[int], None] | None = progress) -> None:
         if local.key not in plan.skip and not dry_run:
             store.put(local, progress)
         elif progress:
@@ -285,7 +289,8 @@ def execute(
         record(plan.archive)
     manifest_key = plan.deployment.manifest_key
     body = {**manifest_body(plan), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    upload(bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode()))
+    manifest = bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode())
+    upload(manifest, progress=None)  # not part of the total the progress bar shows
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -301,7 +306,7 @@ def publish(
     create_bucket: bool = False,
     verify: bool = True,
     log: Callable[[str], None] = lambda _: None,
-    progress_factory: Callable[[int], Callable[[int], None]] | None = None,
+    progress_factory: ProgressFactory | None = None,
 ) -> Summary:
     """Plan, compare with storage, and upload what is missing. Safe to re-run at any point.
 
@@ -321,7 +326,8 @@ def publish(
         else:
             raise
     total = sum(o.size for o in (*local.packages, local.archive))
-    progress = progress_factory(total) if progress_factory else None
-    return execute(
-        reconciled, store, concurrency=concurrency, dry_run=dry_run, log=log, progress=progress
-    )
+    bar = progress_factory(total) if progress_factory else contextlib.nullcontext(None)
+    with bar as progress:
+        return execute(
+            reconciled, store, concurrency=concurrency, dry_run=dry_run, log=log, progress=progress
+        )

@@ -27,7 +27,7 @@ def need(condition: bool, reason: str) -> None:
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"required tool missing under CI=true: {reason}")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def find_tool(name: str) -> str | None:

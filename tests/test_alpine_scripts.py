@@ -110,3 +110,52 @@ def test_pre_install_creates_the_user_and_group(alpine: rig.Overlay, tmp_path: P
     # Running it again (a reinstall) still succeeds.
     alpine.run("/work/locomo.pre-install")
     assert identity.slug == "locomo"
+
+
+TRICKY = r"""
+type: custom
+dependencies:
+  runtime: ["so:libc.musl-x86_64.so.1", "ruby>=3.2", "!conflicting", "libstdc++", "py3-x~1.2",
+            "cmd:curl", "name@testing"]
+  build: ["pc:openssl", "nodejs=~20"]
+build:
+  command: |
+    echo "$srcdir" 'single quotes' `true` $(true)
+    cat <<'EOF'
+    a heredoc, unindented
+    EOF
+  destinations: ["_build/prod/rel/app/*", ".next", "public/[a-z]*"]
+source: |
+  $pkgname.extra
+  https://example.com/file-$pkgver.tar.gz
+package: |
+  echo "done" 'quotes' "$pkgname"
+"""
+
+
+def test_tricky_valid_values_survive_quoting(alpine: rig.Overlay, tmp_path: Path) -> None:
+    """Quoted APKBUILD fields hold exactly what was validated; raw shell stays raw."""
+    cfg = config.parse(TRICKY)
+    identity = Identity("Some-Org/My_App.v2", version="1.2.3_rc1", build=7)
+    render.write(render.render(cfg, identity), tmp_path)
+    alpine.bind(tmp_path, "/work", readonly=True)
+    alpine.run("ash -n /work/APKBUILD")
+    names = ("pkgname", "pkgver", "depends", "makedepends", "source", "pkgdesc", "url")
+    out = alpine.run(
+        "srcdir=/src; cd /work; . ./APKBUILD; " + "; ".join(f'printf "%s\\0" "${v}"' for v in names)
+    ).stdout
+    values = dict(zip(names, out.split("\0")[: len(names)], strict=True))
+    assert values["pkgname"] == "my-app-v2"
+    assert values["pkgver"] == "1.2.3_rc1"
+    assert values["depends"].split() == list(cfg.dependencies.runtime)
+    assert values["makedepends"].split() == ["pc:openssl", "nodejs=~20"]
+    assert values["source"].split() == [
+        "my-app-v2-1.2.3_rc1.tar",
+        "my-app-v2.extra",
+        "https://example.com/file-1.2.3_rc1.tar.gz",
+    ]
+    assert values["pkgdesc"] == "My_App.v2"
+    assert values["url"] == "https://github.com/Some-Org/My_App.v2"
+    # The build body runs as written, heredoc included.
+    build = alpine.run("mkdir -p /src; srcdir=/src; cd /work; . ./APKBUILD; build").stdout
+    assert build.splitlines() == ["/src single quotes", "a heredoc, unindented"]

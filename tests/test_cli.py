@@ -5,32 +5,11 @@ import sys
 from pathlib import Path
 
 from pakman import keys
-from tests.conftest import V8_CONFIGS, run_pakman
+from tests.conftest import V8_CONFIGS, git_workspace, run_pakman
 
 
 def _workspace(tmp_path: Path, fixture: str = "rails") -> Path:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    (workspace / "instellar.yml").write_text((V8_CONFIGS / f"{fixture}.yml").read_text())
-    subprocess.run(["git", "-C", str(workspace), "init", "-q"], check=True)
-    subprocess.run(["git", "-C", str(workspace), "add", "."], check=True)
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(workspace),
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-        check=True,
-    )
-    subprocess.run(["git", "-C", str(workspace), "tag", "v3.1.4"], check=True)
-    return workspace
+    return git_workspace(tmp_path / "ws", fixture, tag="v3.1.4")
 
 
 def test_bootstrap_as_a_v8_drop_in(tmp_path: Path) -> None:

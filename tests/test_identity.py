@@ -16,6 +16,7 @@ from pakman.identity import (
     slugify,
     version_from_describe,
 )
+from tests.conftest import git_workspace
 
 
 def test_repository_slugs_like_v8() -> None:
@@ -48,37 +49,13 @@ def test_version_from_git_describe(described: str, expected: str) -> None:
 
 
 def test_version_and_epoch_from_a_real_git_repository(tmp_path: Path) -> None:
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-
-    assert git_version(tmp_path) == "0.0.0"
+    assert git_version(tmp_path) == "0.0.0"  # not a repository at all
     assert git_epoch(tmp_path) is None
-    git("init", "-q")
-    (tmp_path / "f").write_text("x")
-    git("add", "f")
-    env_date = "2024-01-02T03:04:05+00:00"
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(tmp_path),
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "x",
-            "--date",
-            env_date,
-        ],
-        check=True,
-        env={"GIT_COMMITTER_DATE": env_date, "PATH": "/usr/bin:/bin"},
-    )
-    assert git_version(tmp_path) == "0.0.0"
-    git("tag", "v2.5.1")
-    assert git_version(tmp_path) == "2.5.1"
-    assert git_epoch(tmp_path) == 1704164645
+    repo = git_workspace(tmp_path / "repo", config=None)
+    assert git_version(repo) == "0.0.0"  # a commit, no tag: a bare hash
+    assert git_epoch(repo) == 1704164645  # 2024-01-02T03:04:05Z
+    subprocess.run(["git", "-C", str(repo), "tag", "v2.5.1"], check=True)
+    assert git_version(repo) == "2.5.1"
 
 
 @pytest.mark.parametrize(

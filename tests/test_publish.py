@@ -389,3 +389,49 @@ def test_publish_refuses_unverified_packages(deployment_files: Built, tmp_path: 
     assert result.returncode == 1
     assert "FAIL acme/x86_64/app0-1.0.0-r0.apk" in result.stdout
     assert not (tmp_path / "store").exists()
+
+
+def test_terminal_gets_a_byte_progress_bar(tmp_path: Path, deployment_files: Built) -> None:
+    """On a terminal, a progress bar in bytes; elsewhere, plain log lines (the other tests)."""
+    import pty
+
+    main, secondary = pty.openpty()
+    args = [
+        "publish",
+        str(deployment_files.packages),
+        "--archive",
+        str(deployment_files.archive),
+        "--store",
+        f"file://{tmp_path}/store",
+        "--create-bucket",
+        "--repository",
+        "acme/app",
+        "--sha",
+        SHA,
+        "--no-verify",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pakman.cli", *args],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env=env,
+    )
+    os.close(secondary)
+    stdout, _ = process.communicate(timeout=120)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(main)
+    assert process.returncode == 0
+    assert b"100%|" in terminal
+    assert b"kB/s" in terminal or b"MB/s" in terminal or b"B/s" in terminal
+    assert b"put    " not in terminal  # no per-object lines on a terminal
+    assert b"uploaded 10 object(s)" in stdout

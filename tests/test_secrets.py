@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from pakman import keys
 from pakman.instellar import Client, Storage
 from pakman.store import S3Store
-from tests.conftest import V8_CONFIGS, run_pakman
+from tests.conftest import git_workspace, run_pakman
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"
 
@@ -29,10 +28,7 @@ def test_reprs_hide_credentials() -> None:
 
 
 def test_bootstrap_leaves_key_material_only_in_the_key_files(tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    (workspace / "instellar.yml").write_text((V8_CONFIGS / "rails.yml").read_text())
-    subprocess.run(["git", "-C", str(workspace), "init", "-q"], check=True)
+    workspace = git_workspace(tmp_path / "ws")
     pair = keys.generate(2048)
     body = pair.private_pem.decode().splitlines()[1]
     result = run_pakman(
