@@ -21,18 +21,20 @@ class Plan:
 
 
 def plan(
+    cfg: Config, repository: str, version: str, build: int = 0, epoch: int | None = None
+) -> Plan:
+    """Resolve the identity and render every file (pure: the CLI and Dagger both use it)."""
+    identity = Identity(repository, version, build, epoch)
+    return Plan(cfg, identity, render.render(cfg, identity))
+
+
+def plan_workspace(
     config_path: Path,
     workspace: Path,
     repository: str,
     version: str | None = None,
     build: int = 0,
 ) -> Plan:
-    """Load and validate the config, resolve the identity and render every file."""
+    """Load the config from disk; take the version and epoch from the checkout's git."""
     cfg = config_module.load(config_path)
-    identity = Identity(
-        repository=repository,
-        version=version or git_version(workspace),
-        build=build,
-        source_date_epoch=git_epoch(workspace),
-    )
-    return Plan(cfg, identity, render.render(cfg, identity))
+    return plan(cfg, repository, version or git_version(workspace), build, git_epoch(workspace))

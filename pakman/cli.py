@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -23,7 +24,8 @@ from pakman.errors import ConfigError, PakmanError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-    from pakman.publish import ProgressFactory, Summary
+    from pakman.identity import Identity
+    from pakman.publish import Deployment, ProgressFactory, Summary
     from pakman.verify import Report
 
 EPILOG = {
@@ -55,9 +57,8 @@ EPILOG = {
 }
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value else default
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
 
 
 def _workspace(args: argparse.Namespace) -> Path:
@@ -103,7 +104,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pakman import bootstrap, render
 
     workspace = _workspace(args)
-    plan = bootstrap.plan(
+    plan = bootstrap.plan_workspace(
         _config_path(args),
         workspace,
         _repository(args),
@@ -147,12 +148,24 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trusted(args: argparse.Namespace) -> dict[str, RSAPublicKey]:
-    from pakman.verify import load_trusted_keys
+def _key_files(args: argparse.Namespace) -> dict[str, bytes]:
+    """The --key files by file name: apk trusts a key under its file name."""
+    named = {}
+    for name in args.key or ():
+        try:
+            named[Path(name).name] = Path(name).read_bytes()
+        except OSError as error:
+            raise ConfigError(f"--key: {name}: cannot read: {error.strerror}") from None
+    return named
 
-    if not args.key:
+
+def _trusted(args: argparse.Namespace) -> dict[str, RSAPublicKey]:
+    from pakman.verify import trusted_keys
+
+    named = _key_files(args)
+    if not named:
         raise ConfigError("--key: a trusted public key is required to verify (or pass --no-verify)")
-    return load_trusted_keys(Path(k) for k in args.key)
+    return trusted_keys(named)
 
 
 def _print_report(report: Report, as_json: bool) -> int:
@@ -242,41 +255,65 @@ def _summarise(summary: Summary, as_json: bool) -> None:
         print(f"manifest: {summary.manifest}")
 
 
-def _fingerprint(args: argparse.Namespace) -> str | None:
-    if not args.key:
-        return None
-    from pakman.keys import fingerprint
+def _public_keys(
+    args: argparse.Namespace, identity: Identity, home: Path | None
+) -> dict[str, bytes]:
+    """Trusted keys: --key files; for push also ABUILD_PUBLIC_KEY, then ~/.abuild/, as v8 had."""
+    if args.key or home is None:
+        return _key_files(args)
+        return {}
+    pem = _env("ABUILD_PUBLIC_KEY")
+    if pem:
+        return {f"{identity.key_name}.pub": pem.encode()}
+    installed = home / ".abuild" / f"{identity.key_name}.pub"
+    return {installed.name: installed.read_bytes()} if installed.is_file() else {}
 
-    return "sha256:" + fingerprint(Path(args.key[0]).read_bytes())
 
-
-def _verify_before_publish(args: argparse.Namespace, packages_dir: Path) -> None:
+def _verify_before_publish(
+    args: argparse.Namespace, packages_dir: Path, identity: Identity, home: Path | None = None
+) -> str | None:
+    """Verify the tree unless --no-verify; return the signing key's fingerprint."""
     if args.no_verify:
-        return
+        return None
     from pakman.errors import VerificationError
-    from pakman.verify import verify_tree
+    from pakman.keys import fingerprint
+    from pakman.verify import trusted_keys, verify_tree
 
-    report = verify_tree(packages_dir, _trusted(args))
+    named = _public_keys(args, identity, home)
+    if not named and home is not None:
+        _warn(["no public key (--key, ABUILD_PUBLIC_KEY or ~/.abuild/): packages not verified"])
+        return None
+    if not named:
+        raise ConfigError("--key: a trusted public key is required to verify (or pass --no-verify)")
+    report = verify_tree(packages_dir, trusted_keys(named))
     if not report.ok:
         _print_report(report, as_json=False)
         raise VerificationError("publish refused: verification failed (see above)")
+    return "sha256:" + fingerprint(next(iter(named.values())))
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def _deployment(args: argparse.Namespace, fingerprint: str | None = None) -> Deployment:
     from pakman.identity import Identity
-    from pakman.publish import Deployment, publish
-    from pakman.store import open_store
+    from pakman.publish import Deployment
 
-    packages_dir = Path(args.packages_dir)
-    _verify_before_publish(args, packages_dir)
-    deployment = Deployment(
+    return Deployment(
         identity=Identity(
             _repository(args), build=_build_number(args.build or _env("GITHUB_RUN_NUMBER"))
         ),
         sha=args.sha or _env("WORKFLOW_SHA") or _env("GITHUB_SHA") or "",
         ref=args.ref or _env("WORKFLOW_REF") or _env("GITHUB_REF") or "",
-        key_fingerprint=_fingerprint(args),
+        key_fingerprint=fingerprint,
     )
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pakman.publish import publish
+    from pakman.store import open_store
+
+    packages_dir = Path(args.packages_dir)
+    unverified = _deployment(args)
+    fingerprint = _verify_before_publish(args, packages_dir, unverified.identity)
+    deployment = dataclasses.replace(unverified, key_fingerprint=fingerprint)
     store = open_store(
         args.store,
         args.bucket,
@@ -305,9 +342,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from pakman import config
     from pakman.deploy import push
-    from pakman.identity import Identity
     from pakman.instellar import DEFAULT_ENDPOINT, Client
-    from pakman.publish import Deployment
 
     workspace = Path(_env("GITHUB_WORKSPACE") or ".")
     home = Path(_env("HOME") or Path.home())
@@ -316,20 +351,16 @@ def cmd_push(args: argparse.Namespace) -> int:
     if not archive.is_absolute() and not archive.exists():
         archive = home / archive  # where v8 looked for it
     packages_dir = Path(args.packages_dir) if args.packages_dir else home / "packages"
-    _verify_before_publish(args, packages_dir)
+    unverified = _deployment(args)
+    fingerprint = _verify_before_publish(args, packages_dir, unverified.identity, home)
+    deployment = dataclasses.replace(unverified, key_fingerprint=fingerprint)
     auth_token = _env("INSTELLAR_AUTH_TOKEN")
     if not auth_token:
         raise ConfigError("INSTELLAR_AUTH_TOKEN: required for push")
     client = Client(
-        endpoint=_env("INSTELLAR_ENDPOINT", DEFAULT_ENDPOINT) or DEFAULT_ENDPOINT,
+        endpoint=_env("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT,
         auth_token=auth_token,
         package_token=_env("INSTELLAR_PACKAGE_TOKEN") or "",
-    )
-    deployment = Deployment(
-        identity=Identity(_repository(args), build=_build_number(_env("GITHUB_RUN_NUMBER"))),
-        sha=_env("WORKFLOW_SHA") or _env("GITHUB_SHA") or "",
-        ref=_env("WORKFLOW_REF") or _env("GITHUB_REF") or "",
-        key_fingerprint=_fingerprint(args),
     )
     pushed = push(
         client,
@@ -471,7 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--packages-dir", help="packages tree (default: $HOME/packages, as v8)")
     p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
-    p.add_argument("--key", action="append", help="trusted public key: verify before uploading")
+    p.add_argument("--sha", help="commit sha (default: $WORKFLOW_SHA or $GITHUB_SHA)")
+    p.add_argument("--ref", help="git ref (default: $WORKFLOW_REF or $GITHUB_REF)")
+    p.add_argument("--build", help="build number (default: $GITHUB_RUN_NUMBER or 0)")
+    p.add_argument(
+        "--key",
+        action="append",
+        help="trusted public key (default: $ABUILD_PUBLIC_KEY, else ~/.abuild/<key>.pub)",
+    )
     p.add_argument("--no-verify", action="store_true", help="upload without verifying")
     p.add_argument("--json", action="store_true", help="print the upload summary as JSON")
     return parser

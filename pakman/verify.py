@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,20 +54,13 @@ class Report:
         }
 
 
-def load_trusted_keys(paths: Iterable[Path]) -> dict[str, RSAPublicKey]:
+def trusted_keys(named: Mapping[str, bytes]) -> dict[str, RSAPublicKey]:
     """Public keys by file name: apk matches a signature to a key by its file name."""
     from pakman.keys import load_public
 
-    trusted = {}
-    for path in paths:
-        try:
-            pem = path.read_bytes()
-        except OSError as error:
-            raise ConfigError(f"--key: {path}: cannot read: {error.strerror}") from None
-        trusted[path.name] = load_public(pem, f"--key: {path}")
-    if not trusted:
+    if not named:
         raise ConfigError("--key: at least one trusted public key is required")
-    return trusted
+    return {name: load_public(pem, f"--key: {name}") for name, pem in named.items()}
 
 
 def check_signature(

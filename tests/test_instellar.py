@@ -57,9 +57,7 @@ def v8_home(tmp_path: Path, built: Built, fixture: str = "rails") -> dict[str, s
 
 
 def push(api: Instellar, env: dict[str, str], *extra: str) -> tuple[int, str, str]:
-    result = run_pakman(
-        "push", "--no-verify", *extra, env={**env, "INSTELLAR_ENDPOINT": api.endpoint}
-    )
+    result = run_pakman("push", *extra, env={**env, "INSTELLAR_ENDPOINT": api.endpoint})
     for secret in (AUTH, PACKAGE_TOKEN, api.session_token):
         assert secret not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -209,3 +207,51 @@ def test_unreachable_api(deployment_files: Built, tmp_path: Path) -> None:
     result = run_pakman("push", "--no-verify", env=env)
     assert result.returncode == 3
     assert f"cannot reach {endpoint}" in result.stderr
+
+
+def test_push_finds_the_public_key_as_a_v8_job_has_it(
+    api: Instellar, tmp_path: Path, s3_server: S3Server
+) -> None:
+    """No --key: ABUILD_PUBLIC_KEY, else ~/.abuild/<org>-<slug>.rsa.pub; else a warning."""
+    from pakman import keys
+    from tests.apkfactory import SigningKey, make_package, write_repo
+
+    pair = keys.generate(2048)
+    key = SigningKey(pair, "upmaru-locomo.rsa.pub")
+    built_dir = tmp_path / "built"
+    write_repo(built_dir / "packages" / "upmaru", key, [make_package(key, "locomo")])
+    from pakman import merge
+
+    merge.write_zip(merge.collect([built_dir / "packages"]), built_dir / "packages.zip")
+    built = Built(built_dir / "packages", built_dir / "packages.zip", built_dir / "unused", 2)
+    env = v8_home(tmp_path, built)
+    result = run_pakman(
+        "push",
+        env={
+            **env,
+            "INSTELLAR_ENDPOINT": api.endpoint,
+            "ABUILD_PUBLIC_KEY": pair.public_pem.decode(),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    manifest_key = f"deployments/upmaru/locomo/{SHA}/manifest.json"
+    body = s3_server.client().get_object(Bucket=api.storage["bucket"], Key=manifest_key)["Body"]
+    assert json.loads(body.read())["key_fingerprint"] == "sha256:" + keys.fingerprint(
+        pair.public_pem
+    )
+
+    # A package signed by another key is refused before anything is uploaded.
+    intruder = SigningKey(keys.generate(2048), "upmaru-locomo.rsa.pub")
+    (Path(env["HOME"]) / "packages" / "upmaru" / "x86_64" / "locomo-1.0.0-r0.apk").write_bytes(
+        make_package(intruder, "locomo").data
+    )
+    installed = Path(env["HOME"]) / ".abuild" / "upmaru-locomo.rsa.pub"
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(pair.public_pem)
+    refused = run_pakman("push", env={**env, "INSTELLAR_ENDPOINT": api.endpoint})
+    assert refused.returncode == 1
+    assert "bad signature" in refused.stdout
+
+    installed.unlink()
+    warned = run_pakman("push", env={**env, "INSTELLAR_ENDPOINT": api.endpoint})
+    assert "packages not verified" in warned.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from pakman import apk, keys, merge
 from pakman.errors import ConfigError, PackageFormatError
-from pakman.verify import load_trusted_keys, verify_tree
+from pakman.verify import trusted_keys, verify_tree
 from tests import rig
 from tests.apkfactory import Built, SigningKey, make_index, make_package, write_repo
 from tests.conftest import run_pakman
@@ -42,7 +42,7 @@ def repo(tmp_path: Path, key: SigningKey, arch: str = "x86_64", org: str = "acme
 
 
 def problems(root: Path, key: SigningKey, tmp_path: Path) -> list[str]:
-    trusted = load_trusted_keys([key.write_public(tmp_path / "trusted")])
+    trusted = trusted_keys({key.name: key.pair.public_pem})
     return [str(p) for p in verify_tree(root, trusted).problems]
 
 

@@ -17,9 +17,9 @@ import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 from dagger import check as dagger_check  # the module has its own function named check
 
+from pakman import bootstrap, keys
 from pakman import config as config_module
 from pakman import deploy as deploy_module
-from pakman import keys, render
 from pakman import merge as merge_module
 from pakman import publish as publish_module
 from pakman import recipe as recipes  # the module has its own function named recipe
@@ -27,7 +27,7 @@ from pakman.errors import PakmanError
 from pakman.identity import Identity, resolve_alpine, version_from_describe
 from pakman.instellar import DEFAULT_ENDPOINT, Client
 from pakman.store import S3Store
-from pakman.verify import load_trusted_keys, verify_tree
+from pakman.verify import trusted_keys, verify_tree
 
 SOURCE_IGNORE = ["node_modules", ".apk", "packages", "packages.zip", "**/__pycache__", ".venv"]
 
@@ -57,13 +57,6 @@ class PakmanFailure(Exception):
 
 def _fail(error: PakmanError) -> PakmanFailure:
     return PakmanFailure("\n".join(error.problems))
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    config: config_module.Config
-    identity: Identity
-    files: dict[str, render.RenderedFile]
 
 
 @object_type
@@ -115,12 +108,11 @@ class Pakman:
 
     async def _plan(
         self, source: dagger.Directory, repository: str, version: str, build_number: int
-    ) -> tuple[_Plan, int | None]:
+    ) -> bootstrap.Plan:
         cfg = await self._read_config(source)
         described, epoch = await self._git(source)
         try:
-            identity = Identity(repository, version or described, build_number, epoch)
-            return _Plan(cfg, identity, render.render(cfg, identity)), epoch
+            return bootstrap.plan(cfg, repository, version or described, build_number, epoch)
         except PakmanError as error:
             raise _fail(error) from None
 
@@ -150,7 +142,7 @@ class Pakman:
         return ctr.with_user(r.user).with_workdir(r.workdir)
 
     @staticmethod
-    def _tree(plan: _Plan) -> dagger.Directory:
+    def _tree(plan: bootstrap.Plan) -> dagger.Directory:
         tree = dag.directory()
         for path, (text, mode) in sorted(plan.files.items()):
             tree = tree.with_new_file(f"{plan.identity.apk_dir}/{path}", text, permissions=mode)
@@ -195,8 +187,7 @@ class Pakman:
         build_number: BuildNumber = 0,
     ) -> dagger.Directory:
         """Render the APKBUILD and service files into .apk/<org>/<name>/."""
-        plan, _ = await self._plan(source, repository, version, build_number)
-        return self._tree(plan)
+        return self._tree(await self._plan(source, repository, version, build_number))
 
     @function
     async def build(
@@ -228,9 +219,9 @@ class Pakman:
         version: str,
         build_number: int,
     ) -> dagger.Directory:
-        plan, epoch = await self._plan(source, repository, version, build_number)
+        plan = await self._plan(source, repository, version, build_number)
         branch = self._branch(plan.config)
-        steps = recipes.build(plan.identity, epoch)
+        steps = recipes.build(plan.identity, plan.identity.source_date_epoch)
         tree = self._tree(plan)
         secrets = {"private_key": private_key, "public_key": public_key}
         outputs: dict[str, dagger.Directory] = {}
@@ -297,16 +288,14 @@ class Pakman:
             await packages.export(str(tree))
             try:
                 if public_key is not None:
-                    key_file = Path(tmp) / "keys" / f"{deployment.identity.key_name}.pub"
-                    key_file.parent.mkdir()
-                    pem = await public_key.plaintext()
-                    key_file.write_text(pem)
-                    report = verify_tree(tree, load_trusted_keys([key_file]))
+                    pem = (await public_key.plaintext()).encode()
+                    # Trusted under the name abuild signed with: <org>-<slug>.rsa.pub.
+                    trusted = trusted_keys({f"{deployment.identity.key_name}.pub": pem})
+                    report = verify_tree(tree, trusted)
                     if not report.ok:
                         raise PakmanFailure("\n".join(map(str, report.problems)))
-                    deployment = dataclasses.replace(
-                        deployment, key_fingerprint="sha256:" + keys.fingerprint(pem.encode())
-                    )
+                    fingerprint = "sha256:" + keys.fingerprint(pem)
+                    deployment = dataclasses.replace(deployment, key_fingerprint=fingerprint)
                 archive = Path(tmp) / "packages.zip"
                 merge_module.write_zip(merge_module.collect([tree]), archive)
                 return await anyio.to_thread.run_sync(ship, tree, archive, deployment)
