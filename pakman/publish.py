@@ -66,6 +66,7 @@ class Plan:
     packages: tuple[LocalObject, ...]
     archive: LocalObject
     skip: frozenset[str] = frozenset()
+    stale_manifest: bool = False  # storage holds a manifest that this publish will replace
 
     @property
     def archive_path(self) -> str:
@@ -223,11 +224,14 @@ def reconcile(plan: Plan, store: Store) -> Plan:
         if local.key in remote and store.matches(local, remote[local.key])
     }
     existing = _existing_manifest(store, plan.deployment.manifest_key)
+    stale = False
     if existing is not None:
         existing.pop("created_at", None)
         if existing == manifest_body(plan):
             skip.add(plan.deployment.manifest_key)
-    return Plan(plan.deployment, plan.packages, plan.archive, frozenset(skip))
+        else:
+            stale = True
+    return dataclasses.replace(plan, skip=frozenset(skip), stale_manifest=stale)
 
 
 def execute(
@@ -247,8 +251,9 @@ def execute(
     if concurrency < 1:
         raise ConfigError(f"--concurrency: must be at least 1 (got {concurrency})")
     started = time.monotonic()
-    summary = Summary(archive_path=plan.archive.key, manifest=plan.deployment.manifest_key)
-    summary.dry_run = dry_run
+    summary = Summary(
+        archive_path=plan.archive.key, manifest=plan.deployment.manifest_key, dry_run=dry_run
+    )
     lock = threading.Lock()
 
     def record(local: LocalObject) -> None:
@@ -269,6 +274,11 @@ def execute(
             progress(local.size)
         record(local)
 
+    if plan.stale_manifest and not dry_run:
+        # Retract the old manifest first: while objects change, the deployment must not
+        # look complete.
+        store.delete(plan.deployment.manifest_key)
+        log(f"delete {plan.deployment.manifest_key} (stale)")
     archive_pending = plan.archive.key not in plan.skip and not dry_run
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         packages = [pool.submit(upload, local) for local in plan.packages]

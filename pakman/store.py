@@ -120,6 +120,8 @@ class Store(Protocol):
 
     def head(self, key: str) -> RemoteObject | None: ...
 
+    def delete(self, key: str) -> None: ...
+
 
 Progress = Callable[[int], None]
 
@@ -216,6 +218,9 @@ class FileStore:
     def head(self, key: str) -> RemoteObject | None:
         path = self.root / key
         return RemoteObject(key, path.stat().st_size) if path.is_file() else None
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
 
 
 @dataclass
@@ -388,6 +393,10 @@ class S3Store:
             head.get("ETag", "").strip('"'),
             head.get("Metadata", {}).get("sha256"),
         )
+
+    def delete(self, key: str) -> None:
+        with self.errors():
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def errors(self) -> _S3Errors:
         return _S3Errors(self)

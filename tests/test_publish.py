@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,13 +38,28 @@ def store_for(server: S3Server, bucket: str, endpoint: str | None = None, **kw: 
 
 
 class Recording(S3Store):
-    """The real S3 store, remembering the order of its PUTs."""
+    """The real S3 store, remembering the order of its PUTs and DELETEs."""
 
     order: list[str]
 
     def put(self, local: LocalObject, progress: Any = None) -> None:
         super().put(local, progress)
         self.order.append(local.key)
+
+    def delete(self, key: str) -> None:
+        super().delete(key)
+        self.order.append(f"DELETE {key}")
+
+
+def recording(server: S3Server, bucket: str) -> Recording:
+    store = Recording(
+        bucket=bucket,
+        endpoint=server.endpoint,
+        access_key_id=server.access_key_id,
+        secret_access_key=server.secret_access_key,
+    )
+    store.order = []
+    return store
 
 
 def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
@@ -72,13 +88,7 @@ def assert_complete(server: S3Server, bucket: str, built: Built) -> dict[str, An
 def test_layout_manifest_and_order(
     s3_server: S3Server, bucket: str, deployment_files: Built
 ) -> None:
-    store = Recording(
-        bucket=bucket,
-        endpoint=s3_server.endpoint,
-        access_key_id=s3_server.access_key_id,
-        secret_access_key=s3_server.secret_access_key,
-    )
-    store.order = []
+    store = recording(s3_server, bucket)
     summary = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
     archive_sha = hashlib.sha256(deployment_files.archive.read_bytes()).hexdigest()
     expected_packages = {
@@ -133,6 +143,23 @@ def test_second_publish_uploads_nothing(
     assert again.uploaded == []
     assert len(again.skipped) == deployment_files.files + 2
     assert again.bytes == 0
+
+
+def test_changed_deployment_retracts_its_manifest_first(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    """A rebuild for the same sha: the old manifest goes before any object changes."""
+    publish(
+        deployment_files.packages,
+        deployment_files.archive,
+        DEPLOYMENT,
+        store_for(s3_server, bucket),
+    )
+    changed = dataclasses.replace(DEPLOYMENT, ref="refs/tags/v2")
+    store = recording(s3_server, bucket)
+    publish(deployment_files.packages, deployment_files.archive, changed, store)
+    assert store.order == [f"DELETE {PREFIX}manifest.json", f"{PREFIX}manifest.json"]
+    assert json.loads(objects(s3_server, bucket)[PREFIX + "manifest.json"])["ref"] == "refs/tags/v2"
 
 
 def test_changed_object_is_uploaded_again(
