@@ -5,10 +5,11 @@ merge, publish) is made by the ``pakman`` library; this module only turns those
 results into container operations and moves bytes between the engine and the library.
 """
 
+import contextlib
 import dataclasses
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -26,7 +27,7 @@ from pakman import recipe as recipes  # the module has its own function named re
 from pakman.errors import PakmanError
 from pakman.identity import Identity, resolve_alpine, version_from_describe
 from pakman.instellar import DEFAULT_ENDPOINT, Client
-from pakman.store import S3Store
+from pakman.store import open_store
 from pakman.verify import trusted_keys, verify_tree
 
 SOURCE_IGNORE = ["node_modules", ".apk", "packages", "packages.zip", "**/__pycache__", ".venv"]
@@ -55,8 +56,13 @@ class PakmanFailure(Exception):
     """A failure reported to the caller as one clear message."""
 
 
-def _fail(error: PakmanError) -> PakmanFailure:
-    return PakmanFailure("\n".join(error.problems))
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """Library errors reach the caller as their one-line messages, without a traceback."""
+    try:
+        yield
+    except PakmanError as error:
+        raise PakmanFailure("\n".join(error.problems)) from None
 
 
 @object_type
@@ -75,16 +81,12 @@ class Pakman:
             text = await source.file(self.config).contents()
         except dagger.QueryError:
             raise PakmanFailure(f"{self.config}: no such file in the source") from None
-        try:
+        with _reported():
             return config_module.parse(text, Path(self.config).name)
-        except PakmanError as error:
-            raise _fail(error) from None
 
     def _branch(self, cfg: config_module.Config | None) -> str:
-        try:
+        with _reported():
             return resolve_alpine(self.alpine, cfg.alpine_version if cfg else None)
-        except PakmanError as error:
-            raise _fail(error) from None
 
     async def _git(self, source: dagger.Directory) -> tuple[str, int | None]:
         """``git describe`` and the HEAD commit time, run in a small container."""
@@ -111,16 +113,12 @@ class Pakman:
     ) -> bootstrap.Plan:
         cfg = await self._read_config(source)
         described, epoch = await self._git(source)
-        try:
+        with _reported():
             return bootstrap.plan(cfg, repository, version or described, build_number, epoch)
-        except PakmanError as error:
-            raise _fail(error) from None
 
     def _container(self, branch: str, platform: str) -> dagger.Container:
-        try:
+        with _reported():
             r = recipes.builder(branch, platform)
-        except PakmanError as error:
-            raise _fail(error) from None
         ctr = dag.container(platform=dagger.Platform(r.platform)).from_(r.image)
 
         def mount(ctr: dagger.Container, cache: recipes.Cache) -> dagger.Container:
@@ -172,10 +170,8 @@ class Pakman:
         stack: Annotated[str, Doc("The config's stack version, e.g. 3.19")] = "",
     ) -> str:
         """The build container's recipe as JSON: image, packages, user, caches."""
-        try:
+        with _reported():
             r = recipes.builder(resolve_alpine(self.alpine, stack or None), platform)
-        except PakmanError as error:
-            raise _fail(error) from None
         return json.dumps(dataclasses.asdict(r), indent=2)
 
     @function
@@ -268,11 +264,9 @@ class Pakman:
         """Merge per-arch packages into one deterministic packages.zip."""
         with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
             await packages.export(tmp)
-            try:
+            with _reported():
                 merged = merge_module.collect([Path(tmp)])
                 merge_module.write_zip(merged, Path("packages.zip"))
-            except PakmanError as error:
-                raise _fail(error) from None
         return dag.current_module().workdir_file("packages.zip")
 
     async def _publish(
@@ -286,7 +280,7 @@ class Pakman:
         with tempfile.TemporaryDirectory(prefix="pakman-publish-") as tmp:
             tree = Path(tmp) / "packages"
             await packages.export(str(tree))
-            try:
+            with _reported():
                 if public_key is not None:
                     pem = (await public_key.plaintext()).encode()
                     # Trusted under the name abuild signed with: <org>-<slug>.rsa.pub.
@@ -299,8 +293,6 @@ class Pakman:
                 archive = Path(tmp) / "packages.zip"
                 merge_module.write_zip(merge_module.collect([tree]), archive)
                 return await anyio.to_thread.run_sync(ship, tree, archive, deployment)
-            except PakmanError as error:
-                raise _fail(error) from None
 
     @uncached
     async def publish(
@@ -329,16 +321,18 @@ class Pakman:
         dry_run: Annotated[bool, Doc("Print the plan; read storage, write nothing")] = False,
     ) -> str:
         """Upload packages and archive to S3, manifest last; safe to re-run. Returns JSON."""
-        store = S3Store(
-            bucket=bucket,
-            endpoint=endpoint or None,
-            region=region,
-            access_key_id=await access_key_id.plaintext(),
-            secret_access_key=await secret_access_key.plaintext(),
-            addressing_style=addressing_style,
-            verify_tls=verify_tls,
-            concurrency=concurrency,
-        )
+        with _reported():
+            store = open_store(
+                None,
+                bucket,
+                endpoint=endpoint or None,
+                region=region,
+                access_key_id=await access_key_id.plaintext(),
+                secret_access_key=await secret_access_key.plaintext(),
+                addressing_style=addressing_style,
+                verify_tls=verify_tls,
+                concurrency=concurrency,
+            )
 
         def ship(tree: Path, archive: Path, deployment: publish_module.Deployment) -> str:
             summary = publish_module.publish(
@@ -403,18 +397,14 @@ class Pakman:
     def _deployment(
         repository: str, sha: str, ref: str, build_number: int
     ) -> publish_module.Deployment:
-        try:
+        with _reported():
             return publish_module.Deployment(Identity(repository, build=build_number), sha, ref)
-        except PakmanError as error:
-            raise _fail(error) from None
 
     @function
     def keygen(self, repository: Repository) -> dagger.Directory:
         """A new 4096-bit signing key pair, named <org>-<slug>.rsa and .rsa.pub."""
-        try:
+        with _reported():
             name = Identity(repository).key_name
-        except PakmanError as error:
-            raise _fail(error) from None
         pair = keys.generate()
         return (
             dag.directory()
