@@ -55,16 +55,22 @@ class RemoteObject:
     sha256: str | None = None  # from the object's metadata, when a HEAD fetched it
 
 
+CONTENT_TYPES = {
+    ".zip": "application/zip",
+    ".tar.gz": "application/gzip",
+    ".json": "application/json",
+    # Alpine's .apk has no registered type (application/vnd.android.package-archive is
+    # Android's): octet-stream keeps proxies and browsers from guessing.
+    ".apk": "application/octet-stream",
+}
+
+
 def content_type(name: str) -> str:
-    if name.endswith(".zip"):
-        return "application/zip"
-    if name.endswith(".tar.gz"):
-        return "application/gzip"
-    if name.endswith(".apk"):
-        return "application/vnd.android.package-archive"  # the registered apk type
-    if name.endswith(".json"):
-        return "application/json"
-    return "application/octet-stream"
+    """The Content-Type stored with an object."""
+    return next(
+        (kind for suffix, kind in CONTENT_TYPES.items() if name.endswith(suffix)),
+        "application/octet-stream",
+    )
 
 
 def hash_file(path: Path, key: str, cache: HashCache | None = None) -> LocalObject:
@@ -333,7 +339,11 @@ class S3Store:
         return remote.sha256 == local.sha256
 
     def put(self, local: LocalObject, progress: Progress | None = None) -> None:
-        body = local.body if local.body is not None else _read(local.path)
+        if local.body is not None:
+            body = local.body
+        else:
+            assert local.path is not None
+            body = local.path.read_bytes()
         with self.errors():
             # The server checks the body against ChecksumSHA256 and rejects a mismatch.
             self.client.put_object(
@@ -450,11 +460,6 @@ class _Multipart:
             self.store.client.abort_multipart_upload(
                 Bucket=self.store.bucket, Key=self.local.key, UploadId=self.upload_id
             )
-
-
-def _read(path: Path | None) -> bytes:
-    assert path is not None
-    return path.read_bytes()
 
 
 class _S3Errors:
