@@ -70,6 +70,14 @@ def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
     }
 
 
+def cli_args(built: Built, *extra: str, repository: str = "acme/app") -> list[str]:
+    """`pakman publish` of a built tree: the arguments every CLI test shares."""
+    return [
+        "publish", str(built.packages), "--archive", str(built.archive),
+        "--repository", repository, "--sha", SHA, *extra,
+    ]  # fmt: skip
+
+
 def assert_complete(server: S3Server, bucket: str, built: Built) -> dict[str, Any]:
     """Every object the manifest lists is present with its size and SHA-256."""
     stored = objects(server, bucket)
@@ -193,18 +201,7 @@ def test_multipart_archive_is_recognised_on_rerun(
 
 def test_dry_run_writes_nothing(s3_server: S3Server, bucket: str, deployment_files: Built) -> None:
     result = run_pakman(
-        "publish",
-        str(deployment_files.packages),
-        "--archive",
-        str(deployment_files.archive),
-        "--bucket",
-        bucket,
-        "--repository",
-        "acme/app",
-        "--sha",
-        SHA,
-        "--dry-run",
-        "--json",
+        *cli_args(deployment_files, "--bucket", bucket, "--dry-run", "--json"),
         "--key",
         str(deployment_files.public_key),
         env=s3_server.env(),
@@ -251,23 +248,10 @@ def test_interrupted_publish_resumes(s3_server: S3Server, bucket: str, tmp_path:
     """Kill a publish part-way; the rerun uploads only what is missing, and the result is whole."""
     built = build_deployment(tmp_path, count=30, size=500)
     proxy = FaultProxy(s3_server.port, "delay", delay=0.05).start()
-    args = [
-        "publish",
-        str(built.packages),
-        "--archive",
-        str(built.archive),
-        "--bucket",
-        bucket,
-        "--repository",
-        "Acme/My.App",
-        "--sha",
-        SHA,
-        "--concurrency",
-        "1",
-        "--json",
-        "--key",
-        str(built.public_key),
-    ]
+    args = cli_args(
+        built, "--bucket", bucket, "--concurrency", "1", "--json", "--key", str(built.public_key),
+        repository="Acme/My.App",
+    )  # fmt: skip
     env = {**os.environ, **s3_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
     process = subprocess.Popen(
         [sys.executable, "-m", "pakman.cli", *args],
@@ -319,17 +303,7 @@ def test_server_down_is_a_clear_error(deployment_files: Built) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     with_userinfo = dead.replace("http://", f"http://{SECRET_ID}:{SECRET_KEY}@")
     result = run_pakman(
-        "publish",
-        str(deployment_files.packages),
-        "--archive",
-        str(deployment_files.archive),
-        "--bucket",
-        "releases",
-        "--repository",
-        "acme/app",
-        "--sha",
-        SHA,
-        "--no-verify",
+        *cli_args(deployment_files, "--bucket", "releases", "--no-verify"),
         "--endpoint",
         with_userinfo,
         env={"AWS_ACCESS_KEY_ID": SECRET_ID, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
@@ -346,18 +320,7 @@ def test_server_down_is_a_clear_error(deployment_files: Built) -> None:
 def test_bad_credentials_missing_bucket_bad_endpoint(
     s3_server: S3Server, bucket: str, deployment_files: Built
 ) -> None:
-    base = [
-        "publish",
-        str(deployment_files.packages),
-        "--archive",
-        str(deployment_files.archive),
-        "--repository",
-        "acme/app",
-        "--sha",
-        SHA,
-        "--key",
-        str(deployment_files.public_key),
-    ]
+    base = cli_args(deployment_files, "--key", str(deployment_files.public_key))
     with moto_server(auth=True) as guarded:
         guarded.client().create_bucket(Bucket="guarded")
         wrong = run_pakman(
@@ -399,17 +362,7 @@ def test_publish_refuses_unverified_packages(deployment_files: Built, tmp_path: 
     target = deployment_files.packages / "acme" / "x86_64" / "app0-1.0.0-r0.apk"
     target.write_bytes(target.read_bytes()[:-10])
     result = run_pakman(
-        "publish",
-        str(deployment_files.packages),
-        "--archive",
-        str(deployment_files.archive),
-        "--store",
-        f"file://{tmp_path}/store",
-        "--create-bucket",
-        "--repository",
-        "acme/app",
-        "--sha",
-        SHA,
+        *cli_args(deployment_files, "--store", f"file://{tmp_path}/store", "--create-bucket"),
         "--key",
         str(deployment_files.public_key),
     )
@@ -423,20 +376,9 @@ def test_terminal_gets_a_byte_progress_bar(tmp_path: Path, deployment_files: Bui
     import pty
 
     main, secondary = pty.openpty()
-    args = [
-        "publish",
-        str(deployment_files.packages),
-        "--archive",
-        str(deployment_files.archive),
-        "--store",
-        f"file://{tmp_path}/store",
-        "--create-bucket",
-        "--repository",
-        "acme/app",
-        "--sha",
-        SHA,
-        "--no-verify",
-    ]
+    args = cli_args(
+        deployment_files, "--store", f"file://{tmp_path}/store", "--create-bucket", "--no-verify"
+    )
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     process = subprocess.Popen(
         [sys.executable, "-m", "pakman.cli", *args],
