@@ -2,7 +2,8 @@
 
 An unchanged re-publish then reads no file contents. An entry is trusted only when
 the file's mtime is clearly older than the moment it was hashed, so a file
-rewritten within the same clock tick is hashed again ("racy git").
+rewritten within the same clock tick is hashed again ("racy git"). Only the entries a
+run used are saved, so the cache stays the size of the tree last published.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class HashCache:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._entries: dict[str, list[object]] = {}
-        self._dirty = False
+        self._used: dict[str, list[object]] = {}
         self._lock = threading.Lock()
         if path is not None:
             try:
@@ -42,27 +43,31 @@ class HashCache:
         return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
     def get(self, path: Path, stat: os.stat_result) -> dict[str, str] | None:
-        entry = self._entries.get(str(path.resolve()))
+        key = str(path.resolve())
+        entry = self._entries.get(key)
         if not entry or entry[:4] != self._signature(stat):
             return None
         hashed_at, hashes = entry[4], entry[5]
         if not isinstance(hashed_at, int) or stat.st_mtime_ns > hashed_at - RACY_NS:
             return None
-        return hashes if isinstance(hashes, dict) else None
+        if not isinstance(hashes, dict):
+            return None
+        with self._lock:
+            self._used[key] = entry
+        return hashes
 
     def put(self, path: Path, stat: os.stat_result, hashes: dict[str, str]) -> None:
         with self._lock:
-            self._entries[str(path.resolve())] = [*self._signature(stat), time.time_ns(), hashes]
-            self._dirty = True
+            self._used[str(path.resolve())] = [*self._signature(stat), time.time_ns(), hashes]
 
     def save(self) -> None:
         """Write the cache atomically; a cache that cannot be written is simply skipped."""
-        if self.path is None or not self._dirty:
+        if self.path is None or self._used == self._entries:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-            temporary.write_text(json.dumps(self._entries))
+            temporary.write_text(json.dumps(self._used))
             temporary.replace(self.path)
         except OSError:
             pass

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from pakman.hashcache import RACY_NS, HashCache
+
+HASHES = {"sha256": "aa", "md5": "bb"}
+
+
+def _old_file(path: Path, content: bytes = b"data") -> Path:
+    path.write_bytes(content)
+    old = time.time_ns() - 10 * RACY_NS
+    os.utime(path, ns=(old, old))
+    return path
+
+
+def test_hit_after_save_and_reload(tmp_path: Path) -> None:
+    target = _old_file(tmp_path / "f")
+    cache = HashCache(tmp_path / "cache.json")
+    assert cache.get(target, target.stat()) is None
+    cache.put(target, target.stat(), HASHES)
+    cache.save()
+    assert HashCache(tmp_path / "cache.json").get(target, target.stat()) == HASHES
+
+
+def test_changed_file_misses(tmp_path: Path) -> None:
+    target = _old_file(tmp_path / "f")
+    cache = HashCache(tmp_path / "cache.json")
+    cache.put(target, target.stat(), HASHES)
+    cache.save()
+    _old_file(target, b"other content")  # new size and mtime
+    assert HashCache(tmp_path / "cache.json").get(target, target.stat()) is None
+
+
+def test_racy_entry_is_not_trusted(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"just written")  # mtime is now: within the racy window
+    cache = HashCache(tmp_path / "cache.json")
+    cache.put(target, target.stat(), HASHES)
+    cache.save()
+    assert HashCache(tmp_path / "cache.json").get(target, target.stat()) is None
+
+
+def test_only_entries_used_are_kept(tmp_path: Path) -> None:
+    first, second = _old_file(tmp_path / "a"), _old_file(tmp_path / "b")
+    cache = HashCache(tmp_path / "cache.json")
+    cache.put(first, first.stat(), HASHES)
+    cache.put(second, second.stat(), HASHES)
+    cache.save()
+    again = HashCache(tmp_path / "cache.json")
+    assert again.get(first, first.stat()) == HASHES
+    again.save()
+    assert list(json.loads((tmp_path / "cache.json").read_text())) == [str(first.resolve())]
+
+
+def test_corrupt_or_unwritable_cache_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "cache.json"
+    path.write_text("{not json")
+    target = _old_file(tmp_path / "f")
+    cache = HashCache(path)
+    assert cache.get(target, target.stat()) is None
+    blocked = HashCache(tmp_path / "file-not-dir" / "cache.json")
+    (tmp_path / "file-not-dir").write_text("x")
+    blocked.put(target, target.stat(), HASHES)
+    blocked.save()  # no exception
