@@ -373,8 +373,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         log=_log(not sys.stderr.isatty()),
         progress_factory=_progress_factory(),
     )
+    if args.json:
+        print(json.dumps(pushed.as_dict(), indent=2))
+        return 0
     if pushed.summary is not None:
-        _summarise(pushed.summary, args.json)
+        _summarise(pushed.summary, as_json=False)
     print(f"deployment {pushed.deployment}: {pushed.archive_path}")
     if pushed.configuration:
         print(f"configuration {pushed.configuration}")
@@ -511,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="trusted public key (default: $ABUILD_PUBLIC_KEY, else ~/.abuild/<key>.pub)",
     )
     p.add_argument("--no-verify", action="store_true", help="upload without verifying")
-    p.add_argument("--json", action="store_true", help="print the upload summary as JSON")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pakman.config import PASSTHROUGH, Config
 from pakman.instellar import Client
@@ -18,6 +19,14 @@ class Pushed:
     deployment: str  # "created" or "already exists"
     configuration: str | None  # None when the config has no kits
     summary: Summary | None  # None when the deployment existed and nothing was uploaded
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "archive_path": self.archive_path,
+            "deployment": self.deployment,
+            "configuration": self.configuration,
+            "upload": self.summary.as_dict() if self.summary else None,
+        }
 
 
 def push(

@@ -129,8 +129,10 @@ def test_retry_after_failed_registration_uploads_nothing(
     api.fail.clear()
     code, out, err = push(api, env, "--json")
     assert code == 0, err
-    summary = json.loads(out.split("\n}\n")[0] + "\n}")
-    assert summary["uploaded"] == 0  # the first attempt's upload is re-used
+    outcome = json.loads(out)
+    assert outcome["upload"]["uploaded"] == 0  # the first attempt's upload is re-used
+    assert outcome["deployment"] == "created"
+    assert outcome["archive_path"].startswith("archives/")
 
 
 def test_configuration_already_exists_and_422(

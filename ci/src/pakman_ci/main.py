@@ -380,15 +380,7 @@ class Pakman:
             pushed = deploy_module.push(
                 client, cfg, deployment, tree, archive, concurrency=concurrency
             )
-            return json.dumps(
-                {
-                    "archive_path": pushed.archive_path,
-                    "deployment": pushed.deployment,
-                    "configuration": pushed.configuration,
-                    "upload": pushed.summary.as_dict() if pushed.summary else None,
-                },
-                indent=2,
-            )
+            return json.dumps(pushed.as_dict(), indent=2)
 
         deployment = self._deployment(repository, sha, ref, build_number)
         return await self._publish(packages, deployment, public_key, ship)
