@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real tools the tests use: qemu-img and e2fsprogs for the Alpine root, shellcheck, zip, git.
-packages=(qemu-utils e2fsprogs shellcheck zip git)
+# Real tools the tests use: qemu-img and e2fsprogs for the Alpine root, shellcheck, zip, git,
+# and bash, curl and jq to run the rendered environment script.
+packages=(qemu-utils e2fsprogs shellcheck zip git bash curl jq)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
