@@ -103,6 +103,7 @@ def test_uplink_managed_instance(script: Path, servers: Any) -> None:
     )
     routes["/vars"] = (200, payload())
     assert run(script, socket_path) == VARIABLES
+    assert {"path": "/vars", "authorization": ""} in seen  # uplink needs no token
 
 
 def test_instellar_managed_instance_sends_the_bot_token(script: Path, servers: Any) -> None:
