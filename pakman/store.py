@@ -361,20 +361,40 @@ class S3Store:
         """Big objects: send the parts now, complete the multipart upload on commit."""
         if local.path is None or local.size < MULTIPART_THRESHOLD:
             return _Deferred(lambda: self.put(local, progress))
-        with self.errors():
-            upload = self.client.create_multipart_upload(
-                Bucket=self.bucket,
-                Key=local.key,
-                ContentType=local.content_type,
-                Metadata={"sha256": local.sha256},
-                ChecksumAlgorithm="SHA256",
-            )
-        staged = _Multipart(self, local, upload["UploadId"])
+        # A key that names its content (the archive's) can resume an interrupted upload:
+        # its parts are re-used where their MD5 matches, and it is kept if this run fails.
+        resumable = local.sha256 in local.key
+        upload_id, uploaded = self._unfinished(local.key) if resumable else (None, {})
+        if upload_id is None:
+            with self.errors():
+                upload_id = self.client.create_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=local.key,
+                    ContentType=local.content_type,
+                    Metadata={"sha256": local.sha256},
+                    ChecksumAlgorithm="SHA256",
+                )["UploadId"]
+        staged = _Multipart(self, local, upload_id, uploaded=uploaded, keep_on_failure=resumable)
         path = local.path
         for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
             length = min(MULTIPART_CHUNK, local.size - offset)
             staged.parts.append(pool.submit(staged.send, path, number, offset, length, progress))
         return staged
+
+    def _unfinished(self, key: str) -> tuple[str | None, dict[int, tuple[str, int]]]:
+        """The newest unfinished multipart upload of ``key`` and its parts (ETag, size)."""
+        with self.errors():
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            uploads = [u for u in listing.get("Uploads", []) if u.get("Key") == key]
+            if not uploads:
+                return None, {}
+            upload_id = max(uploads, key=lambda u: u["Initiated"])["UploadId"]
+            parts = {}
+            paginator = self.client.get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                for part in page.get("Parts", []):
+                    parts[part["PartNumber"]] = (part["ETag"].strip('"'), part["Size"])
+        return upload_id, parts
 
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
@@ -418,6 +438,9 @@ class _Multipart:
     local: LocalObject
     upload_id: str
     parts: list[Future[dict[str, Any]]] = field(default_factory=list)
+    uploaded: dict[int, tuple[str, int]] = field(default_factory=dict)  # from a run before
+    keep_on_failure: bool = False
+    reused: int = 0
 
     def send(
         self, path: Path, number: int, offset: int, length: int, progress: Progress | None
@@ -426,6 +449,12 @@ class _Multipart:
             handle.seek(offset)
             data = handle.read(length)
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        earlier = self.uploaded.get(number)
+        if earlier == (hashlib.md5(data).hexdigest(), length):  # noqa: S324 - S3's part ETag
+            self.reused += 1
+            if progress:
+                progress(length)
+            return {"ETag": f'"{earlier[0]}"', "PartNumber": number, "ChecksumSHA256": checksum}
         with self.store.errors():
             answer = self.store.client.upload_part(
                 Bucket=self.store.bucket,
@@ -456,6 +485,8 @@ class _Multipart:
     def abort(self) -> None:
         for future in self.parts:
             future.cancel()
+        if self.keep_on_failure:
+            return  # the next run resumes it; a bucket lifecycle rule reaps abandoned ones
         with contextlib.suppress(Exception):
             self.store.client.abort_multipart_upload(
                 Bucket=self.store.bucket, Key=self.local.key, UploadId=self.upload_id

@@ -404,3 +404,39 @@ def test_terminal_gets_a_byte_progress_bar(tmp_path: Path, deployment_files: Bui
     assert b"kB/s" in terminal or b"MB/s" in terminal or b"B/s" in terminal
     assert b"put    " not in terminal  # no per-object lines on a terminal
     assert b"uploaded 10 object(s)" in stdout
+
+
+def test_interrupted_archive_upload_resumes_its_parts(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """A killed run leaves a multipart upload of the (content-addressed) archive; the next
+    run re-uses the parts already sent and completes it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pakman.store import MULTIPART_CHUNK, hash_file
+
+    big = tmp_path / "packages.zip"
+    big.write_bytes(os.urandom(4 * MULTIPART_CHUNK + 1234))  # just over the threshold
+    hashed = hash_file(big, "x")
+    local = dataclasses.replace(hashed, key=f"archives/{hashed.sha256}/packages.zip")
+    client = s3_server.client()
+    # The interrupted run: it started the upload and sent three of five parts.
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key=local.key, ChecksumAlgorithm="SHA256"
+    )
+    data = big.read_bytes()
+    for number in (1, 2, 3):
+        part = data[(number - 1) * MULTIPART_CHUNK : number * MULTIPART_CHUNK]
+        if number == 3:
+            part = os.urandom(len(part))  # a part that does not match: sent again
+        client.upload_part(
+            Bucket=bucket, Key=local.key, UploadId=upload["UploadId"], PartNumber=number, Body=part
+        )
+    store = store_for(s3_server, bucket)
+    with ThreadPoolExecutor(4) as pool:
+        staged = store.stage(local, pool)
+        staged.commit()
+    assert staged.reused == 2  # type: ignore[attr-defined]
+    body = client.get_object(Bucket=bucket, Key=local.key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == local.sha256
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
