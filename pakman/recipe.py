@@ -61,6 +61,22 @@ def alpine_arch(platform: str) -> str:
         raise ConfigError(f"platform: not supported (got {platform!r}; known: {known})") from None
 
 
+def check_platforms(architectures: tuple[str, ...], platforms: list[str]) -> None:
+    """Every platform must build an arch the config lists, or abuild refuses it much later."""
+    if not platforms:
+        raise ConfigError("platforms: at least one is required, e.g. linux/amd64")
+    if {"noarch", "all"} & set(architectures):
+        return
+    problems = [
+        f"platforms: {platform} builds {alpine_arch(platform)}, which instellar.yml's"
+        f" architectures ({', '.join(architectures)}) do not list"
+        for platform in platforms
+        if alpine_arch(platform) not in architectures
+    ]
+    if problems:
+        raise ConfigError(*problems)
+
+
 @dataclass(frozen=True)
 class Cache:
     """A cache volume: where it is mounted, its key, and who owns it."""

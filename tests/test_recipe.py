@@ -113,3 +113,18 @@ def test_failure_message_names_the_platform_and_strips_keys() -> None:
     assert "line 1\n" not in message
     assert "PRIVATE KEY" not in message
     assert pair.private_pem.decode().splitlines()[1] not in message
+
+
+def test_platforms_must_match_the_configured_architectures() -> None:
+    recipe.check_platforms(("x86_64", "aarch64"), ["linux/amd64", "linux/arm64"])
+    recipe.check_platforms(("noarch",), ["linux/riscv64"])
+    with pytest.raises(ConfigError) as caught:
+        recipe.check_platforms(("x86_64",), ["linux/amd64", "linux/arm64", "linux/arm/v7"])
+    assert caught.value.problems == (
+        "platforms: linux/arm64 builds aarch64, which instellar.yml's architectures (x86_64)"
+        " do not list",
+        "platforms: linux/arm/v7 builds armv7, which instellar.yml's architectures (x86_64)"
+        " do not list",
+    )
+    with pytest.raises(ConfigError, match="at least one"):
+        recipe.check_platforms(("x86_64",), [])

@@ -216,6 +216,8 @@ class Pakman:
         build_number: int,
     ) -> dagger.Directory:
         plan = await self._plan(source, repository, version, build_number)
+        with _reported():
+            recipes.check_platforms(plan.config.architectures, platforms)
         branch = self._branch(plan.config)
         steps = recipes.build(plan.identity, plan.identity.source_date_epoch)
         tree = self._tree(plan)
