@@ -42,7 +42,7 @@ def tool(name: str) -> str:
 def main() -> None:
     files = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     archive_mb = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 7
     with tempfile.TemporaryDirectory(prefix="pakman-bench-") as tmp, moto_server() as s3:
         data = Path(tmp) / "data"
         for i in range(files):

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 RACY_NS = 100_000_000  # 100 ms
 
@@ -42,7 +43,7 @@ class HashCache:
     def _signature(stat: os.stat_result) -> list[object]:
         return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
-    def get(self, path: Path, stat: os.stat_result) -> dict[str, str] | None:
+    def get(self, path: Path, stat: os.stat_result) -> dict[str, Any] | None:
         key = str(path.resolve())
         entry = self._entries.get(key)
         if not entry or entry[:4] != self._signature(stat):
@@ -56,7 +57,7 @@ class HashCache:
             self._used[key] = entry
         return hashes
 
-    def put(self, path: Path, stat: os.stat_result, hashes: dict[str, str]) -> None:
+    def put(self, path: Path, stat: os.stat_result, hashes: dict[str, Any]) -> None:
         with self._lock:
             self._used[str(path.resolve())] = [*self._signature(stat), time.time_ns(), hashes]
 

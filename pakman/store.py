@@ -28,6 +28,7 @@ MIB = 1024 * 1024
 MULTIPART_THRESHOLD = 64 * MIB
 MULTIPART_CHUNK = 16 * MIB  # S3 allows 10,000 parts: objects up to 156 GiB
 READ_CHUNK = 1 * MIB
+assert MULTIPART_CHUNK % READ_CHUNK == 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class LocalObject:
     etag: str | None  # None for multipart-sized objects
     content_type: str
     body: bytes | None = None  # for small generated objects such as the manifest
+    part_sha256: tuple[str, ...] = ()  # base64, per MULTIPART_CHUNK part, for multipart sizes
 
     @property
     def sha256_b64(self) -> str:
@@ -82,19 +84,42 @@ def hash_file(path: Path, key: str, cache: HashCache | None = None) -> LocalObje
     stat = path.stat()
     hashes = cache.get(path, stat) if cache else None
     if hashes is None:
-        multipart = stat.st_size >= MULTIPART_THRESHOLD
-        sha = hashlib.sha256()
-        md5 = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
-        with path.open("rb") as handle:
-            while chunk := handle.read(READ_CHUNK):
-                sha.update(chunk)
-                if md5:
-                    md5.update(chunk)
-        hashes = {"sha256": sha.hexdigest(), "md5": md5.hexdigest() if md5 else ""}
+        hashes = _hash_contents(path, multipart=stat.st_size >= MULTIPART_THRESHOLD)
         if cache:
             cache.put(path, stat, hashes)
-    etag = hashes["md5"] or None
-    return LocalObject(key, path, stat.st_size, hashes["sha256"], etag, content_type(key))
+    return LocalObject(
+        key,
+        path,
+        stat.st_size,
+        hashes["sha256"],
+        hashes["md5"] or None,
+        content_type(key),
+        part_sha256=tuple(hashes.get("parts", ())),
+    )
+
+
+def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
+    """One read: the whole file's SHA-256, and its MD5 or each part's SHA-256."""
+    whole = hashlib.sha256()
+    md5 = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
+    parts: list[str] = []
+    part = hashlib.sha256()
+    filled = 0
+    with path.open("rb") as handle:
+        # READ_CHUNK divides MULTIPART_CHUNK, so a chunk never straddles two parts.
+        while chunk := handle.read(READ_CHUNK):
+            whole.update(chunk)
+            if md5:
+                md5.update(chunk)
+            else:
+                part.update(chunk)
+                filled += len(chunk)
+                if filled == MULTIPART_CHUNK:
+                    parts.append(base64.b64encode(part.digest()).decode())
+                    part, filled = hashlib.sha256(), 0
+    if filled:
+        parts.append(base64.b64encode(part.digest()).decode())
+    return {"sha256": whole.hexdigest(), "md5": md5.hexdigest() if md5 else "", "parts": parts}
 
 
 def bytes_object(key: str, body: bytes) -> LocalObject:
@@ -448,9 +473,15 @@ class _Multipart:
         with path.open("rb") as handle:
             handle.seek(offset)
             data = handle.read(length)
-        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        known = self.local.part_sha256
+        checksum = (
+            known[number - 1]
+            if len(known) >= number
+            else base64.b64encode(hashlib.sha256(data).digest()).decode()
+        )
         earlier = self.uploaded.get(number)
-        if earlier == (hashlib.md5(data).hexdigest(), length):  # noqa: S324 - S3's part ETag
+        # MD5 (S3's part ETag) only when there is an earlier part to compare with.
+        if earlier and earlier == (hashlib.md5(data).hexdigest(), length):  # noqa: S324
             self.reused += 1
             if progress:
                 progress(length)

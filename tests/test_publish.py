@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -440,3 +441,25 @@ def test_interrupted_archive_upload_resumes_its_parts(
     body = client.get_object(Bucket=bucket, Key=local.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == local.sha256
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
+    from pakman.hashcache import HashCache
+    from pakman.store import MULTIPART_CHUNK, hash_file
+
+    big = tmp_path / "big.zip"
+    data = os.urandom(4 * MULTIPART_CHUNK + 99)
+    big.write_bytes(data)
+    expected = tuple(
+        base64.b64encode(hashlib.sha256(data[i : i + MULTIPART_CHUNK]).digest()).decode()
+        for i in range(0, len(data), MULTIPART_CHUNK)
+    )
+    cache = HashCache(tmp_path / "cache.json")
+    hashed = hash_file(big, "k", cache)
+    assert hashed.part_sha256 == expected
+    assert hashed.sha256 == hashlib.sha256(data).hexdigest()
+    assert hashed.etag is None  # multipart-sized: recognised by its sha256 metadata
+    small = tmp_path / "small.apk"
+    small.write_bytes(b"abc")
+    assert hash_file(small, "s").etag == hashlib.md5(b"abc").hexdigest()
+    assert hash_file(small, "s").part_sha256 == ()
