@@ -8,7 +8,7 @@ from pathlib import Path
 from pakman import config as config_module
 from pakman import render
 from pakman.config import Config
-from pakman.identity import Identity, git_epoch, git_version
+from pakman.identity import Identity, git_commit, git_epoch, git_version
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,15 @@ class Plan:
 
 
 def plan(
-    cfg: Config, repository: str, version: str, build: int = 0, epoch: int | None = None
+    cfg: Config,
+    repository: str,
+    version: str,
+    build: int = 0,
+    epoch: int | None = None,
+    commit: str = "",
 ) -> Plan:
     """Resolve the identity and render every file (pure: the CLI and Dagger both use it)."""
-    identity = Identity(repository, version, build, epoch)
+    identity = Identity(repository, version, build, epoch, commit)
     return Plan(cfg, identity, render.render(cfg, identity))
 
 
@@ -37,4 +42,11 @@ def plan_workspace(
 ) -> Plan:
     """Load the config from disk; take the version and epoch from the checkout's git."""
     cfg = config_module.load(config_path)
-    return plan(cfg, repository, version or git_version(workspace), build, git_epoch(workspace))
+    return plan(
+        cfg,
+        repository,
+        version or git_version(workspace),
+        build,
+        git_epoch(workspace),
+        git_commit(workspace),
+    )

@@ -52,26 +52,37 @@ KNOWN_KEYS = frozenset(
         "package",
         "run",
         "hook",
+        "license",
+        "maintainer",
         *PASSTHROUGH,
     }
 )
 
+# Every pattern is used with fullmatch: `$` would let a trailing newline into a script.
 # Alpine package-name rules, lowercase: these names end up in file paths and scripts.
-SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]*")
 # An apk dependency atom: [!][prefix:]name[op version][@tag]
 DEPENDENCY = re.compile(
-    r"^!?(?:[a-z0-9][a-z0-9_.-]*:)?[A-Za-z0-9][A-Za-z0-9._+-]*"
-    r"(?:(?:<=|>=|=~|><|<|>|=|~)[0-9][A-Za-z0-9._~-]*)?(?:@[A-Za-z0-9_-]+)?$"
+    r"!?(?:[a-z0-9][a-z0-9_.-]*:)?[A-Za-z0-9][A-Za-z0-9._+-]*"
+    r"(?:(?:<=|>=|=~|><|<|>|=|~)[0-9][A-Za-z0-9._~-]*)?(?:@[A-Za-z0-9_-]+)?"
 )
 # Destinations are copied with an unquoted glob, so only glob-safe characters are allowed.
-DESTINATION = re.compile(r"^[A-Za-z0-9._*?@+,=:/\[\]-]+$")
-SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@-]+$")
+DESTINATION = re.compile(r"[A-Za-z0-9._*?@+,=:/\[\]-]+")
+SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@-]+")
 # Command names become OpenRC function names.
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 OPENRC_RESERVED = frozenset(
     {"start", "stop", "restart", "status", "describe", "zap", "depend", "reload"}
 )
-STACK = re.compile(r"^alpine/(?P<version>.+)$")
+STACK = re.compile(r"alpine/(?P<version>.+)")
+# An SPDX license expression (abuild's check_license): identifiers, AND/OR/WITH, parentheses.
+LICENSE = re.compile(r"[A-Za-z0-9.+()-]+(?: [A-Za-z0-9.+()-]+)*")
+# "Name <address>" as abuild's check_maintainer wants it; rendered inside double quotes.
+MAINTAINER = re.compile(
+    r"[^\x00-\x1f\x7f\"$`\\<> ](?:[^\x00-\x1f\x7f\"$`\\<>]*[^\x00-\x1f\x7f\"$`\\<> ])?"
+    r" <[^\s\"$`\\<>@]+@[^\s\"$`\\<>@]+\.[^\s\"$`\\<>@]+>"
+)
+DEFAULT_LICENSE = "MIT"
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,8 @@ class Config:
     package: str | None = None
     run: Run | None = None
     hooks: tuple[tuple[str, str], ...] = ()
+    license: str = DEFAULT_LICENSE
+    maintainer: str | None = None  # None: derived from the repository owner at render time
     # kits, sizes, plans, page: passed untouched to the deployment API.
     deployment: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -144,8 +157,19 @@ class Config:
         """The Alpine version named by ``stack: alpine/<version>``, if any."""
         if self.stack is None:
             return None
-        match = STACK.match(self.stack)
+        match = STACK.fullmatch(self.stack)
         return match["version"] if match else None
+
+    @property
+    def installs_init_script(self) -> bool:
+        """Whether package() installs an OpenRC script, so ``<name>-openrc`` has content.
+
+        The default type installs one; a config's own ``package:`` opts in by installing
+        into /etc/init.d.
+        """
+        if self.package is not None:
+            return "etc/init.d" in self.package
+        return self.type == "default"
 
     @property
     def runtime_dependencies(self) -> tuple[str, ...]:
@@ -213,7 +237,7 @@ class _Reader:
     ) -> tuple[str, ...]:
         result = []
         for index, item in enumerate(self.items(data, key, path)):
-            if not isinstance(item, str) or not pattern.match(item):
+            if not isinstance(item, str) or not pattern.fullmatch(item):
                 self.fail(f"{path}[{index}]", what, item)
             else:
                 result.append(item)
@@ -221,7 +245,7 @@ class _Reader:
 
     def name(self, data: Mapping[str, Any], key: str, path: str) -> str:
         value = self.string(data, key, path, required=True)
-        if value is not None and not SAFE_NAME.match(value):
+        if value is not None and not SAFE_NAME.fullmatch(value):
             self.fail(path, "must be a lowercase name of a-z, 0-9, '.', '_', '+', '-'", value)
         return value or ""
 
@@ -230,7 +254,7 @@ class _Reader:
         if value is None:
             return None
         parts = value.split("/")
-        if not value.startswith("/") or ".." in parts or not SAFE_PATH.match(value):
+        if not value.startswith("/") or ".." in parts or not SAFE_PATH.fullmatch(value):
             self.fail(path, "must be an absolute path without '..' or shell characters", value)
             return None
         return value.rstrip("/") or "/"
@@ -272,7 +296,7 @@ def _build(r: _Reader, raw: Mapping[str, Any]) -> Build:
             r.fail(path, "must be relative to the build directory", item)
         elif ".." in item.split("/"):
             r.fail(path, "must not escape the build directory with '..'", item)
-        elif not DESTINATION.match(item):
+        elif not DESTINATION.fullmatch(item):
             r.fail(path, "must not contain spaces, quotes or shell characters", item)
         else:
             destinations.append(item)
@@ -296,8 +320,8 @@ def _run(r: _Reader, raw: Mapping[str, Any], package_type: str) -> Run | None:
             r.fail(path, "must be a mapping", item)
             continue
         name = r.name(item, "name", f"{path}.name")
-        if name and SAFE_NAME.match(name):
-            if not IDENTIFIER.match(name):
+        if name and SAFE_NAME.fullmatch(name):
+            if not IDENTIFIER.fullmatch(name):
                 r.fail(f"{path}.name", "must be a shell identifier (a-z, 0-9, _)", name)
             elif name in OPENRC_RESERVED or name.startswith(("start_", "stop_")):
                 r.fail(f"{path}.name", "clashes with an OpenRC built-in command", name)
@@ -364,7 +388,7 @@ def _architectures(r: _Reader, raw: Mapping[str, Any]) -> tuple[str, ...]:
         raw,
         "architectures",
         "architectures",
-        re.compile("^(" + "|".join(ARCHITECTURES) + ")$"),
+        re.compile("|".join(ARCHITECTURES)),
         f"is not an Alpine architecture ({', '.join(ARCHITECTURES)})",
     )
     if not found and not r.problems:
@@ -377,6 +401,16 @@ def _quoted_text(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
     # source= is rendered inside double quotes in the APKBUILD: these would break out.
     if key == "source" and value is not None and re.search(r'["`\\]|\$\(', value):
         r.fail(key, 'must not contain double quotes, backquotes, backslashes or "$("', value)
+    return value
+
+
+def _pattern_field(
+    r: _Reader, raw: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str
+) -> str | None:
+    value = r.string(raw, key, key)
+    if value is not None and (len(value) > 200 or not pattern.fullmatch(value)):
+        r.fail(key, what, value)
+        return None
     return value
 
 
@@ -398,7 +432,7 @@ def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
     if stack is not None:
         from pakman.identity import alpine_branch
 
-        match = STACK.match(stack)
+        match = STACK.fullmatch(stack)
         if not match or alpine_branch(match["version"]) is None:
             r.fail("stack", "must be alpine/<version>, e.g. alpine/3.20 or alpine/edge", stack)
 
@@ -421,6 +455,13 @@ def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
         package=_quoted_text(r, raw, "package"),
         run=_run(r, raw, package_type),
         hooks=_hooks(r, raw),
+        license=_pattern_field(
+            r, raw, "license", LICENSE, "must be an SPDX license expression, e.g. MIT"
+        )
+        or DEFAULT_LICENSE,
+        maintainer=_pattern_field(
+            r, raw, "maintainer", MAINTAINER, "must be 'Name <address@example.com>'"
+        ),
         deployment=deployment,
         warnings=tuple(
             f"{filename}: {key}: unknown key, ignored" for key in raw if key not in KNOWN_KEYS

@@ -19,6 +19,8 @@ PKGVER = re.compile(
     r"(?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*$"
 )
 ALPINE = re.compile(r"^v?(?P<major>[0-9]+)\.(?P<minor>[0-9]+)$")
+# A commit id as abuild records it in .PKGINFO, "-dirty" when tracked files were changed.
+COMMIT = re.compile(r"[0-9a-f]{7,64}(?:-dirty)?")
 DEFAULT_ALPINE = "latest-stable"
 
 
@@ -35,6 +37,7 @@ class Identity:
     version: str = "0.0.0"
     build: int = 0
     source_date_epoch: int | None = None
+    commit: str = ""  # the source's git commit; empty when unknown
 
     def __post_init__(self) -> None:
         if not REPOSITORY.match(self.repository):
@@ -45,6 +48,8 @@ class Identity:
             raise ConfigError(f"version: not a valid Alpine pkgver (got {self.version!r})")
         if self.build < 0:
             raise ConfigError(f"build: must be a whole number >= 0 (got {self.build})")
+        if self.commit and not COMMIT.fullmatch(self.commit):
+            raise ConfigError(f"commit: not a git commit id (got {self.commit!r})")
 
     @property
     def owner(self) -> str:
@@ -110,6 +115,25 @@ def git_epoch(workspace: Path) -> int | None:
     """The commit time of HEAD, for SOURCE_DATE_EPOCH."""
     out = _git(workspace, "log", "-1", "--format=%ct")
     return int(out) if out and out.isdigit() else None
+
+
+def commit_from_git(head: str, status: str) -> str:
+    """The commit abuild should record: HEAD, plus ``-dirty`` when ``status`` lists changes."""
+    head = head.strip()
+    if not COMMIT.fullmatch(head):
+        return ""
+    return f"{head}-dirty" if status.strip() else head
+
+
+# Tracked changes outside the rendered build files: what makes a build "-dirty".
+GIT_STATUS = ("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude).apk")
+
+
+def git_commit(workspace: Path) -> str:
+    """HEAD of the checkout, ``-dirty`` if tracked files changed; empty without git."""
+    head = _git(workspace, "rev-parse", "HEAD")
+    status = _git(workspace, *GIT_STATUS)
+    return commit_from_git(head or "", status or "") if status is not None else ""
 
 
 def alpine_branch(version: str) -> str | None:

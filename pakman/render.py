@@ -64,6 +64,24 @@ def check_identity(config: Config, identity: Identity) -> None:
         )
 
 
+def runtime_depends(config: Config, identity: Identity) -> tuple[str, ...]:
+    """``depends``: the config's, plus the init script's subpackage when there is one.
+
+    abuild gives ``<name>-openrc`` an install_if on openrc, so a host without openrc
+    would otherwise install the service without its init script.
+    """
+    depends = config.runtime_dependencies
+    openrc = f"{identity.slug}-openrc"
+    if config.installs_init_script and openrc not in depends:
+        depends += (openrc,)
+    return depends
+
+
+def default_maintainer(identity: Identity) -> str:
+    """abuild warns on every build without a maintainer; GitHub's no-reply address is one."""
+    return f"{identity.owner} <{identity.owner}@users.noreply.github.com>"
+
+
 def render(config: Config, identity: Identity) -> dict[str, RenderedFile]:
     """Render every build file, keyed by its path relative to ``.apk/<org>/<name>/``."""
     check_identity(config, identity)
@@ -86,7 +104,14 @@ def render(config: Config, identity: Identity) -> dict[str, RenderedFile]:
 
     files = {
         "APKBUILD": RenderedFile(
-            template("APKBUILD", options=abuild_options(config), install=install, sources=sources),
+            template(
+                "APKBUILD",
+                options=abuild_options(config),
+                install=install,
+                sources=sources,
+                depends=runtime_depends(config, identity),
+                maintainer=config.maintainer or default_maintainer(identity),
+            ),
             0o644,
         ),
         f"{slug}.pre-install": RenderedFile(
@@ -110,7 +135,6 @@ def render(config: Config, identity: Identity) -> dict[str, RenderedFile]:
             files[f"{run.name}.{name}"] = RenderedFile(
                 template(name, run=run, invocation=invocation), 0o755
             )
-    files[f"{slug}.profile"] = RenderedFile(template("profile"), 0o644)
     files[f"{slug}.environment"] = RenderedFile(template("environment"), 0o755)
     files[f"{slug}.env-exec"] = RenderedFile(template("env-exec"), 0o755)
     return files

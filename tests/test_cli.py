@@ -34,6 +34,12 @@ def test_bootstrap_as_a_v8_drop_in(tmp_path: Path) -> None:
     apkbuild = (workspace / ".apk/upmaru/locomo/APKBUILD").read_text()
     assert 'pkgver="3.1.4"' in apkbuild
     assert 'pkgrel="42"' in apkbuild
+    head = subprocess.run(
+        ["git", "-C", str(workspace), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    # The commit abuild records, clean although bootstrap just wrote untracked files.
+    assert f': "${{ABUILD_LAST_COMMIT:={head}}}"' in apkbuild
+    assert ': "${SOURCE_DATE_EPOCH:=1704164645}"' in apkbuild  # the commit's time
     assert (home / ".abuild/upmaru-locomo.rsa").read_bytes() == pair.private_pem
     assert (tmp_path / "apk-keys/upmaru-locomo.rsa.pub").read_bytes() == pair.public_pem
     assert "PRIVATE KEY" not in result.stdout + result.stderr

@@ -134,3 +134,154 @@ def test_falls_back_to_the_stored_installation_data(script: Path, servers: Any) 
 def test_nothing_reachable_exports_nothing_and_does_not_fail(script: Path, servers: Any) -> None:
     _, _, socket_path, _ = servers
     assert run(script, socket_path) == dict.fromkeys(VARIABLES, "UNSET")
+
+
+@pytest.fixture
+def rendered_files() -> dict[str, render.RenderedFile]:
+    return render.render(config.load(V8_CONFIGS / "rails.yml"), Identity("upmaru/locomo"))
+
+
+def env_exec(
+    files: dict[str, render.RenderedFile], socket_path: Path, command: str, path: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Install bin/environment and bin/env-exec where the package puts them, then run
+    env-exec as the init script does: in a private mount namespace, over a tmpfs /var/lib."""
+    for tool in ("bash", "curl", "jq", "unshare"):
+        rig.need_tool(tool)
+    rig.need_root()
+    setup = """
+        set -e
+        mount -t tmpfs tmpfs /var/lib
+        mkdir -p /var/lib/locomo/bin
+        printf '%s' "$1" > /var/lib/locomo/bin/environment
+        printf '%s' "$2" > /var/lib/locomo/bin/env-exec
+        chmod 755 /var/lib/locomo/bin/environment /var/lib/locomo/bin/env-exec
+        exec /var/lib/locomo/bin/env-exec "$3"
+    """
+    return subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            setup,
+            "setup",
+            files["locomo.environment"].text,
+            files["locomo.env-exec"].text,
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PATH": f"{path}/usr/bin:/bin:/usr/sbin:/sbin", "LXD_SOCKET": str(socket_path)},
+    )
+
+
+ECHO = 'echo "ran in $PWD with PLAIN=${PLAIN-unset}"'
+
+
+def test_env_exec_runs_with_no_lxd_socket(
+    rendered_files: dict[str, render.RenderedFile], tmp_path: Path
+) -> None:
+    result = env_exec(rendered_files, tmp_path / "no.sock", ECHO)
+    assert (result.returncode, result.stdout) == (0, "ran in /var/lib/locomo with PLAIN=unset\n")
+
+
+def test_env_exec_runs_when_lxd_answers_404(
+    rendered_files: dict[str, render.RenderedFile], servers: Any
+) -> None:
+    _, seen, socket_path, _ = servers
+    result = env_exec(rendered_files, socket_path, ECHO)
+    assert (result.returncode, result.stdout) == (0, "ran in /var/lib/locomo with PLAIN=unset\n")
+    assert seen  # LXD was asked, and said 404
+
+
+def test_env_exec_runs_when_the_api_is_unreachable(
+    rendered_files: dict[str, render.RenderedFile], servers: Any
+) -> None:
+    routes, _, socket_path, _ = servers
+    routes["/1.0/config/user.managed_by"] = (200, b"instellar")
+    routes["/1.0/config/user.INSTELLAR_INSTALLATION_ENDPOINT"] = (200, b"http://127.0.0.1:1/x")
+    routes["/1.0/config/user.INSTELLAR_BOT_TOKEN"] = (200, b"bot-token")
+    routes["/1.0/config/user.INSTELLAR_INSTALLATION_DATA"] = (200, base64.b64encode(payload()))
+    result = env_exec(rendered_files, socket_path, ECHO)
+    # The stored copy of the installation data stands in for the API.
+    assert (result.returncode, result.stdout) == (0, "ran in /var/lib/locomo with PLAIN=1\n")
+
+
+def test_env_exec_passes_on_the_commands_exit_code(
+    rendered_files: dict[str, render.RenderedFile], tmp_path: Path
+) -> None:
+    assert env_exec(rendered_files, tmp_path / "no.sock", "exit 3").returncode == 3
+
+
+def test_sourcing_is_safe_under_set_e(script: Path, servers: Any) -> None:
+    """A caller with set -e and pipefail goes on past every failure inside the script."""
+    routes, _, socket_path, _ = servers
+    routes["/1.0/config/user.managed_by"] = (200, b"instellar")
+    routes["/1.0/config/user.INSTELLAR_INSTALLATION_ENDPOINT"] = (200, b"http://127.0.0.1:1/x")
+    routes["/1.0/config/user.INSTELLAR_INSTALLATION_DATA"] = (200, b"not base64 !")
+    result = subprocess.run(
+        ["bash", "-c", 'set -euo pipefail; source "$1"; echo reached', "probe", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "LXD_SOCKET": str(socket_path)},
+    )
+    assert (result.returncode, result.stdout) == (0, "reached\n"), result.stderr
+
+
+def test_no_socket_means_no_curl_call(script: Path, tmp_path: Path) -> None:
+    """Without the LXD socket there is nothing to ask: curl is never called, so it is never
+    handed an empty endpoint."""
+    rig.need_tool("bash")
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    log = tmp_path / "curl.log"
+    (shim / "curl").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {log}\necho >> {log}\n')
+    (shim / "curl").chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", 'source "$1"; echo reached', "probe", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        env={"PATH": f"{shim}:/usr/bin:/bin", "LXD_SOCKET": str(tmp_path / "no.sock")},
+    )
+    assert result.stdout == "reached\n"
+    assert not log.exists(), log.read_text()
+
+
+def test_the_bot_token_is_not_on_curls_command_line(
+    script: Path, servers: Any, tmp_path: Path
+) -> None:
+    routes, seen, socket_path, port = servers
+    routes["/1.0/config/user.managed_by"] = (200, b"instellar")
+    routes["/1.0/config/user.INSTELLAR_INSTALLATION_ENDPOINT"] = (
+        200,
+        f"http://127.0.0.1:{port}/installation".encode(),
+    )
+    routes["/1.0/config/user.INSTELLAR_BOT_TOKEN"] = (200, b"bot-token-123")
+    routes["/installation"] = (200, payload())
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    log = tmp_path / "curl.log"
+    real = rig.need_tool("curl")
+    (shim / "curl").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {log}\nexec {real} "$@"\n')
+    (shim / "curl").chmod(0o755)
+    probe = 'source "$1"; echo "$PLAIN"'
+    result = subprocess.run(
+        ["bash", "-c", probe, "probe", str(script)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        env={"PATH": f"{shim}:/usr/bin:/bin", "LXD_SOCKET": str(socket_path)},
+    )
+    assert result.stdout == "1\n"
+    assert {"path": "/installation", "authorization": "Bearer bot-token-123"} in seen
+    assert "bot-token-123" not in log.read_text()

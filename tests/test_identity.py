@@ -10,6 +10,7 @@ from pakman.identity import (
     Identity,
     alpine_branch,
     alpine_image_tag,
+    git_commit,
     git_epoch,
     git_version,
     resolve_alpine,
@@ -90,3 +91,20 @@ def test_bad_repository_is_rejected(repository: str) -> None:
 def test_bad_version_is_rejected() -> None:
     with pytest.raises(ConfigError, match="version: not a valid Alpine pkgver"):
         Identity("acme/app", version="1.0-beta")
+
+
+def test_git_commit_is_dirty_only_for_changed_tracked_files(tmp_path: Path) -> None:
+    """abuild records the commit in .PKGINFO; the rendered .apk/ files must not make it dirty."""
+    repo = git_workspace(tmp_path / "repo")
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert git_commit(repo) == head
+    (repo / ".apk" / "upmaru" / "locomo").mkdir(parents=True)
+    (repo / ".apk" / "upmaru" / "locomo" / "APKBUILD").write_text("pkgname=x\n")
+    (repo / "node_modules").mkdir()
+    (repo / "node_modules" / "x.js").write_text("untracked build input\n")
+    assert git_commit(repo) == head
+    (repo / "instellar.yml").write_text("changed: true\n")
+    assert git_commit(repo) == f"{head}-dirty"
+    assert git_commit(tmp_path / "not-a-repo") == ""

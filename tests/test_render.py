@@ -47,7 +47,6 @@ def test_file_modes() -> None:
     assert files["APKBUILD"].mode == 0o644
     assert files["locomo.pre-install"].mode == 0o755
     assert files["locomo.initd"].mode == 0o755
-    assert files["locomo.profile"].mode == 0o644
 
 
 def test_v8_file_table_for_default_type() -> None:
@@ -59,7 +58,6 @@ def test_v8_file_table_for_default_type() -> None:
             "rdio.run",
             "rdio.finish",
             "rdio.log",
-            "rdio.profile",
             "rdio.environment",
             "rdio.env-exec",
             "rdio.post-install",
@@ -81,7 +79,6 @@ def test_static_and_custom_render_no_service_files() -> None:
     assert './etc/"$pkgname"/default.conf' in apkbuild
     custom = render.render(config.parse("type: custom\n" + base), identity)
     assert sorted(custom) == ["APKBUILD", "site.pre-install"]
-    assert 'subpackages="$pkgname-openrc"' in custom["APKBUILD"].text
     assert ".initd" not in custom["APKBUILD"].text
 
 
@@ -164,6 +161,93 @@ def test_shellcheck_rig_catches_a_broken_template(tmp_path: Path) -> None:
 
 def test_write_is_atomic_and_sets_modes(tmp_path: Path) -> None:
     written = render.write(rendered("next"), tmp_path / "out")
-    assert len(written) == 13
+    assert len(written) == 12
     assert (tmp_path / "out" / "nimbus.run").stat().st_mode & 0o777 == 0o755
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+BASE = "dependencies: {runtime: [bash]}\nbuild: {command: make, destinations: [public]}\n"
+STATIC = "type: static\n" + BASE
+
+
+def _apkbuild(text: str, identity: Identity | None = None) -> str:
+    return render.render(config.parse(text), identity or Identity("acme/site"))["APKBUILD"].text
+
+
+@pytest.mark.parametrize(
+    ("text", "declared"),
+    [
+        ("type: custom\n" + BASE, False),
+        ("type: static\n" + BASE, False),
+        # A custom package: opts in by installing an init script ...
+        ('type: custom\npackage: |\n  install -Dm755 x "$pkgdir"/etc/init.d/site\n' + BASE, True),
+        # ... and a default app's own package: that installs none opts out.
+        (
+            "run: {name: site, services: [{name: web, binary: site}]}\npackage: 'true'\n" + BASE,
+            False,
+        ),
+        ("run: {name: site, services: [{name: web, binary: site}]}\n" + BASE, True),
+    ],
+)
+def test_openrc_subpackage_only_when_an_init_script_is_installed(text: str, declared: bool) -> None:
+    """abuild stops with "Missing subpkgdir" when <name>-openrc would be empty."""
+    apkbuild = _apkbuild(text)
+    assert ('subpackages="$pkgname-openrc"' in apkbuild) is declared
+    # The package depends on its init script's subpackage, so hosts without openrc get it.
+    depends = next(line for line in apkbuild.splitlines() if line.startswith("depends="))
+    assert ("site-openrc" in depends) is declared
+
+
+def test_openrc_dependency_is_not_added_twice() -> None:
+    depends = render.runtime_depends(
+        config.load(V8_CONFIGS / "rails.yml"), Identity("upmaru/locomo")
+    )
+    assert depends.count("locomo-openrc") == 1
+    cfg = config.parse("run: {name: site, services: [{name: web, binary: site}]}\n" + BASE)
+    assert render.runtime_depends(cfg, Identity("acme/site")) == ("bash", "site-openrc")
+
+
+def test_profile_is_not_rendered() -> None:
+    """v8 rendered <name>.profile but never installed it; abuild warns about strays."""
+    for name in V8_REPOSITORIES:
+        assert not [path for path in rendered(name) if path.endswith(".profile")]
+
+
+def test_license_and_maintainer_come_from_the_config() -> None:
+    apkbuild = _apkbuild(
+        STATIC + "license: Apache-2.0 OR MIT\nmaintainer: Jane Doe <jane@acme.io>\n"
+    )
+    assert 'license="Apache-2.0 OR MIT"' in apkbuild
+    assert 'maintainer="Jane Doe <jane@acme.io>"' in apkbuild
+    defaults = _apkbuild(STATIC, Identity("Acme-Org/site"))
+    assert 'license="MIT"' in defaults
+    assert 'maintainer="Acme-Org <Acme-Org@users.noreply.github.com>"' in defaults
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("license", "MIT; rm -rf /"),
+        ("license", "MIT\n"),
+        ("license", '"MIT"'),
+        ("maintainer", "jane@acme.io"),
+        ("maintainer", "Jane $(id) <jane@acme.io>"),
+        ("maintainer", "Jane <jane@acme.io>\n"),
+        ("maintainer", ' "Jane" <jane@acme.io>'),
+    ],
+)
+def test_license_and_maintainer_are_validated(field: str, value: str) -> None:
+    import json
+
+    with pytest.raises(ConfigError, match=rf"instellar.yml: {field}: must be"):
+        config.parse(STATIC + f"{field}: {json.dumps(value)}\n")
+
+
+def test_commit_and_epoch_reach_the_apkbuild() -> None:
+    identity = Identity("acme/site", commit="0123456789abcdef0123456789abcdef01234567-dirty")
+    apkbuild = _apkbuild(STATIC, dataclasses.replace(identity, source_date_epoch=1700000000))
+    assert ': "${ABUILD_LAST_COMMIT:=0123456789abcdef0123456789abcdef01234567-dirty}"' in apkbuild
+    assert ': "${SOURCE_DATE_EPOCH:=1700000000}"' in apkbuild
+    assert "ABUILD_LAST_COMMIT" not in _apkbuild(STATIC)
+    with pytest.raises(ConfigError, match="commit: not a git commit id"):
+        Identity("acme/site", commit="HEAD; rm -rf /")

@@ -1,2 +1,0 @@
-# shellcheck shell=sh
-export PATH="/var/lib/rdio/bin:$PATH"
