@@ -8,7 +8,7 @@ from pathlib import Path
 from pakman import config as config_module
 from pakman import render
 from pakman.config import Config
-from pakman.identity import Identity, git_commit, git_epoch, git_version
+from pakman.identity import Identity, git_facts
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,5 @@ def plan_workspace(
 ) -> Plan:
     """Load the config from disk; take the version and epoch from the checkout's git."""
     cfg = config_module.load(config_path)
-    return plan(
-        cfg,
-        repository,
-        version or git_version(workspace),
-        build,
-        git_epoch(workspace),
-        git_commit(workspace),
-    )
+    facts = git_facts(workspace)
+    return plan(cfg, repository, version or facts.version, build, facts.epoch, facts.commit)

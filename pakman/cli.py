@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,10 +20,7 @@ from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-
-    from pakman.identity import Identity
-    from pakman.publish import Deployment, ProgressFactory, Summary
+    from pakman.publish import ProgressFactory, Summary
     from pakman.verify import Report
 
 EPILOG = {
@@ -78,14 +73,6 @@ def _repository(args: argparse.Namespace) -> str:
     return str(repository)
 
 
-def _build_number(value: str | None) -> int:
-    if value is None or value == "":
-        return 0
-    if not value.isdigit():
-        raise ConfigError(f"--build: must be a whole number (got {value!r})")
-    return int(value)
-
-
 def _warn(lines: Sequence[str]) -> None:
     for line in lines:
         print(f"warning: {line}", file=sys.stderr)
@@ -93,15 +80,18 @@ def _warn(lines: Sequence[str]) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from pakman import config
+    from pakman.pipeline import check_summary
 
-    cfg = config.load(_config_path(args))
-    _warn(cfg.warnings)
-    print(f"{_config_path(args)}: ok ({cfg.type} package, {len(cfg.architectures)} arch)")
+    path = _config_path(args)
+    lines = check_summary(config.load(path), str(path)).splitlines()
+    print(lines[0])
+    _warn([line.removeprefix("warning: ") for line in lines[1:]])
     return 0
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pakman import bootstrap, render
+    from pakman.pipeline import build_number
 
     workspace = _workspace(args)
     plan = bootstrap.plan_workspace(
@@ -109,7 +99,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         workspace,
         _repository(args),
         version=args.version,
-        build=_build_number(args.build if args.build is not None else _env("GITHUB_RUN_NUMBER")),
+        build=build_number(args.build if args.build is not None else _env("GITHUB_RUN_NUMBER")),
     )
     _warn(plan.config.warnings)
     output = Path(args.output) if args.output else workspace / plan.identity.apk_dir
@@ -148,26 +138,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_files(args: argparse.Namespace) -> dict[str, bytes]:
-    """The --key files by file name: apk trusts a key under its file name."""
-    named = {}
-    for name in args.key or ():
-        try:
-            named[Path(name).name] = Path(name).read_bytes()
-        except OSError as error:
-            raise ConfigError(f"--key: {name}: cannot read: {error.strerror}") from None
-    return named
-
-
-def _trusted(args: argparse.Namespace) -> dict[str, RSAPublicKey]:
-    from pakman.verify import trusted_keys
-
-    named = _key_files(args)
-    if not named:
-        raise ConfigError("--key: a trusted public key is required to verify (or pass --no-verify)")
-    return trusted_keys(named)
-
-
 def _print_report(report: Report, as_json: bool) -> int:
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -180,32 +150,24 @@ def _print_report(report: Report, as_json: bool) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pakman.verify import verify_tree
+    from pakman.pipeline import trust_files
+    from pakman.verify import trusted_keys, verify_tree
 
-    trusted = _trusted(args)
-    return _print_report(verify_tree(Path(args.directory), trusted), args.json)
+    trust = trust_files(args.key or ())
+    if not trust.keys:
+        raise ConfigError("--key: a trusted public key is required to verify")
+    return _print_report(verify_tree(Path(args.directory), trusted_keys(trust.keys)), args.json)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from pakman import merge
-    from pakman.errors import VerificationError
-    from pakman.verify import verify_tree
+    from pakman import pipeline
 
-    merged = merge.collect([Path(d) for d in args.artifacts])
-    staging = Path(args.packages_dir) if args.packages_dir else None
-    if not args.no_verify:
-        trusted = _trusted(args)
-        # Verify the merged tree, so the index beside each package is the one that ships.
-        with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
-            tree = staging or Path(tmp)
-            merge.write_tree(merged, tree)
-            report = verify_tree(tree, trusted)
-            if not report.ok:
-                _print_report(report, as_json=False)
-                raise VerificationError("merge refused: verification failed (see above)")
-    elif staging:
-        merge.write_tree(merged, staging)
-    digest = merge.write_zip(merged, Path(args.output))
+    merged, digest = pipeline.merge(
+        [Path(d) for d in args.artifacts],
+        Path(args.output),
+        pipeline.trust_files(args.key or (), skip=args.no_verify),
+        packages_dir=Path(args.packages_dir) if args.packages_dir else None,
+    )
     print(
         f"wrote {args.output}: {len(merged.entries)} files for "
         f"{', '.join(merged.architectures)}, sha256 {digest}"
@@ -214,7 +176,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _log(enabled: bool) -> Callable[[str], None]:
-    return (lambda line: print(line, file=sys.stderr)) if enabled else (lambda _: None)
+    """Progress lines when ``enabled`` (no progress bar); warnings always."""
+
+    def log(line: str) -> None:
+        if enabled or line.startswith("warning:"):
+            print(line, file=sys.stderr)
+
+    return log
 
 
 def _progress_factory() -> ProgressFactory | None:
@@ -255,83 +223,28 @@ def _summarise(summary: Summary, as_json: bool) -> None:
         print(f"manifest: {summary.manifest}")
 
 
-def _public_keys(
-    args: argparse.Namespace, identity: Identity, home: Path | None
-) -> dict[str, bytes]:
-    """Trusted keys: --key files; for push also ABUILD_PUBLIC_KEY, then ~/.abuild/, as v8 had."""
-    if args.key or home is None:
-        return _key_files(args)
-        return {}
-    pem = _env("ABUILD_PUBLIC_KEY")
-    if pem:
-        return {f"{identity.key_name}.pub": pem.encode()}
-    installed = home / ".abuild" / f"{identity.key_name}.pub"
-    return {installed.name: installed.read_bytes()} if installed.is_file() else {}
-
-
-def _verify_before_publish(
-    args: argparse.Namespace, packages_dir: Path, identity: Identity, home: Path | None = None
-) -> str | None:
-    """Verify the tree unless --no-verify; return the signing key's fingerprint."""
-    if args.no_verify:
-        return None
-    from pakman.errors import VerificationError
-    from pakman.keys import fingerprint
-    from pakman.verify import trusted_keys, verify_tree
-
-    named = _public_keys(args, identity, home)
-    if not named and home is not None:
-        _warn(["no public key (--key, ABUILD_PUBLIC_KEY or ~/.abuild/): packages not verified"])
-        return None
-    if not named:
-        raise ConfigError("--key: a trusted public key is required to verify (or pass --no-verify)")
-    report = verify_tree(packages_dir, trusted_keys(named))
-    if not report.ok:
-        _print_report(report, as_json=False)
-        raise VerificationError("publish refused: verification failed (see above)")
-    return "sha256:" + fingerprint(next(iter(named.values())))
-
-
-def _deployment(args: argparse.Namespace, fingerprint: str | None = None) -> Deployment:
-    from pakman.identity import Identity
-    from pakman.publish import Deployment
-
-    return Deployment(
-        identity=Identity(
-            _repository(args), build=_build_number(args.build or _env("GITHUB_RUN_NUMBER"))
-        ),
-        sha=args.sha or _env("WORKFLOW_SHA") or _env("GITHUB_SHA") or "",
-        ref=args.ref or _env("WORKFLOW_REF") or _env("GITHUB_REF") or "",
-        key_fingerprint=fingerprint,
-    )
-
-
 def cmd_publish(args: argparse.Namespace) -> int:
-    from pakman.publish import publish
-    from pakman.store import open_store
+    from pakman import pipeline
 
-    packages_dir = Path(args.packages_dir)
-    unverified = _deployment(args)
-    fingerprint = _verify_before_publish(args, packages_dir, unverified.identity)
-    deployment = dataclasses.replace(unverified, key_fingerprint=fingerprint)
-    store = open_store(
-        args.store,
-        args.bucket,
+    target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
+    store = pipeline.StoreOptions.resolve(
+        os.environ,
+        bucket=args.bucket,
+        store=args.store,
         endpoint=args.endpoint,
         region=args.region,
         addressing_style=args.addressing_style,
         verify_tls=not args.no_verify_tls,
         concurrency=args.concurrency,
-    )
-    summary = publish(
-        packages_dir,
-        Path(args.archive),
-        deployment,
-        store,
-        concurrency=args.concurrency,
-        dry_run=args.dry_run,
         create_bucket=args.create_bucket,
-        verify=not args.no_verify,
+    )
+    summary = pipeline.publish(
+        Path(args.packages_dir),
+        Path(args.archive) if args.archive else None,
+        target,
+        pipeline.trust_files(args.key or (), skip=args.no_verify),
+        store,
+        dry_run=args.dry_run,
         log=_log(args.dry_run or not sys.stderr.isatty()),
         progress_factory=None if args.dry_run else _progress_factory(),
     )
@@ -340,36 +253,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from pakman import config
-    from pakman.deploy import push
-    from pakman.instellar import DEFAULT_ENDPOINT, Client
+    from pakman import config, pipeline
 
     workspace = Path(_env("GITHUB_WORKSPACE") or ".")
     home = Path(_env("HOME") or Path.home())
     cfg = config.load(workspace / args.config)
-    archive = Path(args.archive)
-    if not archive.is_absolute() and not archive.exists():
-        archive = home / archive  # where v8 looked for it
-    packages_dir = Path(args.packages_dir) if args.packages_dir else home / "packages"
-    unverified = _deployment(args)
-    fingerprint = _verify_before_publish(args, packages_dir, unverified.identity, home)
-    deployment = dataclasses.replace(unverified, key_fingerprint=fingerprint)
-    auth_token = _env("INSTELLAR_AUTH_TOKEN")
-    if not auth_token:
-        raise ConfigError("INSTELLAR_AUTH_TOKEN: required for push")
-    client = Client(
-        endpoint=_env("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT,
-        auth_token=auth_token,
-        package_token=_env("INSTELLAR_PACKAGE_TOKEN") or "",
+    target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
+    trust = pipeline.trust_for_push(
+        args.key or (), target.identity, os.environ, home, skip=args.no_verify
     )
-    pushed = push(
-        client,
+    pushed = pipeline.push(
+        Path(args.packages_dir) if args.packages_dir else home / "packages",
+        pipeline.v8_archive(args.archive, home),
+        target,
+        trust,
         cfg,
-        deployment,
-        packages_dir,
-        archive,
+        pipeline.InstellarOptions.resolve(os.environ),
         concurrency=args.concurrency,
-        verify=not args.no_verify,
         log=_log(not sys.stderr.isatty()),
         progress_factory=_progress_factory(),
     )
@@ -457,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
         "publish", cmd_publish, "Upload packages and the archive to S3 or a folder; manifest last."
     )
     p.add_argument("packages_dir", help="the merged packages tree (<repo>/<arch>/<file>)")
-    p.add_argument("--archive", default="packages.zip", help="the zip from 'pakman merge'")
+    p.add_argument(
+        "--archive", help="the zip from 'pakman merge' (default: made from the packages tree)"
+    )
     p.add_argument(
         "--bucket", help="S3 bucket; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )
@@ -495,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--archive",
         default="packages.zip",
-        help="the zip (default: %(default)s, v8 looked in $HOME)",
+        help="the zip (default: %(default)s, else in $HOME as v8 looked, else made from the tree)",
     )
     p.add_argument(
         "--config", default="instellar.yml", help="config, relative to $GITHUB_WORKSPACE"

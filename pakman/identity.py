@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ PKGVER = re.compile(
 ALPINE = re.compile(r"^v?(?P<major>[0-9]+)\.(?P<minor>[0-9]+)$")
 # A commit id as abuild records it in .PKGINFO, "-dirty" when tracked files were changed.
 COMMIT = re.compile(r"[0-9a-f]{7,64}(?:-dirty)?")
-DEFAULT_ALPINE = "latest-stable"
+# A pinned default, so a config without ``stack:`` builds the same next month.
+DEFAULT_ALPINE = "v3.23"
 
 
 def slugify(text: str) -> str:
@@ -92,48 +94,69 @@ def version_from_describe(described: str) -> str:
     return first if "." in first and PKGVER.match(first) else "0.0.0"
 
 
-def _git(workspace: Path, *args: str) -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(workspace), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def git_version(workspace: Path) -> str:
-    """The pkgver for the checkout at ``workspace`` (0.0.0 without git or tags)."""
-    return version_from_describe(_git(workspace, "describe", "--tags", "--always") or "")
-
-
-def git_epoch(workspace: Path) -> int | None:
-    """The commit time of HEAD, for SOURCE_DATE_EPOCH."""
-    out = _git(workspace, "log", "-1", "--format=%ct")
-    return int(out) if out and out.isdigit() else None
-
-
 def commit_from_git(head: str, status: str) -> str:
     """The commit abuild should record: HEAD, plus ``-dirty`` when ``status`` lists changes."""
     head = head.strip()
     if not COMMIT.fullmatch(head):
         return ""
-    return f"{head}-dirty" if status.strip() else head
+    return f"{head}-dirty" if status.strip() not in ("", "0") else head
 
 
 # Tracked changes outside the rendered build files: what makes a build "-dirty".
 GIT_STATUS = ("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude).apk")
 
 
-def git_commit(workspace: Path) -> str:
-    """HEAD of the checkout, ``-dirty`` if tracked files changed; empty without git."""
-    head = _git(workspace, "rev-parse", "HEAD")
-    status = _git(workspace, *GIT_STATUS)
-    return commit_from_git(head or "", status or "") if status is not None else ""
+@dataclass(frozen=True)
+class GitFacts:
+    """What a checkout says about the build: version, commit time and commit."""
+
+    version: str = "0.0.0"
+    epoch: int | None = None
+    commit: str = ""
+
+
+def git_probe(path: str) -> str:
+    """A POSIX shell script printing the facts :func:`read_git_probe` reads.
+
+    The CLI runs it on the checkout, the Dagger module in a small container, so both
+    derive the version, SOURCE_DATE_EPOCH and commit the same way.
+    """
+    status = " ".join(shlex.quote(arg) for arg in GIT_STATUS)
+    # safe.directory on the command line: a checkout owned by another user (a container's
+    # mount, a CI runner's volume) is still read, and no user config is changed.
+    return (
+        f"g() {{ git -c safe.directory='*' -C {shlex.quote(path)} \"$@\" 2>/dev/null; }}\n"
+        'echo "describe=$(g describe --tags --always)"\n'
+        'echo "epoch=$(g log -1 --format=%ct)"\n'
+        'echo "head=$(g rev-parse HEAD)"\n'
+        f'echo "changes=$(g {status} | wc -l)"\n'
+    )
+
+
+def read_git_probe(out: str) -> GitFacts:
+    """Parse what :func:`git_probe` printed."""
+    found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    epoch = found.get("epoch", "").strip()
+    return GitFacts(
+        version=version_from_describe(found.get("describe", "")),
+        epoch=int(epoch) if epoch.isascii() and epoch.isdigit() else None,
+        commit=commit_from_git(found.get("head", ""), found.get("changes", "")),
+    )
+
+
+def git_facts(workspace: Path) -> GitFacts:
+    """The facts of the checkout at ``workspace`` (defaults without git or a repository)."""
+    try:
+        result = subprocess.run(
+            ["sh", "-c", git_probe(str(workspace))],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return GitFacts()
+    return read_git_probe(result.stdout)
 
 
 def alpine_branch(version: str) -> str | None:
@@ -153,7 +176,7 @@ def alpine_image_tag(branch: str) -> str:
 
 
 def resolve_alpine(requested: str | None, stack_version: str | None) -> str:
-    """Pick the Alpine branch: an explicit request, else the config's stack, else latest-stable."""
+    """Pick the Alpine branch: an explicit request, else the config's stack, else the default."""
     for source, value in (("alpine", requested), ("stack", stack_version)):
         if value:
             branch = alpine_branch(value)

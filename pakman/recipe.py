@@ -19,6 +19,10 @@ WORKSPACE = f"{HOME}/workspace"
 REPODEST = f"{HOME}/packages"
 TRUSTED_KEYS = f"{HOME}/.pakman/trusted-keys"
 PACKAGES = ("alpine-sdk", "coreutils", "tar", "zip", "sudo", "git")
+# A pinned image for the module's small helper containers (git describe, the selftest).
+TOOLS_IMAGE = "alpine:3.23"
+# Never part of the build container: git's history would make every fetch a cache miss.
+SNAPSHOT_EXCLUDE = (".git",)
 
 # Docker/OCI platform -> Alpine architecture.
 PLATFORMS = {
@@ -128,6 +132,12 @@ def builder(branch: str, platform: str) -> BuilderRecipe:
         Cache("/var/cache/apk", f"pakman-apk-{scope}", locked=True),
         *(Cache(path, f"pakman-{name}-{scope}", owner=BUILDER) for name, path in USER_CACHES),
     )
+    # The engine creates a cache mount's missing parents as root, and the build user could
+    # then not write beside it (~/.cache, ~/.cargo, ~/go/pkg, ~/.local/share, ~/.bundle):
+    # every user cache path is made, and owned by the build user, before anything mounts.
+    user_dirs = " ".join(
+        sorted({f"{HOME}/.abuild", TRUSTED_KEYS, REPODEST, *(path for _, path in USER_CACHES)})
+    )
     root_steps = (
         Step("enable the apk cache", ("ln", "-sf", "/var/cache/apk", "/etc/apk/cache")),
         Step("install the build tools", ("apk", "add", "--update-cache", *PACKAGES)),
@@ -138,8 +148,8 @@ def builder(branch: str, platform: str) -> BuilderRecipe:
                 "-c",
                 f"adduser -D {BUILDER} && addgroup {BUILDER} abuild && "
                 f"echo '{BUILDER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{BUILDER} && "
-                f"mkdir -p {HOME}/.abuild {TRUSTED_KEYS} {REPODEST} && "
-                f"chown -R {BUILDER}:{BUILDER} {HOME}",
+                f"mkdir -p {user_dirs} && "
+                f"chown -R {BUILDER}:{BUILDER} {HOME} /var/cache/distfiles",
             ),
         ),
     )
@@ -199,7 +209,25 @@ def build(identity: Identity, source_date_epoch: int | None) -> BuildRecipe:
 PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|\Z)", re.DOTALL)
 
 
+# What a setuid helper (abuild-sudo, sudo) prints when an emulated platform runs without
+# the host's binfmt handlers: the engine's own QEMU wrapper cannot honour setuid bits.
+EMULATION_SYMPTOMS = (
+    "setuid(0) failed",
+    "effective uid is not 0",
+    "exec format error",
+)
+BINFMT_HINT = (
+    "hint: {platform} runs under emulation, and setuid helpers such as abuild-sudo need the"
+    " host's QEMU binfmt handlers. Install them on the engine's host once with"
+    " `docker run --privileged --rm tonistiigi/binfmt --install all`"
+    " (on GitHub Actions: docker/setup-qemu-action), or build on a native {platform} runner."
+)
+
+
 def failure_message(platform: str, step: str, exit_code: int, output: str, lines: int = 60) -> str:
     """A build failure: the platform, the step and the tail of its output, PEM blocks removed."""
     tail = "\n".join(PEM_BLOCK.sub("[key material removed]", output).splitlines()[-lines:])
-    return f"build failed for {platform} at {step!r} (exit {exit_code}); last lines:\n{tail}"
+    message = f"build failed for {platform} at {step!r} (exit {exit_code}); last lines:\n{tail}"
+    if any(symptom in output for symptom in EMULATION_SYMPTOMS):
+        message += "\n" + BINFMT_HINT.format(platform=platform)
+    return message

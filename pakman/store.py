@@ -320,7 +320,7 @@ class S3Store:
                 session.create_client(
                     "s3",
                     endpoint_url=self.endpoint,
-                    region_name=self.region or os.environ.get("AWS_REGION") or "us-east-1",
+                    region_name=self.region or "us-east-1",
                     aws_access_key_id=self.access_key_id,
                     aws_secret_access_key=self.secret_access_key,
                     verify=self.verify_tls,
@@ -594,7 +594,11 @@ def open_store(
     verify_tls: bool = True,
     concurrency: int = 8,
 ) -> FileStore | S3Store:
-    """A store from ``--store file:///dir`` or ``--bucket NAME`` (credentials: args or AWS_*)."""
+    """A store from ``--store file:///dir`` or ``--bucket NAME``.
+
+    Credentials not given here are botocore's to find (``AWS_ACCESS_KEY_ID``, profiles);
+    the endpoint and region are resolved from the environment by :mod:`pakman.pipeline`.
+    """
     if store and bucket:
         raise ConfigError("--store and --bucket: give one, not both")
     if store:
@@ -607,18 +611,13 @@ def open_store(
             raise ConfigError(f"--store: must be file:///path or s3://bucket (got {store!r})")
     if not bucket:
         raise ConfigError("--bucket: required (or --store file:///path for a local store)")
-    endpoint = (
-        endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    )
     if endpoint:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"--endpoint: must be an http(s) URL (got {_redact_url(endpoint)!r})")
     return S3Store(
         bucket=bucket,
-        endpoint=endpoint
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL"),
+        endpoint=endpoint or None,
         region=region,
         access_key_id=access_key_id,
         secret_access_key=secret_access_key,

@@ -22,14 +22,14 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" -e ./ci
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" -e ./ci -e ./ci/tests
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
-ruff check pakman tests ci/src benchmarks
-ruff format --check pakman tests ci/src benchmarks
+ruff check pakman tests ci/src ci/tests/src benchmarks
+ruff format --check pakman tests ci/src ci/tests/src benchmarks
 echo "== mypy --strict"
-mypy pakman tests ci/src benchmarks
+mypy pakman tests ci/src ci/tests/src benchmarks
 echo "== pytest"
 set +e
 python -m pytest "$@"

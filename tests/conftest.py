@@ -107,6 +107,30 @@ def build_deployment(base: Path, count: int = 3, size: int = 2000) -> Built:
     return Built(base / "packages", archive, key.write_public(base / "keys"), count * 2 + 2)
 
 
+SHA = "fedcba9876543210fedcba9876543210fedcba98"
+AUTH = "instellar-auth-token-SECRET-1"
+PACKAGE_TOKEN = "instellar-package-token-SECRET-2"
+
+
+@pytest.fixture
+def api(s3_server: servers.S3Server, bucket: str) -> Iterator[servers.Instellar]:
+    """The fake OpsMaru/Instellar API, handing out moto's bucket as its storage."""
+    storage = {
+        "host": "127.0.0.1",
+        "port": s3_server.port,
+        "scheme": "http",
+        "region": "us-east-1",
+        "bucket": bucket,
+        "credential": {
+            "access_key_id": s3_server.access_key_id,
+            "secret_access_key": s3_server.secret_access_key,
+        },
+    }
+    server = servers.Instellar(AUTH, PACKAGE_TOKEN, storage).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def deployment_files(tmp_path: Path) -> Built:
     return build_deployment(tmp_path)

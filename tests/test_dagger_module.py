@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -38,7 +39,6 @@ def test_exact_function_set() -> None:
         "deploy",
         "keygen",
         "check",
-        "selftest",
     }
 
 
@@ -67,11 +67,12 @@ def test_build_signature() -> None:
     ]
     assert p["source"].resolved_type is dagger.Directory
     assert p["source"].default_path == "/"
-    assert set(p["source"].ignore) >= {"node_modules", ".apk", "packages"}
+    assert set(p["source"].ignore) >= {"**/node_modules", ".apk", "packages"}
+    assert ".git" not in p["source"].ignore  # git describe needs it; the build drops it
     assert p["private_key"].resolved_type is dagger.Secret
     assert not p["private_key"].is_optional
     assert p["public_key"].resolved_type is dagger.Secret
-    assert p["platforms"].resolved_type == list[str]
+    assert p["platforms"].resolved_type == list[dagger.Platform]
     assert json.loads(p["platforms"].default_value) == ["linux/amd64"]
     assert json.loads(p["version"].default_value) == ""
     assert json.loads(p["build_number"].default_value) == 0
@@ -80,13 +81,14 @@ def test_build_signature() -> None:
 
 def test_other_signatures() -> None:
     assert list(params("bootstrap")) == ["source", "repository", "version", "build_number"]
+    assert FUNCTIONS["bootstrap"].return_type is dagger.Changeset
+    assert params("builder")["platform"].resolved_type is dagger.Platform
     assert json.loads(params("builder")["platform"].default_value) == "linux/amd64"
     assert FUNCTIONS["builder"].return_type is dagger.Container
-    assert list(params("merge")) == ["packages"]
+    assert list(params("merge")) == ["packages", "repository", "public_key", "skip_verify"]
     assert FUNCTIONS["merge"].return_type is dagger.File
     assert list(params("keygen")) == ["repository"]
     assert params("check")["source"].default_path == "/"
-    assert params("selftest")["hello"].default_path == "/examples/hello"
     for name in ("publish", "deploy"):
         secrets = [n for n, p in params(name).items() if p.resolved_type in (dagger.Secret,)]
         assert secrets, name
@@ -106,14 +108,74 @@ def test_other_signatures() -> None:
                 )
 
 
-def test_publish_and_deploy_are_never_cached() -> None:
+def test_publish_and_deploy_agree_with_the_cli() -> None:
+    """Verification is required unless skipped; the archive is optional; same defaults."""
+    from pakman import pipeline
+
+    for name in ("publish", "merge"):
+        p = params(name)
+        assert p["public_key"].resolved_type == dagger.Secret | None
+        assert json.loads(p["skip_verify"].default_value) is False
+    assert params("deploy")["public_key"].resolved_type is dagger.Secret
+    for name in ("publish", "deploy"):
+        p = params(name)
+        assert p["archive"].resolved_type == dagger.File | None
+        assert json.loads(p["concurrency"].default_value) == pipeline.DEFAULT_CONCURRENCY
+    p = params("publish")
+    assert p["addressing_style"].resolved_type is pipeline.AddressingStyle
+    assert json.loads(p["region"].default_value) == ""  # resolved by the pipeline: us-east-1
+
+
+def test_outside_world_and_fresh_keys_are_never_cached() -> None:
+    """A retried publish must really retry, and keygen must not hand out a cached key."""
     assert FUNCTIONS["publish"].cache_policy == "never"
     assert FUNCTIONS["deploy"].cache_policy == "never"
+    assert FUNCTIONS["keygen"].cache_policy == "never"
     assert FUNCTIONS["build"].cache_policy is None
 
 
-def test_checks() -> None:
-    assert {name for name, fn in FUNCTIONS.items() if fn.check} == {"check", "selftest"}
+def test_the_main_module_has_no_checks() -> None:
+    """A check must pass with no arguments; check needs the caller's instellar.yml."""
+    assert {name for name, fn in FUNCTIONS.items() if fn.check} == set()
+
+
+def test_the_tests_module_holds_the_selftest() -> None:
+    """ci/tests is its own module (depending on the root one); introspected in a subprocess,
+    where it is the main object."""
+    config = json.loads((ROOT / "ci" / "tests" / "dagger.json").read_text())
+    assert config["dependencies"] == [{"name": "pakman", "source": "../.."}]
+    probe = textwrap.dedent("""
+        import json
+        from pakman_tests import Tests
+        fn = Tests.__dagger_object_type__.functions["selftest"]
+        p = {q.name: q for q in fn.parameters.values()}
+        print(json.dumps({
+            "check": fn.check,
+            "cache": fn.cache_policy,
+            "hello": p["hello"].default_path,
+            "platforms": json.loads(p["platforms"].default_value),
+        }))
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGGER_MAIN_OBJECT": "Tests"},
+        check=True,
+    )
+    assert json.loads(result.stdout) == {
+        "check": True,
+        "cache": "never",
+        "hello": "/examples/hello",
+        "platforms": ["linux/amd64", "linux/arm64"],
+    }
+
+
+def test_dagger_json() -> None:
+    config = json.loads((ROOT / "dagger.json").read_text())
+    assert config["$schema"] == "https://docs.dagger.io/reference/dagger.schema.json"
+    assert config["source"] == "ci"
+    assert (ROOT / "ci" / "uv.lock").is_file()
 
 
 def test_typedefs_would_register() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -7,16 +8,18 @@ import pytest
 
 from pakman.errors import ConfigError
 from pakman.identity import (
+    GitFacts,
     Identity,
     alpine_branch,
     alpine_image_tag,
-    git_commit,
-    git_epoch,
-    git_version,
+    git_facts,
+    git_probe,
+    read_git_probe,
     resolve_alpine,
     slugify,
     version_from_describe,
 )
+from tests import rig
 from tests.conftest import git_workspace
 
 
@@ -50,13 +53,12 @@ def test_version_from_git_describe(described: str, expected: str) -> None:
 
 
 def test_version_and_epoch_from_a_real_git_repository(tmp_path: Path) -> None:
-    assert git_version(tmp_path) == "0.0.0"  # not a repository at all
-    assert git_epoch(tmp_path) is None
+    assert git_facts(tmp_path) == GitFacts()  # not a repository at all
     repo = git_workspace(tmp_path / "repo", config=None)
-    assert git_version(repo) == "0.0.0"  # a commit, no tag: a bare hash
-    assert git_epoch(repo) == 1704164645  # 2024-01-02T03:04:05Z
+    assert git_facts(repo).version == "0.0.0"  # a commit, no tag: a bare hash
+    assert git_facts(repo).epoch == 1704164645  # 2024-01-02T03:04:05Z
     subprocess.run(["git", "-C", str(repo), "tag", "v2.5.1"], check=True)
-    assert git_version(repo) == "2.5.1"
+    assert git_facts(repo).version == "2.5.1"
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,7 @@ def test_alpine_versions_normalise(given: str, branch: str, tag: str) -> None:
 def test_alpine_resolution_order() -> None:
     assert resolve_alpine("edge", "3.18") == "edge"
     assert resolve_alpine(None, "3.18") == "v3.18"
-    assert resolve_alpine("", None) == "latest-stable"
+    assert resolve_alpine("", None) == "v3.23"  # pinned, not a moving target
     with pytest.raises(ConfigError, match="alpine: not an Alpine version"):
         resolve_alpine("bookworm", None)
 
@@ -99,12 +101,38 @@ def test_git_commit_is_dirty_only_for_changed_tracked_files(tmp_path: Path) -> N
     head = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert git_commit(repo) == head
+    assert git_facts(repo).commit == head
     (repo / ".apk" / "upmaru" / "locomo").mkdir(parents=True)
     (repo / ".apk" / "upmaru" / "locomo" / "APKBUILD").write_text("pkgname=x\n")
     (repo / "node_modules").mkdir()
     (repo / "node_modules" / "x.js").write_text("untracked build input\n")
-    assert git_commit(repo) == head
+    assert git_facts(repo).commit == head
     (repo / "instellar.yml").write_text("changed: true\n")
-    assert git_commit(repo) == f"{head}-dirty"
-    assert git_commit(tmp_path / "not-a-repo") == ""
+    assert git_facts(repo).commit == f"{head}-dirty"
+    assert git_facts(tmp_path / "not-a-repo").commit == ""
+
+
+def test_git_facts_read_a_checkout_owned_by_another_user(tmp_path: Path) -> None:
+    """A container's mount or a runner's volume: git calls that ownership dubious."""
+    rig.need(os.geteuid() == 0, "needs root to hand the checkout to another user")
+    repo = git_workspace(tmp_path / "repo", config=None, tag="v1.4.2")
+    subprocess.run(["chown", "-R", "65534:65534", str(repo)], check=True)
+    facts = git_facts(repo)
+    assert facts.version == "1.4.2"
+    assert len(facts.commit) == 40
+    # And it changed no git config of the user running it.
+    assert (
+        "safe.directory"
+        not in subprocess.run(
+            ["git", "config", "--global", "--list"], capture_output=True, text=True
+        ).stdout
+    )
+
+
+def test_the_probe_is_what_the_dagger_module_runs_too() -> None:
+    script = git_probe("/src")
+    assert "-C /src" in script
+    assert read_git_probe(
+        "describe=v2.0.1-3-gabcdef0\nepoch=1700000000\nhead=" + "a" * 40 + "\nchanges=2\n"
+    ) == GitFacts("2.0.1", 1700000000, "a" * 40 + "-dirty")
+    assert read_git_probe("describe=\nepoch=\nhead=\nchanges=0\n") == GitFacts()

@@ -5,35 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import V8_CONFIGS, Built, run_pakman
+from tests.conftest import AUTH, PACKAGE_TOKEN, SHA, V8_CONFIGS, Built, run_pakman
 from tests.servers import Instellar, S3Server
-
-SHA = "fedcba9876543210fedcba9876543210fedcba98"
-AUTH = "instellar-auth-token-SECRET-1"
-PACKAGE_TOKEN = "instellar-package-token-SECRET-2"
-
-
-@pytest.fixture
-def api(s3_server: S3Server, bucket: str) -> Iterator[Instellar]:
-    storage = {
-        "host": "127.0.0.1",
-        "port": s3_server.port,
-        "scheme": "http",
-        "region": "us-east-1",
-        "bucket": bucket,
-        "credential": {
-            "access_key_id": s3_server.access_key_id,
-            "secret_access_key": s3_server.secret_access_key,
-        },
-    }
-    server = Instellar(AUTH, PACKAGE_TOKEN, storage).start()
-    yield server
-    server.stop()
 
 
 def v8_home(tmp_path: Path, built: Built, fixture: str = "rails") -> dict[str, str]:
@@ -252,7 +229,7 @@ def test_push_finds_the_public_key_as_a_v8_job_has_it(
     installed.write_bytes(pair.public_pem)
     refused = run_pakman("push", env={**env, "INSTELLAR_ENDPOINT": api.endpoint})
     assert refused.returncode == 1
-    assert "bad signature" in refused.stdout
+    assert "bad signature" in refused.stderr
 
     installed.unlink()
     warned = run_pakman("push", env={**env, "INSTELLAR_ENDPOINT": api.endpoint})

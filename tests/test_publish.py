@@ -368,7 +368,7 @@ def test_publish_refuses_unverified_packages(deployment_files: Built, tmp_path: 
         str(deployment_files.public_key),
     )
     assert result.returncode == 1
-    assert "FAIL acme/x86_64/app0-1.0.0-r0.apk" in result.stdout
+    assert "error: acme/x86_64/app0-1.0.0-r0.apk" in result.stderr
     assert not (tmp_path / "store").exists()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from pakman import keys, recipe
 from pakman.errors import ConfigError
-from pakman.identity import Identity
+from pakman.identity import Identity, resolve_alpine
 
 IDENTITY = Identity("Acme/My.App", version="1.2.3", build=4)
 
@@ -128,3 +128,31 @@ def test_platforms_must_match_the_configured_architectures() -> None:
     )
     with pytest.raises(ConfigError, match="at least one"):
         recipe.check_platforms(("x86_64",), [])
+
+
+def test_every_cache_parent_is_made_and_owned_by_the_build_user() -> None:
+    """The engine makes a mount's missing parents as root: ~/.cargo would be root's."""
+    r = recipe.builder("v3.20", "linux/amd64")
+    user = next(s for s in r.root_steps if s.name == "add the build user").args[2]
+    made = user.split("mkdir -p ", 1)[1].split(" && ", 1)[0].split()
+    chowned = user.split("chown -R builder:builder ", 1)[1].split()
+    for cache in r.caches:
+        if cache.owner:
+            assert cache.path in made, cache.path
+            assert any(cache.path.startswith(root) for root in chowned), cache.path
+    assert "/home/builder/.cargo/registry" in made
+    assert "/home/builder/.local/share/gem" in made
+
+
+def test_a_failure_under_emulation_says_how_to_fix_it() -> None:
+    output = "abuild-apk: setuid(0) failed: Operation not permitted\n"
+    message = recipe.failure_message("linux/arm64", "abuild -r", 1, output)
+    assert "tonistiigi/binfmt --install all" in message
+    assert "linux/arm64 runs under emulation" in message
+    plain = recipe.failure_message("linux/arm64", "abuild -r", 1, "make: *** Error 2\n")
+    assert "binfmt" not in plain
+
+
+def test_images_are_pinned() -> None:
+    assert recipe.TOOLS_IMAGE.startswith("alpine:3.")
+    assert recipe.builder(resolve_alpine("", None), "linux/amd64").image == "alpine:3.23"

@@ -367,7 +367,7 @@ def test_merge_cli_verifies_first(tmp_path: Path, key: SigningKey) -> None:
     out.unlink()
     refused = run_pakman("merge", str(source), "--output", str(out), "--key", str(public))
     assert refused.returncode == 1
-    assert "FAIL acme/x86_64/app-1.2.3-r0.apk: not a v2 apk file" in refused.stdout
+    assert "error: acme/x86_64/app-1.2.3-r0.apk: not a v2 apk file" in refused.stderr
     assert not out.exists()
     forced = run_pakman("merge", str(source), "--output", str(out), "--no-verify")
     assert forced.returncode == 0

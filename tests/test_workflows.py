@@ -6,12 +6,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests import rig
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
+# The workflow an application repository copies.
+APP_EXAMPLE = ROOT / "examples" / "github" / "deployment.yml"
 
 
 def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -22,7 +25,7 @@ def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
 def test_workflows_pass_actionlint() -> None:
     paths = sorted(WORKFLOWS.glob("*.yml"))
     assert {p.name for p in paths} == {"ci.yml", "deployment.yml"}
-    result = actionlint(*paths)
+    result = actionlint(*paths, APP_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -41,27 +44,72 @@ def _steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
     return steps
 
 
-def test_deployment_example_splits_build_and_deploy() -> None:
-    workflow = yaml.safe_load((WORKFLOWS / "deployment.yml").read_text())
+def _dagger_calls(path: Path) -> dict[str, dict[str, Any]]:
+    """Each job's dagger-for-github step inputs."""
+    workflow = yaml.safe_load(path.read_text())
+    return {
+        job: next(s for s in _steps(workflow, job) if "dagger-for-github" in s.get("uses", ""))[
+            "with"
+        ]
+        for job in workflow["jobs"]
+    }
+
+
+@pytest.mark.parametrize("path", [APP_EXAMPLE, WORKFLOWS / "deployment.yml"])
+def test_deployment_splits_build_and_deploy(path: Path) -> None:
+    workflow = yaml.safe_load(path.read_text())
     build = _steps(workflow, "build")
-    dagger_build = next(s for s in build if "dagger-for-github" in s.get("uses", ""))
-    assert dagger_build["with"]["call"].startswith("build ")
-    assert "export --path packages" in dagger_build["with"]["call"]
-    assert "env:ABUILD_PRIVATE_KEY" in dagger_build["with"]["call"]
+    calls = _dagger_calls(path)
+    assert calls["build"]["call"].startswith("build ")
+    assert "export --path packages" in calls["build"]["call"]
+    assert "env:ABUILD_PRIVATE_KEY" in calls["build"]["call"]
     assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in build)
     assert workflow["jobs"]["deploy"]["needs"] == "build"
     deploy = _steps(workflow, "deploy")
     assert any(s.get("uses", "").startswith("actions/download-artifact") for s in deploy)
-    dagger_deploy = next(s for s in deploy if "dagger-for-github" in s.get("uses", ""))
-    assert dagger_deploy["with"]["call"].startswith("deploy ")
+    assert calls["deploy"]["call"].startswith("deploy ")
     # Secrets travel as environment variables named by env:..., never on the command line.
-    assert "secrets." not in dagger_deploy["with"]["call"]
+    for call in calls.values():
+        assert "secrets." not in call["call"]
+
+
+def test_the_app_example_calls_the_module_remotely_on_the_apps_own_source() -> None:
+    """Called remotely, the module's default source is its own repository: --source . it is."""
+    workflow = yaml.safe_load(APP_EXAMPLE.read_text())
+    module = workflow["env"]["PAKMAN_MODULE"]
+    assert module.startswith("github.com/upmaru/pakman@")
+    assert module != "github.com/upmaru/pakman@v9"  # no such tag
+    for call in _dagger_calls(APP_EXAMPLE).values():
+        assert call["module"] == "${{ env.PAKMAN_MODULE }}"
+        assert " --source . " in f" {call['call']} "
+        assert "--repository ${{ github.repository }}" in call["call"]
+    build = _steps(workflow, "build")
+    assert build[0]["with"]["fetch-depth"] == 0  # git describe needs the tags
+
+
+def test_this_repositorys_example_names_its_package_and_version() -> None:
+    """examples/hello's run.name is hello, and the folder carries no .git for a version."""
+    for call in _dagger_calls(WORKFLOWS / "deployment.yml").values():
+        assert "--source examples/hello" in call["call"]
+        assert "--repository ${{ github.repository_owner }}/hello" in call["call"]
+    assert "--version 1.0." in _dagger_calls(WORKFLOWS / "deployment.yml")["build"]["call"]
+
+
+def test_readme_calls_the_module_remotely_with_a_source() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "@v9" not in readme
+    for line in readme.splitlines():
+        if "dagger call -m github.com/" in line or "dagger -m github.com/" in line:
+            block = readme[readme.index(line) : readme.index(line) + 400]
+            assert "--source" in block, line
 
 
 def test_ci_runs_the_engine_checks() -> None:
     workflow = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
     engine = _steps(workflow, "engine")
-    step = next(s for s in engine if "dagger-for-github" in s.get("uses", ""))
-    assert step["with"]["verb"] == "check"
-    assert "selftest" in step["with"]["args"]
+    steps = [s["with"] for s in engine if "dagger-for-github" in s.get("uses", "")]
+    checks = next(s for s in steps if s.get("verb") == "check")
+    assert (checks["module"], checks["args"]) == ("ci/tests", "selftest")
+    called = next(s for s in steps if s.get("call", "").startswith("check "))
+    assert "--source examples/hello" in called["call"]  # the repo root has no instellar.yml
     assert any("setup-qemu" in s.get("uses", "") for s in engine)

@@ -1,8 +1,9 @@
 """PAKman as a Dagger module: signed Alpine packages from instellar.yml, shipped to S3.
 
-A thin shell. Every decision (config, rendering, the container recipe, verify,
-merge, publish) is made by the ``pakman`` library; this module only turns those
-results into container operations and moves bytes between the engine and the library.
+A thin shell. Every decision (config, rendering, the container recipe, verification,
+merge, publish, deploy) is made by the ``pakman`` library; the pipeline steps are the
+very functions the ``pakman`` CLI calls (:mod:`pakman.pipeline`). This module only turns
+their results into container operations and moves bytes between the engine and them.
 """
 
 import contextlib
@@ -15,40 +16,60 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import dagger
-from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
-from dagger import check as dagger_check  # the module has its own function named check
+from dagger import DefaultPath, Doc, Ignore, dag, enum_type, function, object_type
 
-from pakman import bootstrap, keys
+from pakman import bootstrap, keys, pipeline
 from pakman import config as config_module
-from pakman import deploy as deploy_module
-from pakman import merge as merge_module
-from pakman import publish as publish_module
 from pakman import recipe as recipes  # the module has its own function named recipe
 from pakman.errors import PakmanError
-from pakman.identity import Identity, resolve_alpine, version_from_describe
-from pakman.instellar import DEFAULT_ENDPOINT, Client
-from pakman.store import open_store
-from pakman.verify import trusted_keys, verify_tree
+from pakman.identity import GitFacts, Identity, git_probe, read_git_probe, resolve_alpine
+from pakman.instellar import DEFAULT_ENDPOINT
+from pakman.pipeline import AddressingStyle
 
-SOURCE_IGNORE = ["node_modules", ".apk", "packages", "packages.zip", "**/__pycache__", ".venv"]
+SOURCE_IGNORE = [
+    "**/node_modules",
+    "**/__pycache__",
+    ".apk",
+    "packages",
+    "packages.zip",
+    ".venv",
+]
 
 Source = Annotated[
     dagger.Directory,
     DefaultPath("/"),
     Ignore(SOURCE_IGNORE),
-    Doc("The application repository, with instellar.yml (default: this git repository)"),
+    Doc(
+        "The application repository, with instellar.yml. Pass --source . when calling the"
+        " module remotely (-m github.com/...): the default is the module's own repository"
+    ),
 ]
+AMD64 = dagger.Platform("linux/amd64")
 Repository = Annotated[str, Doc("The GitHub repository, owner/name: it names the package")]
 Version = Annotated[str, Doc("Package version (default: git describe --tags of the source)")]
 BuildNumber = Annotated[int, Doc("Build number, the package's pkgrel")]
 Packages = Annotated[dagger.Directory, Doc("Packages tree from build: <org>/<arch>/*.apk")]
 PublicKey = Annotated[dagger.Secret, Doc("The abuild public key (PEM), e.g. env:ABUILD_PUBLIC_KEY")]
+OptionalPublicKey = Annotated[
+    dagger.Secret | None,
+    Doc("Verify every package against this public key first (required unless skip-verify)"),
+]
+SkipVerify = Annotated[bool, Doc("Ship without verifying against a public key (not advised)")]
+Archive = Annotated[
+    dagger.File | None, Doc("The packages.zip from merge (default: made from the packages)")
+]
+Sha = Annotated[str, Doc("The commit sha the packages were built from")]
+Ref = Annotated[str, Doc("The git ref, e.g. refs/heads/main")]
+Concurrency = Annotated[int, Doc("Parallel uploads")]
 
 
-Shipper = Callable[[Path, Path, publish_module.Deployment], str]
+# The library's enum, registered with the engine: one definition for the CLI and the module.
+enum_type(AddressingStyle)
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
-# Functions that talk to the outside world must run every time, or a retry is served
-# from cache. The typed overloads of `function` do not list `cache`; the runtime does.
+# Functions that talk to the outside world, or must make something new each call, run
+# every time. The typed overloads of `function` do not list `cache`; the runtime does.
 uncached: Callable[[_F], _F] = function(cache="never")  # type: ignore[call-overload]
 
 
@@ -63,6 +84,18 @@ def _reported() -> Iterator[None]:
         yield
     except PakmanError as error:
         raise PakmanFailure("\n".join(error.problems)) from None
+
+
+async def _export(directory: dagger.Directory, path: Path) -> Path:
+    await directory.export(str(path))
+    return path
+
+
+async def _trust(
+    public_key: dagger.Secret | None, identity: Identity, skip_verify: bool
+) -> pipeline.Trust:
+    pem = (await public_key.plaintext()).encode() if public_key is not None else None
+    return pipeline.trust_pem(pem, identity, skip=skip_verify)
 
 
 @object_type
@@ -88,38 +121,32 @@ class Pakman:
         with _reported():
             return resolve_alpine(self.alpine, cfg.alpine_version if cfg else None)
 
-    async def _git(self, source: dagger.Directory) -> tuple[str, int | None]:
-        """``git describe`` and the HEAD commit time, run in a small container."""
-        script = (
-            "git config --global --add safe.directory /src; "
-            "git -C /src describe --tags --always 2>/dev/null || true; echo; "
-            "git -C /src log -1 --format=%ct 2>/dev/null || true"
-        )
+    async def _git(self, source: dagger.Directory) -> GitFacts:
+        """Version, commit time and commit of the source, read as the CLI reads them."""
         out = await (
             dag.container()
-            .from_("alpine:latest")
+            .from_(recipes.TOOLS_IMAGE)
             .with_exec(["apk", "add", "--no-cache", "git"])
             .with_directory("/src", source)
-            .with_exec(["sh", "-c", script])
+            .with_exec(["sh", "-c", git_probe("/src")])
             .stdout()
         )
-        lines = [line.strip() for line in out.splitlines()]
-        described = lines[0] if lines else ""
-        epoch = next((int(line) for line in lines[1:] if line.isdigit()), None)
-        return version_from_describe(described), epoch
+        return read_git_probe(out)
 
     async def _plan(
         self, source: dagger.Directory, repository: str, version: str, build_number: int
     ) -> bootstrap.Plan:
         cfg = await self._read_config(source)
-        described, epoch = await self._git(source)
+        facts = await self._git(source)
         with _reported():
-            return bootstrap.plan(cfg, repository, version or described, build_number, epoch)
+            return bootstrap.plan(
+                cfg, repository, version or facts.version, build_number, facts.epoch, facts.commit
+            )
 
-    def _container(self, branch: str, platform: str) -> dagger.Container:
+    def _container(self, branch: str, platform: dagger.Platform) -> dagger.Container:
         with _reported():
-            r = recipes.builder(branch, platform)
-        ctr = dag.container(platform=dagger.Platform(r.platform)).from_(r.image)
+            r = recipes.builder(branch, str(platform))
+        ctr = dag.container(platform=platform).from_(r.image)
 
         def mount(ctr: dagger.Container, cache: recipes.Cache) -> dagger.Container:
             sharing = (
@@ -135,7 +162,7 @@ class Pakman:
         for step in r.root_steps:
             ctr = ctr.with_exec(list(step.args))
         for cache in r.caches:
-            if cache.owner:  # after the build user exists
+            if cache.owner:  # after the build user and its directories exist
                 ctr = mount(ctr, cache)
         return ctr.with_user(r.user).with_workdir(r.workdir)
 
@@ -153,8 +180,8 @@ class Pakman:
         self,
         source: Source,
         platform: Annotated[
-            str, Doc("Docker platform, e.g. linux/amd64 or linux/arm64")
-        ] = "linux/amd64",
+            dagger.Platform, Doc("Platform, e.g. linux/amd64 or linux/arm64")
+        ] = AMD64,
     ) -> dagger.Container:
         """The Alpine build container, with alpine-sdk, a builder user and caches."""
         try:
@@ -166,12 +193,12 @@ class Pakman:
     @function
     def recipe(
         self,
-        platform: Annotated[str, Doc("Docker platform, e.g. linux/arm64")] = "linux/amd64",
+        platform: Annotated[dagger.Platform, Doc("Platform, e.g. linux/arm64")] = AMD64,
         stack: Annotated[str, Doc("The config's stack version, e.g. 3.19")] = "",
     ) -> str:
         """The build container's recipe as JSON: image, packages, user, caches."""
         with _reported():
-            r = recipes.builder(resolve_alpine(self.alpine, stack or None), platform)
+            r = recipes.builder(resolve_alpine(self.alpine, stack or None), str(platform))
         return json.dumps(dataclasses.asdict(r), indent=2)
 
     @function
@@ -181,9 +208,10 @@ class Pakman:
         repository: Repository,
         version: Version = "",
         build_number: BuildNumber = 0,
-    ) -> dagger.Directory:
-        """Render the APKBUILD and service files into .apk/<org>/<name>/."""
-        return self._tree(await self._plan(source, repository, version, build_number))
+    ) -> dagger.Changeset:
+        """Render the APKBUILD and service files into .apk/<org>/<name>/, as a changeset."""
+        plan = await self._plan(source, repository, version, build_number)
+        return source.with_directory(".", self._tree(plan)).changes(source)
 
     @function
     async def build(
@@ -195,29 +223,16 @@ class Pakman:
         ],
         public_key: PublicKey,
         platforms: Annotated[
-            list[str], Doc("Platforms to build, all at once, e.g. linux/amd64 linux/arm64")
-        ] = ["linux/amd64"],  # noqa: B006 - dagger reads the default from the signature
+            list[dagger.Platform],
+            Doc("Platforms to build, all at once, e.g. linux/amd64,linux/arm64"),
+        ] = [AMD64],  # noqa: B006 - dagger reads the default from the signature
         version: Version = "",
         build_number: BuildNumber = 0,
     ) -> dagger.Directory:
         """Build and sign the packages for every platform concurrently: <org>/<arch>/..."""
-        return await self._build(
-            source, repository, private_key, public_key, platforms, version, build_number
-        )
-
-    async def _build(
-        self,
-        source: dagger.Directory,
-        repository: str,
-        private_key: dagger.Secret,
-        public_key: dagger.Secret,
-        platforms: list[str],
-        version: str,
-        build_number: int,
-    ) -> dagger.Directory:
         plan = await self._plan(source, repository, version, build_number)
         with _reported():
-            recipes.check_platforms(plan.config.architectures, platforms)
+            recipes.check_platforms(plan.config.architectures, [str(p) for p in platforms])
         branch = self._branch(plan.config)
         steps = recipes.build(plan.identity, plan.identity.source_date_epoch)
         tree = self._tree(plan)
@@ -225,10 +240,15 @@ class Pakman:
         outputs: dict[str, dagger.Directory] = {}
         failures: list[str] = []
 
-        async def one(platform: str) -> None:
+        async def one(platform: dagger.Platform) -> None:
             ctr = (
                 self._container(branch, platform)
-                .with_directory(recipes.WORKSPACE, source, owner=recipes.BUILDER)
+                .with_directory(
+                    recipes.WORKSPACE,
+                    source,
+                    exclude=list(recipes.SNAPSHOT_EXCLUDE),
+                    owner=recipes.BUILDER,
+                )
                 .with_directory(recipes.WORKSPACE, tree, owner=recipes.BUILDER)
             )
             for mount in steps.secrets:
@@ -249,6 +269,9 @@ class Pakman:
                         recipes.failure_message(platform, step.name, error.exit_code, output)
                     )
                     return
+                except dagger.QueryError as error:  # the image, a mount, the engine itself
+                    failures.append(recipes.failure_message(platform, step.name, -1, str(error)))
+                    return
             outputs[platform] = await ctr.directory(steps.output).sync()
 
         async with anyio.create_task_group() as group:
@@ -262,46 +285,33 @@ class Pakman:
         return merged
 
     @function
-    async def merge(self, packages: Packages) -> dagger.File:
-        """Merge per-arch packages into one deterministic packages.zip."""
-        with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
-            await packages.export(tmp)
-            with _reported():
-                merged = merge_module.collect([Path(tmp)])
-                merge_module.write_zip(merged, Path("packages.zip"))
-        return dag.current_module().workdir_file("packages.zip")
-
-    async def _publish(
+    async def merge(
         self,
-        packages: dagger.Directory,
-        deployment: publish_module.Deployment,
-        public_key: dagger.Secret | None,
-        ship: Shipper,
-    ) -> str:
-        """Export, verify, merge, then hand the files to ``ship``; returns its JSON summary."""
-        with tempfile.TemporaryDirectory(prefix="pakman-publish-") as tmp:
-            tree = Path(tmp) / "packages"
-            await packages.export(str(tree))
+        packages: Annotated[
+            dagger.Directory,
+            Doc("Per-arch outputs: abuild's <org>/<arch>/ or downloaded artifacts"),
+        ],
+        repository: Repository,
+        public_key: OptionalPublicKey = None,
+        skip_verify: SkipVerify = False,
+    ) -> dagger.File:
+        """Verify and merge per-arch packages into one deterministic packages.zip."""
+        with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
+            tree = await _export(packages, Path(tmp) / "packages")
             with _reported():
-                if public_key is not None:
-                    pem = (await public_key.plaintext()).encode()
-                    # Trusted under the name abuild signed with: <org>-<slug>.rsa.pub.
-                    trusted = trusted_keys({f"{deployment.identity.key_name}.pub": pem})
-                    report = verify_tree(tree, trusted)
-                    if not report.ok:
-                        raise PakmanFailure("\n".join(map(str, report.problems)))
-                    fingerprint = "sha256:" + keys.fingerprint(pem)
-                    deployment = dataclasses.replace(deployment, key_fingerprint=fingerprint)
-                archive = Path(tmp) / "packages.zip"
-                merge_module.write_zip(merge_module.collect([tree]), archive)
-                return await anyio.to_thread.run_sync(ship, tree, archive, deployment)
+                identity = Identity(repository)
+            trust = await _trust(public_key, identity, skip_verify)
+            output = Path("packages.zip").resolve()  # the module's workdir, handed back below
+            with _reported():
+                pipeline.merge([tree], output, trust)
+        return dag.current_module().workdir_file("packages.zip")
 
     @uncached
     async def publish(
         self,
         packages: Packages,
         repository: Repository,
-        sha: Annotated[str, Doc("The commit sha the packages were built from")],
+        sha: Sha,
         bucket: Annotated[str, Doc("S3 bucket")],
         access_key_id: Annotated[
             dagger.Secret, Doc("S3 access key id, e.g. env:AWS_ACCESS_KEY_ID")
@@ -309,47 +319,52 @@ class Pakman:
         secret_access_key: Annotated[
             dagger.Secret, Doc("S3 secret access key, e.g. env:AWS_SECRET_ACCESS_KEY")
         ],
-        public_key: Annotated[
-            dagger.Secret | None, Doc("Verify every package against this public key first")
-        ] = None,
-        ref: Annotated[str, Doc("The git ref, e.g. refs/heads/main")] = "",
+        public_key: OptionalPublicKey = None,
+        skip_verify: SkipVerify = False,
+        archive: Archive = None,
+        ref: Ref = "",
         build_number: BuildNumber = 0,
         endpoint: Annotated[str, Doc("S3-compatible endpoint URL (default: AWS)")] = "",
-        region: Annotated[str, Doc("S3 region")] = "us-east-1",
-        addressing_style: Annotated[str, Doc("S3 addressing: auto, path or virtual")] = "auto",
+        region: Annotated[str, Doc("S3 region (default: us-east-1)")] = "",
+        addressing_style: Annotated[
+            AddressingStyle, Doc("S3 addressing style")
+        ] = AddressingStyle.AUTO,
         verify_tls: Annotated[bool, Doc("Verify the endpoint's TLS certificate")] = True,
-        concurrency: Annotated[int, Doc("Parallel uploads")] = 8,
+        concurrency: Concurrency = pipeline.DEFAULT_CONCURRENCY,
         create_bucket: Annotated[bool, Doc("Create the bucket if it is missing")] = False,
         dry_run: Annotated[bool, Doc("Print the plan; read storage, write nothing")] = False,
     ) -> str:
-        """Upload packages and archive to S3, manifest last; safe to re-run. Returns JSON."""
+        """Verify, then upload packages and archive to S3, manifest last; safe to re-run."""
         with _reported():
-            store = open_store(
-                None,
-                bucket,
-                endpoint=endpoint or None,
+            target = pipeline.deployment(repository, sha, ref, build_number)
+            store = pipeline.StoreOptions.resolve(
+                {},  # the engine's environment is not the caller's
+                bucket=bucket,
+                endpoint=endpoint,
                 region=region,
-                access_key_id=await access_key_id.plaintext(),
-                secret_access_key=await secret_access_key.plaintext(),
                 addressing_style=addressing_style,
                 verify_tls=verify_tls,
                 concurrency=concurrency,
-            )
-
-        def ship(tree: Path, archive: Path, deployment: publish_module.Deployment) -> str:
-            summary = publish_module.publish(
-                tree,
-                archive,
-                deployment,
-                store,
-                concurrency=concurrency,
-                dry_run=dry_run,
                 create_bucket=create_bucket,
+                access_key_id=await access_key_id.plaintext(),
+                secret_access_key=await secret_access_key.plaintext(),
             )
-            return json.dumps(summary.as_dict(), indent=2)
+        trust = await _trust(public_key, target.identity, skip_verify)
+        with tempfile.TemporaryDirectory(prefix="pakman-publish-") as tmp:
+            tree = await _export(packages, Path(tmp) / "packages")
+            zip_path = None
+            if archive is not None:
+                zip_path = Path(tmp) / pipeline.ARCHIVE_NAME
+                await archive.export(str(zip_path))
 
-        deployment = self._deployment(repository, sha, ref, build_number)
-        return await self._publish(packages, deployment, public_key, ship)
+            def run() -> str:
+                with _reported():
+                    summary = pipeline.publish(
+                        tree, zip_path, target, trust, store, dry_run=dry_run
+                    )
+                return json.dumps(summary.as_dict(), indent=2)
+
+            return await anyio.to_thread.run_sync(run)
 
     @uncached
     async def deploy(
@@ -357,7 +372,7 @@ class Pakman:
         source: Source,
         packages: Packages,
         repository: Repository,
-        sha: Annotated[str, Doc("The commit sha the packages were built from")],
+        sha: Sha,
         public_key: PublicKey,
         instellar_auth_token: Annotated[
             dagger.Secret, Doc("OpsMaru/Instellar auth token, e.g. env:INSTELLAR_AUTH_TOKEN")
@@ -365,36 +380,40 @@ class Pakman:
         instellar_package_token: Annotated[
             dagger.Secret, Doc("Instellar package token, e.g. env:INSTELLAR_PACKAGE_TOKEN")
         ],
-        ref: Annotated[str, Doc("The git ref, e.g. refs/heads/main")] = "",
+        archive: Archive = None,
+        ref: Ref = "",
         build_number: BuildNumber = 0,
         instellar_endpoint: Annotated[str, Doc("The deployment API")] = DEFAULT_ENDPOINT,
-        concurrency: Annotated[int, Doc("Parallel uploads")] = 8,
+        concurrency: Concurrency = pipeline.DEFAULT_CONCURRENCY,
     ) -> str:
-        """Verify, merge, upload and register the deployment with OpsMaru/Instellar."""
+        """Verify, upload and register the deployment with OpsMaru/Instellar (v8's push)."""
         cfg = await self._read_config(source)
-        client = Client(
-            endpoint=instellar_endpoint,
-            auth_token=await instellar_auth_token.plaintext(),
-            package_token=await instellar_package_token.plaintext(),
-        )
-
-        def ship(tree: Path, archive: Path, deployment: publish_module.Deployment) -> str:
-            pushed = deploy_module.push(
-                client, cfg, deployment, tree, archive, concurrency=concurrency
-            )
-            return json.dumps(pushed.as_dict(), indent=2)
-
-        deployment = self._deployment(repository, sha, ref, build_number)
-        return await self._publish(packages, deployment, public_key, ship)
-
-    @staticmethod
-    def _deployment(
-        repository: str, sha: str, ref: str, build_number: int
-    ) -> publish_module.Deployment:
         with _reported():
-            return publish_module.Deployment(Identity(repository, build=build_number), sha, ref)
+            target = pipeline.deployment(repository, sha, ref, build_number)
+            instellar = pipeline.InstellarOptions.resolve(
+                {},
+                auth_token=await instellar_auth_token.plaintext(),
+                package_token=await instellar_package_token.plaintext(),
+                endpoint=instellar_endpoint,
+            )
+        trust = await _trust(public_key, target.identity, skip_verify=False)
+        with tempfile.TemporaryDirectory(prefix="pakman-deploy-") as tmp:
+            tree = await _export(packages, Path(tmp) / "packages")
+            zip_path = None
+            if archive is not None:
+                zip_path = Path(tmp) / pipeline.ARCHIVE_NAME
+                await archive.export(str(zip_path))
 
-    @function
+            def run() -> str:
+                with _reported():
+                    pushed = pipeline.push(
+                        tree, zip_path, target, trust, cfg, instellar, concurrency=concurrency
+                    )
+                return json.dumps(pushed.as_dict(), indent=2)
+
+            return await anyio.to_thread.run_sync(run)
+
+    @uncached
     def keygen(self, repository: Repository) -> dagger.Directory:
         """A new 4096-bit signing key pair, named <org>-<slug>.rsa and .rsa.pub."""
         with _reported():
@@ -407,59 +426,6 @@ class Pakman:
         )
 
     @function
-    @dagger_check
     async def check(self, source: Source) -> str:
         """Validate instellar.yml and report every problem."""
-        cfg = await self._read_config(source)
-        notes = "".join(f"\nwarning: {w}" for w in cfg.warnings)
-        return f"{self.config}: ok ({cfg.type} package, {len(cfg.architectures)} arch){notes}"
-
-    @function
-    @dagger_check
-    async def selftest(
-        self,
-        hello: Annotated[
-            dagger.Directory, DefaultPath("/examples/hello"), Doc("The example app to build")
-        ],
-        platforms: Annotated[list[str], Doc("Platforms to build and install")] = [  # noqa: B006
-            "linux/amd64",
-            "linux/arm64",
-        ],
-    ) -> str:
-        """Engine test: build examples/hello, install it trusting only our key, start it."""
-        pair = keys.generate()
-        private = dag.set_secret("pakman-selftest-private-key", pair.private_pem.decode())
-        public = dag.set_secret("pakman-selftest-public-key", pair.public_pem.decode())
-        repository = "pakman/hello"
-        key_file = f"{Identity(repository).key_name}.pub"
-        built = await self._build(hello, repository, private, public, platforms, "1.0.0", 1)
-        lines = []
-        for platform in platforms:
-            out = await (
-                dag.container(platform=dagger.Platform(platform))
-                .from_("alpine:latest")
-                .with_exec(["apk", "add", "--no-cache", "bash"])
-                .with_directory("/repo", built)
-                .with_new_file(f"/trusted/{key_file}", pair.public_pem.decode())
-                .with_exec(
-                    [
-                        "apk",
-                        "add",
-                        "--repositories-file",
-                        "/dev/null",
-                        "--repository",
-                        "/repo/pakman",
-                        "--keys-dir",
-                        "/trusted",
-                        "hello",
-                    ]
-                )
-                .with_exec(
-                    ["sh", "-c", "SERVICE_MODE=web timeout 5 /var/lib/hello/service/run; true"]
-                )
-                .stdout()
-            )
-            if "hello from pakman" not in out:
-                raise PakmanFailure(f"{platform}: the service did not start:\n{out}")
-            lines.append(f"{platform}: {out.strip().splitlines()[-1]}")
-        return "\n".join(lines)
+        return pipeline.check_summary(await self._read_config(source), self.config)

@@ -1,0 +1,386 @@
+"""The steps the CLI and the Dagger module share, with the options they take.
+
+Each front end resolves its arguments once (the CLI also reads the environment) into the
+frozen option objects below, then calls the same step functions. Defaults, the verification
+policy and archive handling therefore live here only, and the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pakman.errors import ConfigError, VerificationError
+from pakman.identity import Identity
+
+if TYPE_CHECKING:
+    from pakman.config import Config
+    from pakman.deploy import Pushed
+    from pakman.merge import Merged
+    from pakman.publish import Deployment, ProgressFactory, Summary
+    from pakman.store import FileStore, S3Store
+
+Log = Callable[[str], None]
+DEFAULT_REGION = "us-east-1"
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 64
+ARCHIVE_NAME = "packages.zip"
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# --- checking a config ------------------------------------------------------------------
+
+
+def check_summary(cfg: Config, name: str) -> str:
+    """What ``check`` reports for a valid config: one line, then one per warning."""
+    notes = "".join(f"\nwarning: {w}" for w in cfg.warnings)
+    return f"{name}: ok ({cfg.type} package, {len(cfg.architectures)} arch){notes}"
+
+
+# --- trust: what packages are verified against -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The public keys packages are verified against before they are merged or shipped.
+
+    Verification is required: only ``skip`` (``--no-verify``, ``skip_verify``) ships
+    unverified packages. v8's ``push`` never verified, so for it alone a missing key is
+    a warning (``required=False``).
+    """
+
+    keys: Mapping[str, bytes] = field(default_factory=dict)  # PEM by file name
+    skip: bool = False
+    required: bool = True
+
+
+def trust_files(paths: Sequence[str], *, skip: bool = False) -> Trust:
+    """Trust the ``--key`` files, under their file names (apk trusts a key by its name)."""
+    named = {}
+    for name in paths:
+        try:
+            named[Path(name).name] = Path(name).read_bytes()
+        except OSError as error:
+            raise ConfigError(f"--key: {name}: cannot read: {error.strerror}") from None
+    return Trust(named, skip=skip)
+
+
+def trust_pem(pem: bytes | None, identity: Identity, *, skip: bool = False) -> Trust:
+    """Trust one PEM key under the name abuild signs with: ``<org>-<slug>.rsa.pub``."""
+    return Trust({f"{identity.key_name}.pub": pem} if pem else {}, skip=skip)
+
+
+def trust_for_push(
+    paths: Sequence[str], identity: Identity, env: Mapping[str, str], home: Path, *, skip: bool
+) -> Trust:
+    """v8's push: ``--key``, else ``ABUILD_PUBLIC_KEY``, else ``~/.abuild/`` from bootstrap."""
+    if paths:
+        return trust_files(paths, skip=skip)
+    pem = env.get("ABUILD_PUBLIC_KEY")
+    installed = home / ".abuild" / f"{identity.key_name}.pub"
+    if not pem and installed.is_file():
+        pem = installed.read_text()
+    return dataclasses.replace(
+        trust_pem(pem.encode() if pem else None, identity, skip=skip), required=False
+    )
+
+
+def verify(tree: Path, trust: Trust, what: str, log: Log = _quiet) -> str | None:
+    """Verify every package and index in ``tree``; the signing key's fingerprint, or None.
+
+    Raises :class:`VerificationError` listing every problem, so nothing unverified goes on.
+    """
+    if trust.skip:
+        return None
+    if not trust.keys:
+        if not trust.required:
+            log(
+                "warning: no public key (--key, ABUILD_PUBLIC_KEY or ~/.abuild/):"
+                " packages not verified"
+            )
+            return None
+        raise ConfigError(
+            "--key: a trusted public key is required to verify packages"
+            " (or skip verification explicitly with --no-verify)"
+        )
+    from pakman.keys import fingerprint
+    from pakman.verify import trusted_keys, verify_tree
+
+    report = verify_tree(tree, trusted_keys(trust.keys))
+    if not report.ok:
+        raise VerificationError(
+            *(str(problem) for problem in report.problems),
+            f"{what} refused: verification failed ({len(report.problems)} problem(s))",
+        )
+    return "sha256:" + fingerprint(next(iter(trust.keys.values())))
+
+
+# --- merge ----------------------------------------------------------------------------
+
+
+def merge(
+    inputs: Sequence[Path], output: Path, trust: Trust, *, packages_dir: Path | None = None
+) -> tuple[Merged, str]:
+    """Merge per-arch outputs, verify the merged tree, then write the zip; its sha256."""
+    from pakman import merge as merge_module
+
+    merged = merge_module.collect(list(inputs))
+    with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
+        tree = packages_dir or Path(tmp)
+        if packages_dir is not None or not trust.skip:
+            merge_module.write_tree(merged, tree)
+        # The merged tree is what ships: the index beside each package is checked there.
+        verify(tree, trust, "merge")
+    return merged, merge_module.write_zip(merged, output)
+
+
+@contextlib.contextmanager
+def archive_for(tree: Path, archive: Path | None, log: Log = _quiet) -> Iterator[Path]:
+    """The archive to ship: the one given, else a deterministic zip of ``tree``."""
+    if archive is not None:
+        yield archive
+        return
+    from pakman import merge as merge_module
+
+    with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
+        made = Path(tmp) / ARCHIVE_NAME
+        digest = merge_module.write_zip(merge_module.collect([tree]), made)
+        log(f"no archive given: made {ARCHIVE_NAME} from the packages tree (sha256 {digest})")
+        yield made
+
+
+def v8_archive(given: str, home: Path) -> Path | None:
+    """Where v8's push found the archive: as given, else in $HOME; None when in neither."""
+    path = Path(given)
+    if path.exists():
+        return path
+    if not path.is_absolute() and (home / path).exists():
+        return home / path
+    return None
+
+
+# --- where packages are published --------------------------------------------------------
+
+
+class AddressingStyle(enum.Enum):
+    """How an S3 bucket is addressed."""
+
+    AUTO = "auto"
+    """Virtual-hosted where the endpoint allows it, else path style."""
+    PATH = "path"
+    """https://endpoint/bucket/key"""
+    VIRTUAL = "virtual"
+    """https://bucket.endpoint/key"""
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Where to publish: an S3-compatible bucket or a ``file:///`` folder."""
+
+    bucket: str | None = None
+    store: str | None = None  # file:///dir or s3://bucket
+    endpoint: str | None = None
+    region: str = DEFAULT_REGION
+    addressing_style: AddressingStyle = AddressingStyle.AUTO
+    verify_tls: bool = True
+    concurrency: int = DEFAULT_CONCURRENCY
+    create_bucket: bool = False
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def resolve(
+        cls,
+        env: Mapping[str, str],
+        *,
+        bucket: str | None = None,
+        store: str | None = None,
+        endpoint: str | None = None,
+        region: str | None = None,
+        addressing_style: str | AddressingStyle = AddressingStyle.AUTO,
+        verify_tls: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        create_bucket: bool = False,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+    ) -> StoreOptions:
+        """Options from arguments, then ``AWS_REGION`` and ``AWS_ENDPOINT_URL[_S3]``."""
+        try:
+            style = AddressingStyle(addressing_style)
+        except ValueError:
+            raise ConfigError(
+                f"--addressing-style: must be auto, path or virtual (got {addressing_style!r})"
+            ) from None
+        return cls(
+            bucket=bucket or None,
+            store=store or None,
+            endpoint=endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+            region=region
+            or env.get("AWS_REGION")
+            or env.get("AWS_DEFAULT_REGION")
+            or DEFAULT_REGION,
+            addressing_style=style,
+            verify_tls=verify_tls,
+            concurrency=check_concurrency(concurrency),
+            create_bucket=create_bucket,
+            access_key_id=access_key_id or None,
+            secret_access_key=secret_access_key or None,
+        )
+
+    def open(self) -> FileStore | S3Store:
+        from pakman.store import open_store
+
+        return open_store(
+            self.store,
+            self.bucket,
+            endpoint=self.endpoint,
+            region=self.region,
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+            addressing_style=self.addressing_style.value,
+            verify_tls=self.verify_tls,
+            concurrency=self.concurrency,
+        )
+
+
+def check_concurrency(value: int) -> int:
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigError(f"--concurrency: must be 1 to {MAX_CONCURRENCY} (got {value})")
+    return value
+
+
+def deployment(
+    repository: str | None,
+    sha: str | None,
+    ref: str | None = None,
+    build: str | int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Deployment:
+    """What is published, from arguments, then v8's variables (``WORKFLOW_SHA``, ``GITHUB_*``)."""
+    from pakman.publish import Deployment
+
+    env = env or {}
+    repository = repository or env.get("GITHUB_REPOSITORY")
+    if not repository:
+        raise ConfigError("--repository: required (or set GITHUB_REPOSITORY), e.g. acme/app")
+    number = build if build not in (None, "") else env.get("GITHUB_RUN_NUMBER")
+    return Deployment(
+        identity=Identity(repository, build=build_number(number)),
+        sha=sha or env.get("WORKFLOW_SHA") or env.get("GITHUB_SHA") or "",
+        ref=ref or env.get("WORKFLOW_REF") or env.get("GITHUB_REF") or "",
+    )
+
+
+def build_number(value: str | int | None) -> int:
+    """The pkgrel: ASCII digits only (``int()`` would take '²' or ' 7')."""
+    if value is None or value == "":
+        return 0
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"--build: must be a whole number (got {text!r})")
+    return int(text)
+
+
+# --- publish and push -----------------------------------------------------------------
+
+
+def publish(
+    tree: Path,
+    archive: Path | None,
+    target: Deployment,
+    trust: Trust,
+    store: StoreOptions,
+    *,
+    dry_run: bool = False,
+    log: Log = _quiet,
+    progress_factory: ProgressFactory | None = None,
+) -> Summary:
+    """Verify, then upload packages and archive to ``store``, manifest last."""
+    from pakman import publish as publish_module
+
+    fingerprint = verify(tree, trust, "publish", log)
+    opened = store.open()
+    with archive_for(tree, archive, log) as zip_path:
+        return publish_module.publish(
+            tree,
+            zip_path,
+            dataclasses.replace(target, key_fingerprint=fingerprint),
+            opened,
+            concurrency=store.concurrency,
+            dry_run=dry_run,
+            create_bucket=store.create_bucket,
+            verify=not trust.skip,
+            log=log,
+            progress_factory=progress_factory,
+        )
+
+
+@dataclass(frozen=True)
+class InstellarOptions:
+    """The OpsMaru/Instellar deployment API and its tokens."""
+
+    auth_token: str = field(repr=False)
+    package_token: str = field(default="", repr=False)
+    endpoint: str = ""
+
+    @classmethod
+    def resolve(
+        cls,
+        env: Mapping[str, str],
+        *,
+        auth_token: str | None = None,
+        package_token: str | None = None,
+        endpoint: str | None = None,
+    ) -> InstellarOptions:
+        """Tokens and endpoint from arguments, then v8's ``INSTELLAR_*`` variables."""
+        from pakman.instellar import DEFAULT_ENDPOINT
+
+        token = auth_token or env.get("INSTELLAR_AUTH_TOKEN")
+        if not token:
+            raise ConfigError("INSTELLAR_AUTH_TOKEN: required for push")
+        return cls(
+            auth_token=token,
+            package_token=package_token or env.get("INSTELLAR_PACKAGE_TOKEN") or "",
+            endpoint=endpoint or env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT,
+        )
+
+
+def push(
+    tree: Path,
+    archive: Path | None,
+    target: Deployment,
+    trust: Trust,
+    cfg: Config,
+    instellar: InstellarOptions,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    log: Log = _quiet,
+    progress_factory: ProgressFactory | None = None,
+) -> Pushed:
+    """Verify, upload to Instellar-provided storage and register the deployment (v8's push)."""
+    from pakman.deploy import push as push_deployment
+    from pakman.instellar import Client
+
+    fingerprint = verify(tree, trust, "push", log)
+    client = Client(instellar.endpoint, instellar.auth_token, instellar.package_token)
+    with archive_for(tree, archive, log) as zip_path:
+        return push_deployment(
+            client,
+            cfg,
+            dataclasses.replace(target, key_fingerprint=fingerprint),
+            tree,
+            zip_path,
+            concurrency=check_concurrency(concurrency),
+            verify=not trust.skip,
+            log=log,
+            progress_factory=progress_factory,
+        )
