@@ -19,6 +19,10 @@ from typing import Literal
 from pakman.errors import PackageFormatError
 
 GZIP_MAGIC = b"\x1f\x8b"
+# The most a signature, control or index stream may inflate to. abuild's are kilobytes
+# (an index of thousands of packages a few MiB): a small file that inflates past this
+# is a decompression bomb, refused before it is held in memory.
+MAX_INFLATED = 64 * 1024 * 1024
 ADB_MAGICS = (b"ADB.", b"ADBd", b"ADBc")
 SIGNATURE_PREFIXES: tuple[tuple[str, Literal["sha1", "sha256"]], ...] = (
     (".SIGN.RSA256.", "sha256"),
@@ -96,33 +100,50 @@ def _stream_end(view: memoryview, offset: int, path: Path, chunk: int = 4096) ->
     """
     inflater = zlib.decompressobj(wbits=31)
     position = offset
+    inflated = 0
+    pending: bytes | memoryview = b""
     while not inflater.eof:
-        if position >= len(view):
-            raise PackageFormatError(f"{path}: truncated: gzip stream at byte {offset} never ends")
-        piece = view[position : position + chunk]
+        if not pending:
+            if position >= len(view):
+                raise PackageFormatError(
+                    f"{path}: truncated: gzip stream at byte {offset} never ends"
+                )
+            pending = view[position : position + chunk]
+            position += len(pending)
         try:
-            inflater.decompress(piece)
+            inflated += len(inflater.decompress(pending, chunk * 16))
         except zlib.error:
             raise PackageFormatError(f"{path}: corrupt gzip stream at byte {offset}") from None
-        position += len(piece)
-    return position - len(inflater.unused_data)
+        pending = inflater.unconsumed_tail
+        if inflated > MAX_INFLATED:
+            raise PackageFormatError(
+                f"{path}: the gzip stream at byte {offset} inflates past"
+                f" {MAX_INFLATED // (1024 * 1024)} MiB (a decompression bomb?)"
+            )
+    return position - len(pending) - len(inflater.unused_data)
 
 
 def _members(stream: bytes | memoryview, path: Path, what: str) -> dict[str, bytes]:
+    inflater = zlib.decompressobj(wbits=31)
     try:
-        raw = zlib.decompress(stream, wbits=31)
+        raw = inflater.decompress(stream, MAX_INFLATED + 1)
     except zlib.error:
         raise PackageFormatError(f"{path}: corrupt {what} stream") from None
+    if len(raw) > MAX_INFLATED:
+        raise PackageFormatError(
+            f"{path}: the {what} stream inflates past {MAX_INFLATED // (1024 * 1024)} MiB"
+            " (a decompression bomb?)"
+        )
     members: dict[str, bytes] = {}
     # abuild cuts the end-of-archive blocks; tarfile treats the plain end of data as the end.
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-        try:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for member in tar:
                 if member.isfile():
                     extracted = tar.extractfile(member)
                     members[member.name] = extracted.read() if extracted else b""
-        except tarfile.TarError:
-            raise PackageFormatError(f"{path}: corrupt {what} tar") from None
+    except tarfile.TarError:
+        raise PackageFormatError(f"{path}: the {what} stream is not a tar archive") from None
     return members
 
 

@@ -90,7 +90,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from pakman import bootstrap, render
+    from pakman import bootstrap, files, render
     from pakman.pipeline import build_number
 
     workspace = _workspace(args)
@@ -103,6 +103,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     )
     _warn(plan.config.warnings)
     output = Path(args.output) if args.output else workspace / plan.identity.apk_dir
+    writes = render.targets(plan.files, output)
     private_pem = _env("ABUILD_PRIVATE_KEY")
     if private_pem:
         from pakman import keys
@@ -114,13 +115,17 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             private_name="ABUILD_PRIVATE_KEY",
             public_name="ABUILD_PUBLIC_KEY",
         )
-    render.write(plan.files, output)
+        home = Path(args.home or _env("HOME") or Path.home())
+        writes |= keys.install_files(pair, home, Path(args.apk_keys_dir), plan.identity.key_name)
+    # Everything or nothing: a folder that cannot be written leaves no half-done tree.
+    files.write_all(writes)
     print(f"rendered {len(plan.files)} files into {output}")
     print(f"package {plan.identity.slug} {plan.identity.version}-r{plan.identity.build}")
     if private_pem:
-        home = Path(args.home or _env("HOME") or Path.home())
-        private_path = keys.install(pair, home, Path(args.apk_keys_dir), plan.identity.key_name)
-        print(f"signing key installed: {private_path} (public key in {args.apk_keys_dir})")
+        print(
+            f"signing key installed: {home / '.abuild' / plan.identity.key_name}"
+            f" (public key in {args.apk_keys_dir})"
+        )
     else:
         _warn(["ABUILD_PRIVATE_KEY is not set: signing key set-up skipped"])
     return 0

@@ -6,6 +6,28 @@ and exits with :attr:`PakmanError.exit_code`; no traceback reaches the user.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
+# userinfo (user:password@) and query strings (presigned signatures) of any URL in a text.
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@\"']*@", re.IGNORECASE)
+_QUERY = re.compile(r"(?P<url>[a-z][a-z0-9+.-]*://[^\s?#\"']*)\?[^\s#\"']*", re.IGNORECASE)
+
+
+def redact(text: str, secrets: Iterable[str | None] = (), limit: int | None = None) -> str:
+    """Hide secrets, URL credentials and query strings, then cut to ``limit`` characters.
+
+    Redaction comes first: a secret straddling the cut would otherwise leak its head.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _QUERY.sub(r"\g<url>?***", text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
 
 class PakmanError(Exception):
     """Base class: a failure the user can act on."""

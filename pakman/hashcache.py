@@ -1,13 +1,17 @@
-"""Remember file hashes by (device, inode, size, mtime), as git's index does.
+"""Remember file hashes by (device, inode, size, mtime, ctime), as git's index does.
 
-An unchanged re-publish then reads no file contents. An entry is trusted only when
-the file's mtime is clearly older than the moment it was hashed, so a file
-rewritten within the same clock tick is hashed again ("racy git"). Only the entries a
-run used are saved, so the cache stays the size of the tree last published.
+An unchanged re-publish then reads no file contents. The ctime is what no tool can set
+back: a file rewritten in place with the same size and a restored mtime (``unzip -o``
+over the last tree, ``touch -r``) has a new ctime and is hashed again. An entry is
+trusted only when the file changed clearly before it was hashed, so a file rewritten
+within the same clock tick is hashed again ("racy git"). A cache file that is corrupt
+or of another shape is ignored. Only the entries a run used are saved, so the cache
+stays the size of the tree last published.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -16,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 RACY_NS = 100_000_000  # 100 ms
+HASHES = ("sha256", "md5", "crc32", "parts")  # what an entry must hold to be used
 
 
 def default_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pakman" / "hashes-v1.json"
+    return Path(base) / "pakman" / "hashes-v2.json"
 
 
 class HashCache:
@@ -41,17 +46,20 @@ class HashCache:
 
     @staticmethod
     def _signature(stat: os.stat_result) -> list[object]:
-        return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
+        return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
     def get(self, path: Path, stat: os.stat_result) -> dict[str, Any] | None:
         key = str(path.resolve())
         entry = self._entries.get(key)
-        if not entry or entry[:4] != self._signature(stat):
+        if not isinstance(entry, list) or len(entry) != 7:
             return None
-        hashed_at, hashes = entry[4], entry[5]
-        if not isinstance(hashed_at, int) or stat.st_mtime_ns > hashed_at - RACY_NS:
+        if entry[:5] != self._signature(stat):
             return None
-        if not isinstance(hashes, dict):
+        hashed_at, hashes = entry[5], entry[6]
+        changed = max(stat.st_mtime_ns, stat.st_ctime_ns)
+        if not isinstance(hashed_at, int) or changed > hashed_at - RACY_NS:
+            return None
+        if not isinstance(hashes, dict) or not all(k in hashes for k in HASHES):
             return None
         with self._lock:
             self._used[key] = entry
@@ -65,10 +73,8 @@ class HashCache:
         """Write the cache atomically; a cache that cannot be written is simply skipped."""
         if self.path is None or self._used == self._entries:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-            temporary.write_text(json.dumps(self._used))
-            temporary.replace(self.path)
-        except OSError:
-            pass
+        from pakman.errors import ConfigError
+        from pakman.files import atomic_write
+
+        with contextlib.suppress(ConfigError):
+            atomic_write(self.path, json.dumps(self._used).encode(), 0o600)

@@ -7,7 +7,6 @@ no error message here quotes it.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,24 +112,20 @@ def generate(bits: int = KEY_BITS) -> KeyPair:
     return KeyPair(private_pem, public_pem_of(private))
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    # Created with its final mode, so the private key is never readable by others.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(temporary, mode)
-    temporary.replace(path)
+def pair_files(pair: KeyPair, directory: Path, key_name: str) -> dict[Path, tuple[bytes, int]]:
+    """``<key_name>`` (0600, from creation) and ``<key_name>.pub`` (0644) in ``directory``."""
+    return {
+        directory / key_name: (pair.private_pem, 0o600),
+        directory / f"{key_name}.pub": (pair.public_pem, 0o644),
+    }
 
 
 def write_pair(pair: KeyPair, directory: Path, key_name: str) -> tuple[Path, Path]:
-    """Write ``<key_name>`` (0600) and ``<key_name>.pub`` (0644) into ``directory``."""
-    private_path = directory / key_name
-    public_path = directory / f"{key_name}.pub"
-    _write(private_path, pair.private_pem, 0o600)
-    _write(public_path, pair.public_pem, 0o644)
-    return private_path, public_path
+    """Write the pair (see :func:`pair_files`), both files or neither."""
+    from pakman.files import write_all
+
+    write_all(pair_files(pair, directory, key_name))
+    return directory / key_name, directory / f"{key_name}.pub"
 
 
 def abuild_conf(private_key_path: str) -> str:
@@ -138,10 +133,13 @@ def abuild_conf(private_key_path: str) -> str:
     return f'PACKAGER_PRIVKEY="{private_key_path}"\n'
 
 
-def install(pair: KeyPair, home: Path, apk_keys_dir: Path, key_name: str) -> Path:
-    """Set up abuild signing as v8 did: key files, abuild.conf, trusted public key."""
+def install_files(
+    pair: KeyPair, home: Path, apk_keys_dir: Path, key_name: str
+) -> dict[Path, tuple[bytes, int]]:
+    """abuild signing as v8 set it up: key files, abuild.conf, the trusted public key."""
     abuild_dir = home / ".abuild"
-    private_path, _ = write_pair(pair, abuild_dir, key_name)
-    _write(abuild_dir / "abuild.conf", abuild_conf(str(private_path)).encode(), 0o644)
-    _write(apk_keys_dir / f"{key_name}.pub", pair.public_pem, 0o644)
-    return private_path
+    return {
+        **pair_files(pair, abuild_dir, key_name),
+        abuild_dir / "abuild.conf": (abuild_conf(str(abuild_dir / key_name)).encode(), 0o644),
+        apk_keys_dir / f"{key_name}.pub": (pair.public_pem, 0o644),
+    }

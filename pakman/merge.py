@@ -9,20 +9,19 @@ agent keeps only the last two path parts of each zip entry, so every entry is
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pakman.config import ARCHITECTURES
+from pakman import tree
 from pakman.errors import ConfigError
+from pakman.files import atomic_writer
 
 # 1980-01-01, the earliest zip timestamp: the same input gives the same bytes.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # Already compressed: deflating again costs time and saves nothing.
 STORED_SUFFIXES = (".apk", ".gz", ".zip", ".xz", ".zst")
-LAYOUTS = "<repo>/<arch>/<file> or <artifact>/<repo>/<arch>/<file>"
 
 
 @dataclass(frozen=True)
@@ -41,35 +40,33 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
-
-
 def collect(inputs: list[Path]) -> Merged:
-    """Map every input file to its archive path; reject odd layouts and real conflicts."""
+    """Map every input file to its archive path; refuse what publish would refuse.
+
+    Files are keyed by ``<arch>/<file>``, as the deployment agent keeps them: the same
+    file from two artifacts is merged once, two different ones are a conflict.
+    """
     entries: dict[str, Path] = {}
-    problems = []
+    names: dict[str, str] = {}  # <arch>/<file> -> its archive path
+    problems: list[str] = []
     for top in inputs:
-        if not top.is_dir():
-            raise ConfigError(f"{top}: no such directory")
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(filenames):
-                source = Path(dirpath) / filename
-                parts = source.relative_to(top).parts
-                if len(parts) not in (3, 4) or parts[-2] not in ARCHITECTURES:
-                    problems.append(f"{source}: not in a known layout ({LAYOUTS})")
-                    continue
-                name = "/".join(parts[-3:])
-                previous = entries.get(name)
-                if previous is None:
-                    entries[name] = source
-                elif not _same_bytes(previous, source):
-                    problems.append(f"{name}: conflict: {previous} and {source} differ")
+        try:
+            found = tree.packages_tree(top, depths=(3, 4))
+        except ConfigError as error:
+            problems.extend(error.problems)
+            continue
+        for key, source in found.items():
+            repo, _, _ = tree.layout(top, source, depths=(3, 4))
+            name = names.setdefault(key, f"{repo}/{key}")
+            previous = entries.get(name)
+            if previous is None:
+                entries[name] = source
+            elif previous.stat().st_size != source.stat().st_size or _sha256(previous) != _sha256(
+                source
+            ):
+                problems.append(f"{name}: conflict: {previous} and {source} differ")
     if problems:
         raise ConfigError(*problems)
-    if not entries:
-        raise ConfigError(f"no packages found in {', '.join(map(str, inputs))} ({LAYOUTS})")
     return Merged(dict(sorted(entries.items())))
 
 
@@ -85,9 +82,7 @@ def write_tree(merged: Merged, destination: Path) -> None:
 
 def write_zip(merged: Merged, output: Path) -> str:
     """Write a deterministic zip atomically; return its SHA-256."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.tmp")
-    with zipfile.ZipFile(temporary, "w", allowZip64=True) as archive:
+    with atomic_writer(output) as handle, zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
         for name, source in merged.entries.items():
             info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
             info.create_system = 3  # unix, so the mode below is honoured
@@ -101,7 +96,6 @@ def write_zip(merged: Merged, output: Path) -> str:
                 archive.open(info, "w", force_zip64=size > zipfile.ZIP64_LIMIT) as writer,
             ):
                 shutil.copyfileobj(reader, writer, 1 << 20)
-    temporary.replace(output)
     return _sha256(output)
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pakman import tree
 from pakman.errors import ConfigError, PublishError
 from pakman.hashcache import HashCache, default_path
 from pakman.identity import Identity
@@ -107,49 +108,65 @@ class Summary:
 
 def package_files(packages_dir: Path) -> dict[str, Path]:
     """``<arch>/<file>`` -> path, for every file of a ``<repo>/<arch>/<file>`` tree."""
-    if not packages_dir.is_dir():
-        raise ConfigError(f"{packages_dir}: no such directory")
-    found: dict[str, Path] = {}
-    problems = []
-    for path in sorted(packages_dir.rglob("*")):
-        if not path.is_file() or any(
-            p.startswith(".") for p in path.relative_to(packages_dir).parts
-        ):
-            continue
-        parts = path.relative_to(packages_dir).parts
-        if len(parts) != 3:
-            problems.append(f"{path}: not at <repo>/<arch>/<file>")
-            continue
-        name = "/".join(parts[-2:])
-        if name in found:
-            problems.append(f"{name}: in two repositories: {found[name]} and {path}")
-        found[name] = path
-    if problems:
-        raise ConfigError(*problems)
-    if not found:
-        raise ConfigError(f"{packages_dir}: no package files")
-    return found
+    return tree.packages_tree(packages_dir)
 
 
-def check_archive(archive: Path, files: dict[str, Path]) -> None:
-    """The archive must hold exactly the packages tree, so a stale zip never ships."""
+def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
+    """The archive must hold exactly the packages tree, so a stale or forged zip never ships.
+
+    Every entry must be ``<repo>/<arch>/<file>`` (no absolute or ``..`` names, no
+    duplicates, nothing but package files), match its tree file's size and CRC-32, and
+    its stored bytes must really have that CRC: the central directory alone is not trusted.
+    """
+    expected = {"/".join(o.key.split("/")[-2:]): o for o in packages}
+    problems: list[str] = []
     try:
         with zipfile.ZipFile(archive) as zipped:
-            entries = {
-                "/".join(i.filename.split("/")[-2:]): i for i in zipped.infolist() if not i.is_dir()
-            }
-    except (OSError, zipfile.BadZipFile) as error:
+            seen: dict[str, str] = {}
+            for info in zipped.infolist():
+                name = info.filename
+                parts = name.split("/")
+                if info.is_dir() and len(parts) <= 4 and ".." not in parts and name[:1] != "/":
+                    continue
+                if (
+                    name.startswith("/")
+                    or "\\" in name
+                    or ".." in parts
+                    or len(parts) != 3
+                    or not tree.is_package_file(parts[-1])
+                ):
+                    problems.append(
+                        f"{archive}: unexpected entry {name!r} (not {tree.TREE_LAYOUT})"
+                    )
+                    continue
+                key = "/".join(parts[-2:])
+                if key in seen:
+                    problems.append(f"{archive}: {key} twice ({seen[key]!r} and {name!r})")
+                    continue
+                seen[key] = name
+                local = expected.get(key)
+                if local is None:
+                    problems.append(f"{archive}: has {name}, not in the packages tree")
+                elif info.file_size != local.size or local.crc32 != info.CRC:
+                    problems.append(f"{archive}: {name} differs from {local.path}")
+                elif not _stored_crc_matches(zipped, info):
+                    problems.append(f"{archive}: {name} is corrupt (its bytes fail their CRC)")
+            problems += [f"{archive}: lacks {key}" for key in sorted(set(expected) - set(seen))]
+    except (OSError, zipfile.BadZipFile, zlib.error) as error:
         raise ConfigError(f"{archive}: not a readable zip ({error.__class__.__name__})") from None
-    problems = [f"{archive}: lacks {n}" for n in sorted(set(files) - set(entries))]
-    problems += [
-        f"{archive}: has {n}, not in the packages tree" for n in sorted(set(entries) - set(files))
-    ]
-    for name in sorted(set(files) & set(entries)):
-        info, path = entries[name], files[name]
-        if info.file_size != path.stat().st_size or zlib.crc32(path.read_bytes()) != info.CRC:
-            problems.append(f"{archive}: {name} differs from {path}")
     if problems:
         raise ConfigError(*problems, "rebuild the archive with 'pakman merge'")
+
+
+def _stored_crc_matches(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Read the entry's bytes: zipfile checks them against its CRC at the end."""
+    try:
+        with zipped.open(info) as member:
+            while member.read(1 << 20):
+                pass
+    except zipfile.BadZipFile:
+        return False
+    return True
 
 
 def plan(
@@ -165,8 +182,6 @@ def plan(
     files = package_files(packages_dir)
     if not archive.is_file():
         raise ConfigError(f"{archive}: no such archive (make it with 'pakman merge')")
-    if verify:
-        check_archive(archive, files)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # hashlib releases the GIL: the archive and the packages hash side by side.
         hashing = pool.submit(hash_file, archive, archive.name, cache)
@@ -176,6 +191,8 @@ def plan(
             )
         )
         hashed = hashing.result()
+    if verify:
+        check_archive(archive, packages)
     archived = dataclasses.replace(hashed, key=f"archives/{hashed.sha256}/{archive.name}")
     return Plan(deployment, packages, archived)
 

@@ -140,15 +140,13 @@ def render(config: Config, identity: Identity) -> dict[str, RenderedFile]:
     return files
 
 
+def targets(files: dict[str, RenderedFile], directory: Path) -> dict[Path, tuple[bytes, int]]:
+    """The rendered files as paths under ``directory``, with their bytes and modes."""
+    return {directory / name: (text.encode(), mode) for name, (text, mode) in files.items()}
+
+
 def write(files: dict[str, RenderedFile], directory: Path) -> list[Path]:
-    """Write rendered files into ``directory``, replacing each one atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, (text, mode) in sorted(files.items()):
-        target = directory / name
-        temporary = target.with_name(f".{name}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.chmod(mode)
-        temporary.replace(target)
-        written.append(target)
-    return written
+    """Write rendered files into ``directory``: every one, or none of them."""
+    from pakman.files import write_all
+
+    return write_all(targets(files, directory))

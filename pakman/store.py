@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class LocalObject:
     content_type: str
     body: bytes | None = None  # for small generated objects such as the manifest
     part_sha256: tuple[str, ...] = ()  # base64, per MULTIPART_CHUNK part, for multipart sizes
+    crc32: int | None = None  # what a zip entry of this file must record
 
     @property
     def sha256_b64(self) -> str:
@@ -95,12 +97,14 @@ def hash_file(path: Path, key: str, cache: HashCache | None = None) -> LocalObje
         hashes["md5"] or None,
         content_type(key),
         part_sha256=tuple(hashes.get("parts", ())),
+        crc32=hashes["crc32"],
     )
 
 
 def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
-    """One read: the whole file's SHA-256, and its MD5 or each part's SHA-256."""
+    """One read: SHA-256 and CRC-32 of the whole file, and its MD5 or each part's SHA-256."""
     whole = hashlib.sha256()
+    crc = 0
     md5 = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
     parts: list[str] = []
     part = hashlib.sha256()
@@ -109,6 +113,7 @@ def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
         # READ_CHUNK divides MULTIPART_CHUNK, so a chunk never straddles two parts.
         while chunk := handle.read(READ_CHUNK):
             whole.update(chunk)
+            crc = zlib.crc32(chunk, crc)
             if md5:
                 md5.update(chunk)
             else:
@@ -119,7 +124,12 @@ def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
                     part, filled = hashlib.sha256(), 0
     if filled:
         parts.append(base64.b64encode(part.digest()).decode())
-    return {"sha256": whole.hexdigest(), "md5": md5.hexdigest() if md5 else "", "parts": parts}
+    return {
+        "sha256": whole.hexdigest(),
+        "md5": md5.hexdigest() if md5 else "",
+        "crc32": crc,
+        "parts": parts,
+    }
 
 
 def bytes_object(key: str, body: bytes) -> LocalObject:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pakman import apk
+from pakman import apk, tree
 from pakman.errors import ConfigError, PackageFormatError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-INDEX_NAME = "APKINDEX.tar.gz"
+INDEX_NAME = tree.INDEX_NAME
 
 
 @dataclass(frozen=True)
@@ -135,14 +135,9 @@ def verify_tree(
     root: Path, trusted: Mapping[str, RSAPublicKey], workers: int | None = None
 ) -> Report:
     """Verify every package and index under ``root``, folder by folder (one per arch)."""
-    if not root.is_dir():
-        raise ConfigError(f"{root}: no such directory")
     folders: dict[Path, list[Path]] = defaultdict(list)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.endswith(".apk") or name == INDEX_NAME:
-                folders[Path(dirpath)].append(Path(dirpath) / name)
+    for path in tree.files(root):
+        folders[path.parent].append(path)
 
     report = Report()
     package_paths = sorted(p for paths in folders.values() for p in paths if p.suffix == ".apk")

@@ -7,13 +7,15 @@ from pathlib import Path
 
 from pakman.hashcache import RACY_NS, HashCache
 
-HASHES = {"sha256": "aa", "md5": "bb"}
+HASHES = {"sha256": "aa", "md5": "bb", "crc32": 7, "parts": []}
 
 
 def _old_file(path: Path, content: bytes = b"data") -> Path:
     path.write_bytes(content)
     old = time.time_ns() - 10 * RACY_NS
     os.utime(path, ns=(old, old))
+    # The ctime cannot be set back: wait until it is clear of the racy window.
+    time.sleep(1.5 * RACY_NS / 1e9)
     return path
 
 
@@ -66,3 +68,42 @@ def test_corrupt_or_unwritable_cache_is_harmless(tmp_path: Path) -> None:
     (tmp_path / "file-not-dir").write_text("x")
     blocked.put(target, target.stat(), HASHES)
     blocked.save()  # no exception
+
+
+def test_rewritten_in_place_with_the_same_size_and_mtime_misses(tmp_path: Path) -> None:
+    """unzip -o over the last tree: same inode, size and (fixed) mtime; only ctime moves."""
+    target = _old_file(tmp_path / "f", b"old!")
+    before = target.stat()
+    cache = HashCache(tmp_path / "cache.json")
+    cache.put(target, before, HASHES)
+    cache.save()
+    with target.open("r+b") as handle:  # in place: the inode stays
+        handle.write(b"new!")
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = target.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert HashCache(tmp_path / "cache.json").get(target, after) is None
+
+
+def test_entries_of_another_shape_are_ignored(tmp_path: Path) -> None:
+    target = _old_file(tmp_path / "f")
+    key = str(target.resolve())
+    stat = target.stat()
+    signature = [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    for entry in (
+        5,
+        "text",
+        [1, 2],
+        [*signature, "later", HASHES],
+        [*signature, time.time_ns(), {"sha256": "only"}],
+        [*signature, time.time_ns(), ["not", "a", "dict"]],
+    ):
+        path = tmp_path / "cache.json"
+        path.write_text(json.dumps({key: entry}))
+        assert HashCache(path).get(target, stat) is None, entry
+    path.write_text(json.dumps([1, 2, 3]))
+    assert HashCache(path).get(target, stat) is None

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pakman import keys
+from pakman.files import write_all
 from pakman.errors import KeyMaterialError
 from tests.conftest import run_pakman
 
@@ -18,9 +19,12 @@ def pair(bits: int = 2048, seed: int = 0) -> keys.KeyPair:
 
 def test_install_writes_v8_layout(tmp_path: Path) -> None:
     kp = pair()
-    private = keys.install(kp, tmp_path / "home", tmp_path / "apk-keys", "acme-app.rsa")
+    written = write_all(
+        keys.install_files(kp, tmp_path / "home", tmp_path / "apk-keys", "acme-app.rsa")
+    )
     abuild = tmp_path / "home" / ".abuild"
-    assert private == abuild / "acme-app.rsa"
+    private = abuild / "acme-app.rsa"
+    assert private in written
     assert private.read_bytes() == kp.private_pem
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert (abuild / "acme-app.rsa.pub").read_bytes() == kp.public_pem

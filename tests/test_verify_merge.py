@@ -294,12 +294,15 @@ def test_merge_conflict_names_both_sources(tmp_path: Path, key: SigningKey) -> N
 
 def test_merge_rejects_files_outside_the_layout(tmp_path: Path, key: SigningKey) -> None:
     root = repo(tmp_path, key)
-    (root / "stray.txt").write_text("x")
+    (root / "stray.apk").write_text("x")
     (root / "acme" / "notes.md").write_text("x")
     with pytest.raises(ConfigError) as caught:
         merge.collect([root])
-    assert len(caught.value.problems) == 2
-    assert all("not in a known layout" in line for line in caught.value.problems)
+    assert sorted(caught.value.problems) == [
+        f"{root}/acme/notes.md: not an .apk or APKINDEX.tar.gz",
+        f"{root}/stray.apk: not at <repo>/<arch>/<file> or <artifact>/<repo>/<arch>/<file>"
+        " with a known <arch>",
+    ]
 
 
 def test_zip_is_deterministic_and_follows_the_consumer_rule(
