@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -228,9 +229,34 @@ def _summarise(summary: Summary, as_json: bool) -> None:
         print(f"manifest: {summary.manifest}")
 
 
+GRACE_SECONDS = 10  # past --timeout, for requests under way to fail on their own
+
+
+def _watchdog(args: argparse.Namespace) -> None:
+    """End the process a little after --timeout: a request stuck on a server that trickles
+    bytes cannot be interrupted from Python, so the run stops itself (exit 3)."""
+    from pakman.pipeline import check_timeout
+
+    seconds = check_timeout(args.timeout)
+
+    def fire() -> None:
+        print(
+            f"error: {args.command}: gave up after {seconds:g} s (--timeout);"
+            " a re-run resumes where this one stopped",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(3)
+
+    timer = threading.Timer(seconds + GRACE_SECONDS, fire)
+    timer.daemon = True
+    timer.start()
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from pakman import pipeline
 
+    _watchdog(args)
     target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
     store = pipeline.StoreOptions.resolve(
         os.environ,
@@ -250,6 +276,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         pipeline.trust_files(args.key or (), skip=args.no_verify),
         store,
         dry_run=args.dry_run,
+        timeout=args.timeout,
         log=_log(args.dry_run or not sys.stderr.isatty()),
         progress_factory=None if args.dry_run else _progress_factory(),
     )
@@ -260,6 +287,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from pakman import config, pipeline
 
+    _watchdog(args)
     workspace = Path(_env("GITHUB_WORKSPACE") or ".")
     home = Path(_env("HOME") or Path.home())
     cfg = config.load(workspace / args.config)
@@ -275,6 +303,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         cfg,
         pipeline.InstellarOptions.resolve(os.environ),
         concurrency=args.concurrency,
+        timeout=args.timeout,
         log=_log(not sys.stderr.isatty()),
         progress_factory=_progress_factory(),
     )
@@ -292,6 +321,18 @@ def cmd_push(args: argparse.Namespace) -> int:
 def _add_common_bootstrap(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="instellar.yml (default: $GITHUB_WORKSPACE/instellar.yml)")
     parser.add_argument("--workspace", help="the checkout (default: $GITHUB_WORKSPACE or .)")
+
+
+def _add_timeout(parser: argparse.ArgumentParser) -> None:
+    from pakman.pipeline import DEFAULT_TIMEOUT
+
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="give up after this long, exit 3; a re-run resumes (default: %(default)g, 30 min)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency", type=int, default=8, help="parallel uploads (default: %(default)s)"
     )
+    _add_timeout(p)
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan; read storage, write nothing"
     )
@@ -410,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency", type=int, default=8, help="parallel uploads (default: %(default)s)"
     )
+    _add_timeout(p)
     p.add_argument("--packages-dir", help="packages tree (default: $HOME/packages, as v8)")
     p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
     p.add_argument("--sha", help="commit sha (default: $WORKFLOW_SHA or $GITHUB_SHA)")
@@ -425,8 +468,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Environment variables whose values must never be printed, whatever goes wrong.
+SECRET_VARIABLES = (
+    "ABUILD_PRIVATE_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "INSTELLAR_AUTH_TOKEN",
+    "INSTELLAR_PACKAGE_TOKEN",
+)
+
+
+def _last_resort(error: BaseException) -> tuple[str, int]:
+    """One line for an error no command expected: OSError is a local problem (exit 2)."""
+    from pakman.errors import redact
+    from pakman.recipe import PEM_BLOCK
+
+    secrets = [os.environ.get(name) for name in SECRET_VARIABLES]
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        text, code = f"{where}{error.strerror or error.__class__.__name__}", 2
+    else:
+        text, code = f"unexpected {error.__class__.__name__}: {error}", 1
+    text = PEM_BLOCK.sub("[key material removed]", text)
+    line = redact(" ".join(text.split()), secrets, limit=300)
+    return f"error: {line} (PAKMAN_DEBUG=1 shows a traceback)", code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run a subcommand; map PakmanError to its exit code, without a traceback."""
+    """Entry point: run a subcommand; every failure is one line and an exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -438,6 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if os.environ.get("PAKMAN_DEBUG") == "1":
+            raise
+        line, code = _last_resort(error)
+        print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ Every problem is collected and reported together, one line each, as
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import reprlib
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,8 +182,14 @@ class Config:
         return self.dependencies.runtime + extra
 
 
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 40, 40
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 4
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A short repr: bounded in depth and length before it is built, not cut after."""
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -404,6 +414,51 @@ def _quoted_text(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+MAX_PASSTHROUGH_BYTES = 256 * 1024  # kits, sizes, plans, page: sent as JSON to the API
+
+
+def _passthrough(r: _Reader, key: str, value: Any) -> bool:
+    """kits, sizes and plans are lists of mappings with a name; page is a mapping. All of
+    it must be plain JSON (a YAML date is not), and small enough to send."""
+    if key == "page":
+        if not isinstance(value, Mapping):
+            r.fail(key, "must be a mapping", value)
+            return False
+    elif not isinstance(value, list):
+        r.fail(key, "must be a list", value)
+        return False
+    else:
+        for index, item in enumerate(value):
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+                r.fail(f"{key}[{index}]", "must be a mapping with a name", item)
+                return False
+    problem = _json_problem(value, key)
+    if problem:
+        r.fail(*problem)
+        return False
+    if len(json.dumps(value)) > MAX_PASSTHROUGH_BYTES:
+        r.fail(key, f"is larger than {MAX_PASSTHROUGH_BYTES // 1024} KiB as JSON")
+        return False
+    return True
+
+
+def _json_problem(value: Any, path: str) -> tuple[str, str, Any] | None:
+    """The first value that JSON cannot carry (a date, binary), as (path, what, value)."""
+    pending = [(path, value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, Mapping):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    return (where, "keys must be strings", k)
+                pending.append((f"{where}.{k}", v))
+        elif isinstance(item, list):
+            pending.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+        elif item is not None and not isinstance(item, str | int | float | bool):
+            return (where, "must be a string, number, true/false, list or mapping", item)
+    return None
+
+
 def _pattern_field(
     r: _Reader, raw: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str
 ) -> str | None:
@@ -424,8 +479,8 @@ def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
 
     types: dict[Any, PackageType] = {"default": "default", "static": "static", "custom": "custom"}
     given_type = raw.get("type") or "default"
-    package_type = types.get(given_type, "default")
-    if given_type not in types:
+    package_type = types.get(given_type, "default") if isinstance(given_type, str) else "default"
+    if not isinstance(given_type, str) or given_type not in types:
         r.fail("type", "must be one of default, static, custom", given_type)
 
     stack = r.string(raw, "stack", "stack")
@@ -438,12 +493,8 @@ def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
 
     deployment = {}
     for key in PASSTHROUGH:
-        if key in raw and raw[key] is not None:
-            expected = Mapping if key == "page" else list
-            if not isinstance(raw[key], expected):
-                r.fail(key, "must be a mapping" if key == "page" else "must be a list", raw[key])
-            else:
-                deployment[key] = raw[key]
+        if key in raw and raw[key] is not None and _passthrough(r, key, raw[key]):
+            deployment[key] = raw[key]
 
     config = Config(
         type=package_type,
@@ -472,17 +523,83 @@ def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
     return config
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_DEPTH = 64  # nesting of lists and mappings
+MAX_VALUES = 100_000  # every value, counting each use of a YAML alias
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (C when available), refusing duplicate keys, as v8's parser did not."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {first})",
+                    key_node.start_mark,
+                )
+        return dict(super().construct_mapping(node, deep))
+
+
+def _children(item: Any) -> list[Any]:
+    if isinstance(item, Mapping):
+        return [*item.keys(), *item.values()]
+    return item if isinstance(item, list) else []
+
+
+def _check_size(raw: Any, filename: str) -> None:
+    """Refuse absurd nesting, alias bombs and recursive aliases before anything walks the
+    data: each container's size is counted as if its aliases were expanded, but every
+    container is visited once."""
+    sizes: dict[int, int] = {}  # id -> expanded size; 0 while its children are counted
+    pending: list[tuple[Any, int, bool]] = [(raw, 1, False)]
+    while pending:
+        item, depth, counted = pending.pop()
+        children = _children(item)
+        if not children:
+            continue
+        if counted:
+            nested = [sizes[id(c)] for c in children if _children(c)]
+            if 0 in nested:
+                raise ConfigError(f"{filename}: an alias refers to itself")
+            sizes[id(item)] = 1 + len(children) - len(nested) + sum(nested)
+            if sizes[id(item)] > MAX_VALUES:
+                raise ConfigError(
+                    f"{filename}: more than {MAX_VALUES} values once its aliases are expanded"
+                )
+            continue
+        if id(item) in sizes:
+            if sizes[id(item)] == 0:
+                raise ConfigError(f"{filename}: an alias refers to itself")
+            continue
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{filename}: nested more than {MAX_DEPTH} levels deep")
+        sizes[id(item)] = 0
+        pending.append((item, depth, True))
+        pending.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+
+
 def parse(text: str, filename: str = "instellar.yml") -> Config:
     """Parse YAML text with a safe loader and validate it."""
     try:
-        # The C loader is several times faster; both are safe loaders.
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}" if mark else "unknown line"
         raise ConfigError(f"{filename}: {where}: invalid YAML: {error.problem}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{filename}: invalid YAML: {error}") from None
+        raise ConfigError(f"{filename}: invalid YAML: {error.__class__.__name__}") from None
+    except RecursionError:
+        raise ConfigError(f"{filename}: nested more than {MAX_DEPTH} levels deep") from None
+    _check_size(raw, filename)
     return from_mapping(raw, filename)
 
 
@@ -490,9 +607,21 @@ def load(path: str | Path) -> Config:
     """Read and validate an instellar.yml file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Opened without blocking: a FIFO given as --config must not hang the run.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read: {error.__class__.__name__}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     return parse(text, path.name)

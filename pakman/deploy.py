@@ -38,10 +38,13 @@ def push(
     *,
     concurrency: int = 8,
     verify: bool = True,
+    deadline: float | None = None,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
 ) -> Pushed:
-    """v8's push flow, with an idempotent upload in the middle."""
+    """v8's push flow, with an idempotent upload in the middle; nothing starts past
+    ``deadline`` (``time.monotonic()``)."""
+    client.deadline = deadline
     client.authenticate()
     existing = client.get_deployment(deployment.sha)
     summary = None
@@ -57,6 +60,7 @@ def push(
             access_key_id=storage.access_key_id,
             secret_access_key=storage.secret_access_key,
             concurrency=concurrency,
+            deadline=deadline,
         )
         summary = publish(
             packages_dir,

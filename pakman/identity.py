@@ -12,14 +12,14 @@ from pakman.errors import ConfigError
 
 # GitHub's rules for owner and repository names.
 REPOSITORY = re.compile(
-    r"^(?P<owner>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)/(?P<name>[A-Za-z0-9._-]+)$"
+    r"(?P<owner>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)/(?P<name>[A-Za-z0-9._-]{1,100})"
 )
 # Alpine's pkgver grammar (abuild's verify_pkgver), without the leading 'v'.
 PKGVER = re.compile(
-    r"^[0-9]+(?:\.[0-9]+)*[a-z]?"
-    r"(?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*$"
+    r"[0-9]+(?:\.[0-9]+)*[a-z]?"
+    r"(?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*"
 )
-ALPINE = re.compile(r"^v?(?P<major>[0-9]+)\.(?P<minor>[0-9]+)$")
+ALPINE = re.compile(r"v?(?P<major>[0-9]+)\.(?P<minor>[0-9]+)")
 # A commit id as abuild records it in .PKGINFO, "-dirty" when tracked files were changed.
 COMMIT = re.compile(r"[0-9a-f]{7,64}(?:-dirty)?")
 # A pinned default, so a config without ``stack:`` builds the same next month.
@@ -42,11 +42,11 @@ class Identity:
     commit: str = ""  # the source's git commit; empty when unknown
 
     def __post_init__(self) -> None:
-        if not REPOSITORY.match(self.repository):
+        if not REPOSITORY.fullmatch(self.repository) or not self.slug:
             raise ConfigError(
                 f"repository: must be owner/name as on GitHub (got {self.repository!r})"
             )
-        if not PKGVER.match(self.version):
+        if len(self.version) > 64 or not PKGVER.fullmatch(self.version):
             raise ConfigError(f"version: not a valid Alpine pkgver (got {self.version!r})")
         if self.build < 0:
             raise ConfigError(f"build: must be a whole number >= 0 (got {self.build})")
@@ -91,7 +91,7 @@ def version_from_describe(described: str) -> str:
     first = described.strip().split("-", 1)[0]
     if first[:1] in ("v", "V"):
         first = first[1:]
-    return first if "." in first and PKGVER.match(first) else "0.0.0"
+    return first if "." in first and PKGVER.fullmatch(first) else "0.0.0"
 
 
 def commit_from_git(head: str, status: str) -> str:
@@ -164,7 +164,7 @@ def alpine_branch(version: str) -> str | None:
     version = version.strip()
     if version in ("edge", "latest-stable"):
         return version
-    match = ALPINE.match(version)
+    match = ALPINE.fullmatch(version)
     return f"v{int(match['major'])}.{int(match['minor'])}" if match else None
 
 

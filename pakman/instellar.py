@@ -7,14 +7,40 @@ configuration when the config has kits.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pakman.errors import PublishError
+from pakman.errors import PublishError, redact
+
+if TYPE_CHECKING:
+    import urllib3
 
 DEFAULT_ENDPOINT = "https://opsmaru.com"
+DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+BACKOFF_MAX = 5.0  # seconds: also the cap on a server's Retry-After
+
+
+@functools.cache
+def _retry_class() -> type[urllib3.Retry]:
+    import urllib3
+
+    class CappedRetry(urllib3.Retry):
+        """Honours Retry-After, but never waits longer than the backoff cap."""
+
+        def get_retry_after(self, response: urllib3.BaseHTTPResponse) -> float | None:
+            after = super().get_retry_after(response)
+            return None if after is None else min(after, BACKOFF_MAX)
+
+    return CappedRetry
+
+
+def _Retry(**options: Any) -> Any:
+    return _retry_class()(**options)
 
 
 @dataclass(frozen=True)
@@ -37,12 +63,17 @@ class Client:
     package_token: str = field(default="", repr=False)
     timeout: float = 30.0
     token: str | None = field(default=None, repr=False)
+    deadline: float | None = None  # time.monotonic() after which no request starts
 
     def _request(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> tuple[int, Any]:
         import urllib3
 
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise PublishError(
+                f"instellar {method} {path}: gave up: the run passed its deadline (--timeout)"
+            )
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
@@ -55,12 +86,17 @@ class Client:
                 body=json.dumps(body).encode() if body is not None else None,
                 headers=headers,
                 timeout=urllib3.Timeout(connect=10, read=self.timeout),
-                retries=urllib3.Retry(
+                # Never follow a redirect: it would carry the tokens to another host.
+                redirect=False,
+                retries=_retry_class()(
                     total=3,
+                    redirect=0,
                     backoff_factor=0.5,
+                    backoff_max=BACKOFF_MAX,
                     status_forcelist=(502, 503, 504),
                     allowed_methods=None,
                     raise_on_status=False,
+                    raise_on_redirect=False,
                 ),
             )
         except urllib3.exceptions.HTTPError as error:
@@ -68,6 +104,11 @@ class Client:
             raise PublishError(
                 f"instellar {method} {path}: cannot reach {self.endpoint} ({reason})"
             ) from None
+        if 300 <= response.status < 400:
+            raise PublishError(
+                f"instellar {method} {path}: redirected ({response.status}); refusing to follow"
+                " it with the tokens (set INSTELLAR_ENDPOINT to the final address)"
+            )
         try:
             data = json.loads(response.data) if response.data else None
         except ValueError:
@@ -77,21 +118,31 @@ class Client:
     def _fail(self, method: str, path: str, status: int, data: Any) -> PublishError:
         detail = ""
         if isinstance(data, dict) and data.get("errors") is not None:
-            detail = ": " + json.dumps(data["errors"], sort_keys=True)[:300]
+            detail = ": " + json.dumps(data["errors"], sort_keys=True)
         message = f"instellar {method} {path}: unexpected status {status}{detail}"
-        for secret in (self.auth_token, self.package_token, self.token):
-            if secret:
-                message = message.replace(secret, "***")
-        return PublishError(message)
+        return PublishError(self._redact(message))
+
+    def _redact(self, message: str) -> str:
+        return redact(message, (self.auth_token, self.package_token, self.token), limit=400)
+
+    def _attributes(self, method: str, path: str, data: Any) -> dict[str, Any]:
+        """``data.attributes`` of a 2xx answer, or an error naming the endpoint path."""
+        inner = data.get("data") if isinstance(data, dict) else None
+        attributes = inner.get("attributes") if isinstance(inner, dict) else None
+        if not isinstance(attributes, dict):
+            raise PublishError(f"instellar {method} {path}: unexpected answer (no data.attributes)")
+        return attributes
 
     def authenticate(self) -> str:
         path = "/publish/automation/callback"
         status, data = self._request("POST", path, {"auth_token": self.auth_token})
-        if status == 201 and isinstance(data, dict):
-            token = (data.get("data") or {}).get("token")
-            if token:
-                self.token = str(token)
-                return self.token
+        if status == 201:
+            inner = data.get("data") if isinstance(data, dict) else None
+            token = inner.get("token") if isinstance(inner, dict) else None
+            if not isinstance(token, str) or not token:
+                raise PublishError(f"instellar POST {path}: unexpected answer (no data.token)")
+            self.token = token
+            return self.token
         if status in (401, 403, 404):
             raise PublishError(
                 f"instellar POST {path}: INSTELLAR_AUTH_TOKEN was not accepted ({status})"
@@ -103,8 +154,8 @@ class Client:
         status, data = self._request("GET", path)
         if status == 404:
             return None
-        if status == 200 and isinstance(data, dict):
-            return dict(data.get("data", {}).get("attributes", {}))
+        if status == 200:
+            return self._attributes("GET", path, data)
         raise self._fail("GET", path, status, data)
 
     def get_storage(self) -> Storage:
@@ -135,12 +186,18 @@ class Client:
         if stack:
             deployment["stack"] = stack
         status, data = self._request("POST", path, {"deployment": deployment})
-        if status in (200, 201) and isinstance(data, dict):
+        if status in (200, 201):
             outcome = "created" if status == 201 else "already exists"
-            return outcome, dict(data.get("data", {}).get("attributes", {}))
+            return outcome, self._attributes("POST", path, data)
         raise self._fail("POST", path, status, data)
 
     def create_configuration(self, deployment_id: Any, payload: Mapping[str, Any]) -> str:
+        # The id goes into the URL path: a missing or odd one must never become "/None".
+        if isinstance(deployment_id, bool) or not DEPLOYMENT_ID.fullmatch(str(deployment_id)):
+            raise PublishError(
+                "instellar POST /publish/deployments: unexpected answer"
+                f" (no usable deployment id: {str(deployment_id)[:40]!r})"
+            )
         path = f"/publish/deployments/{deployment_id}/configurations"
         status, data = self._request("POST", path, {"configuration": {"payload": dict(payload)}})
         if status == 201:

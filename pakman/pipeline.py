@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import enum
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
 ARCHIVE_NAME = "packages.zip"
+DEFAULT_TIMEOUT = 30 * 60  # seconds for a whole publish or push
 
 
 def _quiet(_: str) -> None:
@@ -252,6 +254,12 @@ class StoreOptions:
         )
 
 
+def check_timeout(seconds: float) -> float:
+    if not 0 < seconds <= 7 * 24 * 3600:
+        raise ConfigError(f"--timeout: must be 1 second to 7 days (got {seconds})")
+    return seconds
+
+
 def check_concurrency(value: int) -> int:
     if not 1 <= value <= MAX_CONCURRENCY:
         raise ConfigError(f"--concurrency: must be 1 to {MAX_CONCURRENCY} (got {value})")
@@ -301,14 +309,20 @@ def publish(
     store: StoreOptions,
     *,
     dry_run: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
     log: Log = _quiet,
     progress_factory: ProgressFactory | None = None,
 ) -> Summary:
-    """Verify, then upload packages and archive to ``store``, manifest last."""
+    """Verify, then upload packages and archive to ``store``, manifest last.
+
+    No request starts more than ``timeout`` seconds after the call.
+    """
     from pakman import publish as publish_module
 
+    deadline = time.monotonic() + check_timeout(timeout)
     fingerprint = verify(tree, trust, "publish", log)
     opened = store.open()
+    opened.deadline = deadline
     with archive_for(tree, archive, log) as zip_path:
         return publish_module.publish(
             tree,
@@ -363,13 +377,18 @@ def push(
     instellar: InstellarOptions,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
     log: Log = _quiet,
     progress_factory: ProgressFactory | None = None,
 ) -> Pushed:
-    """Verify, upload to Instellar-provided storage and register the deployment (v8's push)."""
+    """Verify, upload to Instellar-provided storage and register the deployment (v8's push).
+
+    No request starts more than ``timeout`` seconds after the call.
+    """
     from pakman.deploy import push as push_deployment
     from pakman.instellar import Client
 
+    deadline = time.monotonic() + check_timeout(timeout)
     fingerprint = verify(tree, trust, "push", log)
     client = Client(instellar.endpoint, instellar.auth_token, instellar.package_token)
     with archive_for(tree, archive, log) as zip_path:
@@ -381,6 +400,7 @@ def push(
             zip_path,
             concurrency=check_concurrency(concurrency),
             verify=not trust.skip,
+            deadline=deadline,
             log=log,
             progress_factory=progress_factory,
         )

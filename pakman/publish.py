@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import threading
 import time
 import zipfile
@@ -35,6 +36,7 @@ MANIFEST = "manifest.json"
 # Given the total bytes, a context that yields the per-chunk progress callback.
 ProgressFactory = Callable[[int], AbstractContextManager[Callable[[int], None] | None]]
 MANIFEST_FORMAT = 1
+COMMIT_SHA = re.compile(r"[0-9a-f]{7,64}")
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,11 @@ class Deployment:
     key_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.sha or "/" in self.sha or self.sha in (".", ".."):
-            raise ConfigError(f"--sha: a commit sha is required (got {self.sha!r})")
+        # It names a storage prefix and reaches the API's URL path: hex digits only.
+        if not COMMIT_SHA.fullmatch(self.sha):
+            raise ConfigError(
+                f"--sha: must be a commit sha of 7 to 64 hex digits (got {self.sha[:80]!r})"
+            )
 
     @property
     def prefix(self) -> str:
@@ -244,10 +249,11 @@ def reconcile(plan: Plan, store: Store) -> Plan:
     stale = False
     if existing is not None:
         existing.pop("created_at", None)
-        if existing == manifest_body(plan):
+        complete = len(skip) == len(plan.packages) + 1
+        if complete and existing == manifest_body(plan):
             skip.add(plan.deployment.manifest_key)
         else:
-            stale = True
+            stale = True  # retracted before anything changes, rewritten last
     return dataclasses.replace(plan, skip=frozenset(skip), stale_manifest=stale)
 
 
@@ -286,14 +292,18 @@ def execute(
 
     def upload(local: LocalObject, progress: Callable[[int], None] | None = progress) -> None:
         if local.key not in plan.skip and not dry_run:
+            store.check_deadline()
             store.put(local, progress)
         elif progress:
             progress(local.size)
         record(local)
 
-    if plan.stale_manifest and not dry_run:
-        # Retract the old manifest first: while objects change, the deployment must not
-        # look complete.
+    objects = (*plan.packages, plan.archive)
+    changing = any(o.key not in plan.skip for o in objects)
+    if (plan.stale_manifest or changing) and not dry_run:
+        # Retract the manifest first, even one this run did not see (another publish of the
+        # same sha may have written it since): while objects change, the deployment must
+        # not look complete.
         store.delete(plan.deployment.manifest_key)
         log(f"delete {plan.deployment.manifest_key} (stale)")
     archive_pending = plan.archive.key not in plan.skip and not dry_run
@@ -317,9 +327,44 @@ def execute(
     manifest_key = plan.deployment.manifest_key
     body = {**manifest_body(plan), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     manifest = bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode())
+    writing_manifest = manifest_key not in plan.skip and not dry_run
+    if writing_manifest:
+        # The manifest says what storage holds: read it back first, and again after, in
+        # case another publish of this sha changed an object meanwhile.
+        confirm_stored(plan, store)
     upload(manifest, progress=None)  # not part of the total the progress bar shows
+    if writing_manifest:
+        try:
+            confirm_stored(plan, store)
+        except PublishError:
+            store.delete(manifest_key)
+            raise
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def confirm_stored(plan: Plan, store: Store) -> None:
+    """Storage must hold exactly the bytes of every object the manifest will list.
+
+    One listing of the prefix and one HEAD of the archive; a mismatch means another
+    publish of the same sha wrote different bytes, and no manifest may claim otherwise.
+    """
+    remote = store.list(plan.deployment.prefix)
+    archived = store.head(plan.archive.key)
+    if archived is not None:
+        remote[archived.key] = archived
+    differ = [
+        local.key
+        for local in (*plan.packages, plan.archive)
+        if local.key not in remote or not store.matches(local, remote[local.key])
+    ]
+    if differ:
+        more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+        raise PublishError(
+            f"storage {store.describe()}: {differ[0]}{more} does not hold the bytes this run"
+            " uploaded: another publish of this sha changed it meanwhile; no manifest was"
+            " written, re-run to publish one consistent deployment"
+        )
 
 
 def publish(
@@ -337,7 +382,8 @@ def publish(
 ) -> Summary:
     """Plan, compare with storage, and upload what is missing. Safe to re-run at any point.
 
-    ``verify`` checks that the archive holds exactly the packages tree.
+    ``verify`` checks that the archive holds exactly the packages tree. A deadline set on
+    the store stops every request that would start after it.
     """
     workers = min(4, os.cpu_count() or 1)
     cache = HashCache(default_path())

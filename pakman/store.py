@@ -10,7 +10,10 @@ import base64
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -19,12 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from pakman.errors import ConfigError, PublishError
+from pakman.errors import ConfigError, PublishError, redact
 from pakman.hashcache import HashCache
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+# S3's bucket naming rules; the name reaches hosts and URL paths.
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
 MIB = 1024 * 1024
 MULTIPART_THRESHOLD = 64 * MIB
 MULTIPART_CHUNK = 16 * MIB  # S3 allows 10,000 parts: objects up to 156 GiB
@@ -44,6 +50,7 @@ class LocalObject:
     content_type: str
     body: bytes | None = None  # for small generated objects such as the manifest
     part_sha256: tuple[str, ...] = ()  # base64, per MULTIPART_CHUNK part, for multipart sizes
+    part_md5: tuple[str, ...] = ()  # hex, per part: what S3 answers as each part's ETag
     crc32: int | None = None  # what a zip entry of this file must record
 
     @property
@@ -96,18 +103,22 @@ def hash_file(path: Path, key: str, cache: HashCache | None = None) -> LocalObje
         hashes["sha256"],
         hashes["md5"] or None,
         content_type(key),
-        part_sha256=tuple(hashes.get("parts", ())),
+        part_sha256=tuple(hashes["parts"]),
+        part_md5=tuple(hashes["part_md5"]),
         crc32=hashes["crc32"],
     )
 
 
 def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
-    """One read: SHA-256 and CRC-32 of the whole file, and its MD5 or each part's SHA-256."""
+    """One read: SHA-256 and CRC-32 of the whole file, and its MD5 or each part's SHA-256
+    and MD5 (what S3 checks a part against, and answers as its ETag)."""
     whole = hashlib.sha256()
     crc = 0
     md5 = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
     parts: list[str] = []
+    part_md5s: list[str] = []
     part = hashlib.sha256()
+    part_md5 = hashlib.md5()  # noqa: S324
     filled = 0
     with path.open("rb") as handle:
         # READ_CHUNK divides MULTIPART_CHUNK, so a chunk never straddles two parts.
@@ -118,17 +129,21 @@ def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
                 md5.update(chunk)
             else:
                 part.update(chunk)
+                part_md5.update(chunk)
                 filled += len(chunk)
                 if filled == MULTIPART_CHUNK:
                     parts.append(base64.b64encode(part.digest()).decode())
-                    part, filled = hashlib.sha256(), 0
+                    part_md5s.append(part_md5.hexdigest())
+                    part, part_md5, filled = hashlib.sha256(), hashlib.md5(), 0  # noqa: S324
     if filled:
         parts.append(base64.b64encode(part.digest()).decode())
+        part_md5s.append(part_md5.hexdigest())
     return {
         "sha256": whole.hexdigest(),
         "md5": md5.hexdigest() if md5 else "",
         "crc32": crc,
         "parts": parts,
+        "part_md5": part_md5s,
     }
 
 
@@ -163,6 +178,8 @@ class Store(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def check_deadline(self) -> None: ...
+
 
 Progress = Callable[[int], None]
 
@@ -188,6 +205,11 @@ class _Deferred:
         pass
 
 
+def _check_deadline(deadline: float | None, where: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise PublishError(f"storage {where}: gave up: the run passed its deadline (--timeout)")
+
+
 def _redact_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -200,9 +222,13 @@ class FileStore:
     """A folder laid out like the bucket: ``file:///srv/pakman``. Writes are atomic renames."""
 
     root: Path
+    deadline: float | None = None  # time.monotonic() after which no write starts
 
     def describe(self) -> str:
         return f"file://{self.root}"
+
+    def check_deadline(self) -> None:
+        _check_deadline(self.deadline, self.describe())
 
     def ensure_ready(self, create: bool) -> None:
         if not self.root.is_dir():
@@ -234,16 +260,25 @@ class FileStore:
 
     def _write_temporary(self, local: LocalObject, progress: Progress | None) -> Path:
         target = self.root / local.key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".pakman-{os.getpid()}-{target.name}")
-        if local.body is not None:
-            temporary.write_bytes(local.body)
-        else:
-            assert local.path is not None
-            shutil.copyfile(local.path, temporary)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # A fresh name (O_EXCL), never one another writer could have planted.
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=".pakman-")
+            with os.fdopen(fd, "wb") as handle:
+                if local.body is not None:
+                    handle.write(local.body)
+                else:
+                    assert local.path is not None
+                    with local.path.open("rb") as source:
+                        shutil.copyfileobj(source, handle, READ_CHUNK)
+            os.chmod(name, 0o644)
+        except OSError as error:
+            raise PublishError(
+                f"store {self.describe()}: cannot write {local.key}: {error.strerror}"
+            ) from None
         if progress:
             progress(local.size)
-        return temporary
+        return Path(name)
 
     def put(self, local: LocalObject, progress: Progress | None = None) -> None:
         self._write_temporary(local, progress).replace(self.root / local.key)
@@ -290,6 +325,7 @@ class S3Store:
     verify_tls: bool = True
     concurrency: int = 8
     max_attempts: int = 5
+    deadline: float | None = None  # time.monotonic() after which no request starts
     _client: S3Client | None = field(default=None, init=False, repr=False)
 
     def describe(self) -> str:
@@ -374,6 +410,19 @@ class S3Store:
         return remote.sha256 == local.sha256
 
     def put(self, local: LocalObject, progress: Progress | None = None) -> None:
+        if local.path is not None and local.size >= MULTIPART_THRESHOLD:
+            # In parts, one at a time in this worker: memory stays one part per upload.
+            staged = self._start_multipart(local, resumable=False)
+            for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
+                done: Future[dict[str, Any]] = Future()
+                try:
+                    length = min(MULTIPART_CHUNK, local.size - offset)
+                    done.set_result(staged.send(local.path, number, offset, length, progress))
+                except BaseException as error:
+                    done.set_exception(error)
+                staged.parts.append(done)
+            staged.commit()
+            return
         if local.body is not None:
             body = local.body
         else:
@@ -381,7 +430,7 @@ class S3Store:
             body = local.path.read_bytes()
         with self.errors():
             # The server checks the body against ChecksumSHA256 and rejects a mismatch.
-            self.client.put_object(
+            answer = self.client.put_object(
                 Bucket=self.bucket,
                 Key=local.key,
                 Body=body,
@@ -389,6 +438,7 @@ class S3Store:
                 ContentType=local.content_type,
                 Metadata={"sha256": local.sha256},
             )
+        self.confirm(answer, f"PUT {local.key}", local.sha256_b64, local.etag)
         if progress:
             progress(local.size)
 
@@ -398,23 +448,31 @@ class S3Store:
             return _Deferred(lambda: self.put(local, progress))
         # A key that names its content (the archive's) can resume an interrupted upload:
         # its parts are re-used where their MD5 matches, and it is kept if this run fails.
-        resumable = local.sha256 in local.key
-        upload_id, uploaded = self._unfinished(local.key) if resumable else (None, {})
-        if upload_id is None:
-            with self.errors():
-                upload_id = self.client.create_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=local.key,
-                    ContentType=local.content_type,
-                    Metadata={"sha256": local.sha256},
-                    ChecksumAlgorithm="SHA256",
-                )["UploadId"]
-        staged = _Multipart(self, local, upload_id, uploaded=uploaded, keep_on_failure=resumable)
+        staged = self._start_multipart(local, resumable=local.sha256 in local.key)
         path = local.path
         for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
             length = min(MULTIPART_CHUNK, local.size - offset)
             staged.parts.append(pool.submit(staged.send, path, number, offset, length, progress))
         return staged
+
+    def _start_multipart(self, local: LocalObject, *, resumable: bool) -> _Multipart:
+        upload_id, uploaded = self._unfinished(local.key) if resumable else (None, {})
+        if upload_id is None:
+            with self.errors():
+                created = self.client.create_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=local.key,
+                    ContentType=local.content_type,
+                    Metadata={"sha256": local.sha256},
+                    ChecksumAlgorithm="SHA256",
+                )
+            upload_id = created.get("UploadId")
+            if not isinstance(upload_id, str) or not upload_id:
+                raise PublishError(
+                    f"storage {self.describe()}: the answer to starting the multipart upload"
+                    f" of {local.key} has no UploadId: is the endpoint really S3?"
+                )
+        return _Multipart(self, local, upload_id, uploaded=uploaded, keep_on_failure=resumable)
 
     def _unfinished(self, key: str) -> tuple[str | None, dict[int, tuple[str, int]]]:
         """The newest unfinished multipart upload of ``key`` and its parts (ETag, size)."""
@@ -464,7 +522,28 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def errors(self) -> _S3Errors:
+        self.check_deadline()
         return _S3Errors(self)
+
+    def check_deadline(self) -> None:
+        _check_deadline(self.deadline, self.describe())
+
+    def confirm(self, answer: Any, what: str, sha256_b64: str, md5: str | None) -> None:
+        """The server must confirm the bytes it stored: its SHA-256 echo or its ETag (MD5).
+
+        An endpoint that answers 200 to anything (a captive portal, a misrouted proxy)
+        confirms neither, and nothing is reported as uploaded that was not.
+        """
+        answer = answer if isinstance(answer, dict) else {}
+        echoed = answer.get("ChecksumSHA256")
+        etag = str(answer.get("ETag") or "").strip('"')
+        if echoed == sha256_b64 or (not echoed and md5 is not None and etag == md5):
+            return
+        raise PublishError(
+            f"storage {self.describe()}: the answer to {what} does not confirm the bytes sent"
+            f" (ETag {etag[:40]!r}{', checksum differs' if echoed else ''}):"
+            " is the endpoint really S3-compatible?"
+        )
 
 
 @dataclass
@@ -489,9 +568,12 @@ class _Multipart:
             if len(known) >= number
             else base64.b64encode(hashlib.sha256(data).digest()).decode()
         )
+        known_md5 = self.local.part_md5
+        md5 = (
+            known_md5[number - 1] if len(known_md5) >= number else hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part ETag
+        )
         earlier = self.uploaded.get(number)
-        # MD5 (S3's part ETag) only when there is an earlier part to compare with.
-        if earlier and earlier == (hashlib.md5(data).hexdigest(), length):  # noqa: S324
+        if earlier and earlier == (md5, length):
             self.reused += 1
             if progress:
                 progress(length)
@@ -505,6 +587,7 @@ class _Multipart:
                 Body=data,
                 ChecksumSHA256=checksum,
             )
+        self.store.confirm(answer, f"part {number} of {self.local.key}", checksum, md5)
         if progress:
             progress(length)
         return {"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
@@ -513,11 +596,17 @@ class _Multipart:
         try:
             parts = [future.result() for future in self.parts]
             with self.store.errors():
-                self.store.client.complete_multipart_upload(
+                answer = self.store.client.complete_multipart_upload(
                     Bucket=self.store.bucket,
                     Key=self.local.key,
                     UploadId=self.upload_id,
                     MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                )
+            etag = str(answer.get("ETag") or "").strip('"')
+            if not etag.endswith(f"-{len(parts)}"):
+                raise PublishError(
+                    f"storage {self.store.describe()}: the answer to completing {self.local.key}"
+                    f" does not confirm its {len(parts)} parts (ETag {etag[:40]!r})"
                 )
         except BaseException:
             self.abort()
@@ -587,9 +676,7 @@ class _S3Errors:
             message = f"storage {where}: {error.__class__.__name__}: {error}"
         else:
             return False
-        for secret in self.store.secrets:
-            message = message.replace(secret, "***")
-        raise PublishError(message) from None
+        raise PublishError(redact(message, self.store.secrets, limit=400)) from None
 
 
 def open_store(
@@ -621,6 +708,11 @@ def open_store(
             raise ConfigError(f"--store: must be file:///path or s3://bucket (got {store!r})")
     if not bucket:
         raise ConfigError("--bucket: required (or --store file:///path for a local store)")
+    if not BUCKET.fullmatch(bucket) or ".." in bucket or IP_ADDRESS.fullmatch(bucket):
+        raise ConfigError(
+            "--bucket: not a valid S3 bucket name: 3-63 lowercase letters, digits, dots and"
+            f" hyphens, beginning and ending with a letter or digit (got {bucket[:80]!r})"
+        )
     if endpoint:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:

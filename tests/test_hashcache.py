@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pakman.hashcache import RACY_NS, HashCache
 
-HASHES = {"sha256": "aa", "md5": "bb", "crc32": 7, "parts": []}
+HASHES = {"sha256": "aa", "md5": "bb", "crc32": 7, "parts": [], "part_md5": []}
 
 
 def _old_file(path: Path, content: bytes = b"data") -> Path:

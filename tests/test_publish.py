@@ -116,8 +116,9 @@ def test_layout_manifest_and_order(
         archive_key,
         PREFIX + "manifest.json",
     }
-    # Commit order: every package, then the archive, then the manifest.
-    assert set(store.order[:-2]) == expected_packages
+    # Commit order: retract any manifest, every package, then the archive, then the manifest.
+    assert store.order[0] == f"DELETE {PREFIX}manifest.json"
+    assert set(store.order[1:-2]) == expected_packages
     assert store.order[-2:] == [archive_key, PREFIX + "manifest.json"]
     manifest = assert_complete(s3_server, bucket, deployment_files)
     assert manifest["sha"] == SHA
@@ -179,7 +180,8 @@ def test_changed_object_is_uploaded_again(
     key = f"{PREFIX}x86_64/app0-1.0.0-r0.apk"
     s3_server.client().put_object(Bucket=bucket, Key=key, Body=b"corrupted by someone")
     again = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
-    assert again.uploaded == [key]
+    # The object, and the manifest: retracted while the object changed, then written again.
+    assert again.uploaded == [key, PREFIX + "manifest.json"]
     assert_complete(s3_server, bucket, deployment_files)
 
 

@@ -61,6 +61,7 @@ Archive = Annotated[
 Sha = Annotated[str, Doc("The commit sha the packages were built from")]
 Ref = Annotated[str, Doc("The git ref, e.g. refs/heads/main")]
 Concurrency = Annotated[int, Doc("Parallel uploads")]
+Timeout = Annotated[int, Doc("Give up after this many seconds; a re-run resumes")]
 
 
 # The library's enum, registered with the engine: one definition for the CLI and the module.
@@ -333,6 +334,7 @@ class Pakman:
         concurrency: Concurrency = pipeline.DEFAULT_CONCURRENCY,
         create_bucket: Annotated[bool, Doc("Create the bucket if it is missing")] = False,
         dry_run: Annotated[bool, Doc("Print the plan; read storage, write nothing")] = False,
+        timeout: Timeout = pipeline.DEFAULT_TIMEOUT,
     ) -> str:
         """Verify, then upload packages and archive to S3, manifest last; safe to re-run."""
         with _reported():
@@ -360,7 +362,7 @@ class Pakman:
             def run() -> str:
                 with _reported():
                     summary = pipeline.publish(
-                        tree, zip_path, target, trust, store, dry_run=dry_run
+                        tree, zip_path, target, trust, store, dry_run=dry_run, timeout=timeout
                     )
                 return json.dumps(summary.as_dict(), indent=2)
 
@@ -385,6 +387,7 @@ class Pakman:
         build_number: BuildNumber = 0,
         instellar_endpoint: Annotated[str, Doc("The deployment API")] = DEFAULT_ENDPOINT,
         concurrency: Concurrency = pipeline.DEFAULT_CONCURRENCY,
+        timeout: Timeout = pipeline.DEFAULT_TIMEOUT,
     ) -> str:
         """Verify, upload and register the deployment with OpsMaru/Instellar (v8's push)."""
         cfg = await self._read_config(source)
@@ -407,7 +410,14 @@ class Pakman:
             def run() -> str:
                 with _reported():
                     pushed = pipeline.push(
-                        tree, zip_path, target, trust, cfg, instellar, concurrency=concurrency
+                        tree,
+                        zip_path,
+                        target,
+                        trust,
+                        cfg,
+                        instellar,
+                        concurrency=concurrency,
+                        timeout=timeout,
                     )
                 return json.dumps(pushed.as_dict(), indent=2)
 
