@@ -37,7 +37,6 @@ def push(
     archive: Path,
     *,
     concurrency: int = 8,
-    verify: bool = True,
     deadline: float | None = None,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,

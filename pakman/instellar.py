@@ -193,7 +193,8 @@ class Client:
 
     def create_configuration(self, deployment_id: Any, payload: Mapping[str, Any]) -> str:
         # The id goes into the URL path: a missing or odd one must never become "/None".
-        if isinstance(deployment_id, bool) or not DEPLOYMENT_ID.fullmatch(str(deployment_id)):
+        usable = isinstance(deployment_id, int | str) and not isinstance(deployment_id, bool)
+        if not usable or not DEPLOYMENT_ID.fullmatch(str(deployment_id)):
             raise PublishError(
                 "instellar POST /publish/deployments: unexpected answer"
                 f" (no usable deployment id: {str(deployment_id)[:40]!r})"

@@ -332,7 +332,6 @@ def publish(
             concurrency=store.concurrency,
             dry_run=dry_run,
             create_bucket=store.create_bucket,
-            verify=not trust.skip,
             log=log,
             progress_factory=progress_factory,
         )
@@ -399,7 +398,6 @@ def push(
             tree,
             zip_path,
             concurrency=check_concurrency(concurrency),
-            verify=not trust.skip,
             deadline=deadline,
             log=log,
             progress_factory=progress_factory,

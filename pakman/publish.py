@@ -180,7 +180,6 @@ def plan(
     deployment: Deployment,
     *,
     workers: int = 4,
-    verify: bool = True,
     cache: HashCache | None = None,
 ) -> Plan:
     """Hash every file once and lay out the object keys (no storage access)."""
@@ -196,8 +195,7 @@ def plan(
             )
         )
         hashed = hashing.result()
-    if verify:
-        check_archive(archive, packages)
+    check_archive(archive, packages)
     archived = dataclasses.replace(hashed, key=f"archives/{hashed.sha256}/{archive.name}")
     return Plan(deployment, packages, archived)
 
@@ -376,18 +374,17 @@ def publish(
     concurrency: int = 8,
     dry_run: bool = False,
     create_bucket: bool = False,
-    verify: bool = True,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
 ) -> Summary:
     """Plan, compare with storage, and upload what is missing. Safe to re-run at any point.
 
-    ``verify`` checks that the archive holds exactly the packages tree. A deadline set on
-    the store stops every request that would start after it.
+    The archive must hold exactly the packages tree. A deadline set on the store stops
+    every request that would start after it.
     """
     workers = min(4, os.cpu_count() or 1)
     cache = HashCache(default_path())
-    local = plan(packages_dir, archive, deployment, workers=workers, verify=verify, cache=cache)
+    local = plan(packages_dir, archive, deployment, workers=workers, cache=cache)
     cache.save()
     if not dry_run:
         store.ensure_ready(create_bucket)

@@ -15,7 +15,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -305,6 +305,10 @@ class Instellar:
     configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     fail: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    # Answers given once each, before the normal one: (status, body, extra headers).
+    queued: dict[tuple[str, str], list[tuple[int, Any, dict[str, str]]]] = field(
+        default_factory=dict
+    )
     port: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -322,11 +326,13 @@ class Instellar:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _reply(self, status: int, body: Any) -> None:
+            def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode() if body is not None else b""
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -334,6 +340,9 @@ class Instellar:
                 length = int(self.headers.get("content-length") or 0)
                 body: Any = json.loads(self.rfile.read(length)) if length else {}
                 api.calls.append((method, self.path, body))
+                if api.queued.get((method, self.path)):
+                    self._reply(*api.queued[(method, self.path)].pop(0))
+                    return
                 if (method, self.path) in api.fail:
                     self._reply(*api.fail[(method, self.path)])
                     return
@@ -394,3 +403,47 @@ class Instellar:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+
+
+Respond = Callable[[BaseHTTPRequestHandler, str], None]
+
+
+@contextlib.contextmanager
+def http_server(respond: Respond) -> Iterator[str]:
+    """A tiny real HTTP server on 127.0.0.1; ``respond`` answers every request. Yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _any(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            if self.headers.get("expect", "").lower() == "100-continue":
+                self.send_response_only(100)
+                self.end_headers()
+            self.rfile.read(length)
+            with contextlib.suppress(OSError):
+                respond(self, self.command)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", **headers: str) -> None:
+    handler.send_response(status)
+    handler.send_header("content-length", str(len(body)))
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)

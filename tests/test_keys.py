@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pakman import keys
-from pakman.files import write_all
 from pakman.errors import KeyMaterialError
+from pakman.files import write_all
 from tests.conftest import run_pakman
 
 
