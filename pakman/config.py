@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from pakman.errors import ConfigError
+from pakman.tree import ARCHITECTURES
 
 PackageType = Literal["default", "static", "custom"]
 
@@ -30,19 +31,6 @@ HOOKS = (
     "post-upgrade",
     "pre-deinstall",
     "post-deinstall",
-)
-ARCHITECTURES = (
-    "x86_64",
-    "aarch64",
-    "armv7",
-    "armhf",
-    "x86",
-    "ppc64le",
-    "s390x",
-    "riscv64",
-    "loongarch64",
-    "noarch",
-    "all",
 )
 PASSTHROUGH = ("kits", "sizes", "plans", "page")
 KNOWN_KEYS = frozenset(

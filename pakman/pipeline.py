@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +132,8 @@ def merge(
     inputs: Sequence[Path], output: Path, trust: Trust, *, packages_dir: Path | None = None
 ) -> tuple[Merged, str]:
     """Merge per-arch outputs, verify the merged tree, then write the zip; its sha256."""
+    import tempfile
+
     from pakman import merge as merge_module
 
     merged = merge_module.collect(list(inputs))
@@ -151,6 +152,8 @@ def archive_for(tree: Path, archive: Path | None, log: Log = _quiet) -> Iterator
     if archive is not None:
         yield archive
         return
+    import tempfile
+
     from pakman import merge as merge_module
 
     with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:

@@ -13,9 +13,22 @@ import os
 import stat
 from pathlib import Path
 
-from pakman.config import ARCHITECTURES
 from pakman.errors import ConfigError
 
+# Alpine's architectures, as instellar.yml names them and as packages trees are laid out.
+ARCHITECTURES = (
+    "x86_64",
+    "aarch64",
+    "armv7",
+    "armhf",
+    "x86",
+    "ppc64le",
+    "s390x",
+    "riscv64",
+    "loongarch64",
+    "noarch",
+    "all",
+)
 INDEX_NAME = "APKINDEX.tar.gz"
 TREE_LAYOUT = "<repo>/<arch>/<file>"
 ARTIFACT_LAYOUT = "<artifact>/<repo>/<arch>/<file>"

@@ -8,6 +8,8 @@ a failure users would otherwise meet as "UNTRUSTED signature" or
 from __future__ import annotations
 
 import os
+import pickle
+import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +133,53 @@ def _check_index(
     return problems
 
 
+FORK_MIN = 64  # packages: below this, a second process costs more than it saves
+
+
+def _check_packages(
+    paths: list[Path], trusted: Mapping[str, RSAPublicKey], workers: int | None
+) -> dict[Path, apk.Package | str]:
+    """Check every package, on every core.
+
+    Per package the work is a little hashing and a lot of Python (stream splitting, header
+    parsing), so threads contend for the GIL and gain nothing. A process with no other
+    threads forks once and checks every other package in the child; anywhere else
+    (threads running, one core) threads are used.
+    """
+    cores = workers or os.cpu_count() or 1
+    lone = threading.active_count() == 1  # forking beside other threads is not safe
+    if len(paths) >= FORK_MIN and cores > 1 and hasattr(os, "fork") and lone:
+        return _check_forked(paths, trusted)
+    with ThreadPoolExecutor(max_workers=min(4, cores)) as pool:
+        return dict(zip(paths, pool.map(lambda p: _check_package(p, trusted), paths), strict=True))
+
+
+def _check_forked(
+    paths: list[Path], trusted: Mapping[str, RSAPublicKey]
+) -> dict[Path, apk.Package | str]:
+    mine, theirs = paths[0::2], paths[1::2]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: check its half, hand the results over, leave without cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps([_check_package(p, trusted) for p in theirs]))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    results: dict[Path, apk.Package | str] = {p: _check_package(p, trusted) for p in mine}
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    # Our own child's answer; should it have died, its half is checked here instead.
+    handed = pickle.loads(data) if status == 0 and data else None  # noqa: S301
+    results.update(zip(theirs, handed or [_check_package(p, trusted) for p in theirs], strict=True))
+    return results
+
+
 def verify_tree(
     root: Path, trusted: Mapping[str, RSAPublicKey], workers: int | None = None
 ) -> Report:
@@ -141,15 +190,7 @@ def verify_tree(
 
     report = Report()
     package_paths = sorted(p for paths in folders.values() for p in paths if p.suffix == ".apk")
-    # Hashing and zlib release the GIL: threads use both cores.
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        results = dict(
-            zip(
-                package_paths,
-                pool.map(lambda p: _check_package(p, trusted), package_paths),
-                strict=True,
-            )
-        )
+    results = _check_packages(package_paths, trusted, workers)
 
     def rel(path: Path) -> str:
         return str(path.relative_to(root))

@@ -377,3 +377,52 @@ def test_merge_cli_verifies_first(tmp_path: Path, key: SigningKey) -> None:
     no_key = run_pakman("merge", str(source), "--output", str(out))
     assert no_key.returncode == 2
     assert "--key:" in no_key.stderr
+
+
+def test_the_fast_tar_reader_agrees_with_tarfile(tmp_path: Path) -> None:
+    """Control, signature and index streams: the header walk reads what tarfile reads."""
+    import io
+    import tarfile
+
+    from pakman.apk import _tarfile_members, _ustar_members
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in ((".PKGINFO", b"pkgname = x\n"), ("d" * 60 + "/" + "n" * 90, b"long")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        folder = tarfile.TarInfo("dir")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+    raw = buffer.getvalue()
+    path = tmp_path / "x.apk"
+    assert _ustar_members(raw) == _tarfile_members(raw, path, "control")
+    assert _ustar_members(raw)["d" * 60 + "/" + "n" * 90] == b"long"
+    with pytest.raises(ValueError, match="truncated"):
+        _ustar_members(raw[:517])
+    with pytest.raises(ValueError, match="checksum"):  # not a tar header at all
+        _ustar_members(b"x" * 1024)
+
+
+def test_the_forked_check_reports_what_the_threaded_check_reports(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    """Half the packages are checked in a child process: its findings must come back."""
+    from pakman.verify import _check_forked, _check_packages, trusted_keys
+
+    built = [make_package(key, f"p{i:02d}") for i in range(70)]
+    folder = write_repo(tmp_path / "packages" / "acme", key, built)
+    paths = sorted(folder.glob("*.apk"))
+    for odd in paths[1:6:2]:  # in the child's half
+        data = bytearray(odd.read_bytes())
+        data[-30] ^= 0xFF
+        odd.write_bytes(bytes(data))
+    trusted = trusted_keys({key.name: key.pair.public_pem})
+    forked = _check_forked(paths, trusted)
+    threaded = _check_packages(paths, trusted, workers=1)
+    assert forked.keys() == threaded.keys()
+    for path in paths:
+        assert isinstance(forked[path], str) == isinstance(threaded[path], str), path
+    bad = sorted(path.name for path, result in forked.items() if isinstance(result, str))
+    assert bad == sorted(p.name for p in paths[1:6:2])
