@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pakman.config import PASSTHROUGH, Config
+from pakman.hashcache import HashCache
 from pakman.instellar import Client
 from pakman.publish import Deployment, ProgressFactory, Summary, publish
 from pakman.store import S3Store
@@ -38,6 +39,7 @@ def push(
     *,
     concurrency: int = 8,
     deadline: float | None = None,
+    cache: HashCache | None = None,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
 ) -> Pushed:
@@ -67,6 +69,7 @@ def push(
             deployment,
             store,
             concurrency=concurrency,
+            cache=cache,
             log=log,
             progress_factory=progress_factory,
         )

@@ -45,7 +45,8 @@ class HashCache:
                 pass
 
     @staticmethod
-    def _signature(stat: os.stat_result) -> list[object]:
+    def signature(stat: os.stat_result) -> list[object]:
+        """What identifies a file's contents without reading them."""
         return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
     def get(self, path: Path, stat: os.stat_result) -> dict[str, Any] | None:
@@ -53,7 +54,7 @@ class HashCache:
         entry = self._entries.get(key)
         if not isinstance(entry, list) or len(entry) != 7:
             return None
-        if entry[:5] != self._signature(stat):
+        if entry[:5] != self.signature(stat):
             return None
         hashed_at, hashes = entry[5], entry[6]
         changed = max(stat.st_mtime_ns, stat.st_ctime_ns)
@@ -65,9 +66,33 @@ class HashCache:
             self._used[key] = entry
         return hashes
 
+    def remembers(self, fact: str) -> bool:
+        """Whether ``fact`` (a digest naming files by their signatures) was proved before.
+
+        A fact is trusted only when every file it names changed clearly before it was
+        proved, the same racy-git rule as for hashes.
+        """
+        key = f"fact:{fact}"
+        with self._lock:
+            entry = self._used.get(key, self._entries.get(key))
+        if not isinstance(entry, list) or len(entry) != 2:
+            return False
+        newest, proved_at = entry
+        if not isinstance(newest, int) or not isinstance(proved_at, int):
+            return False
+        if newest > proved_at - RACY_NS:
+            return False
+        with self._lock:
+            self._used[key] = entry
+        return True
+
+    def remember(self, fact: str, newest_change_ns: int) -> None:
+        with self._lock:
+            self._used[f"fact:{fact}"] = [newest_change_ns, time.time_ns()]
+
     def put(self, path: Path, stat: os.stat_result, hashes: dict[str, Any]) -> None:
         with self._lock:
-            self._used[str(path.resolve())] = [*self._signature(stat), time.time_ns(), hashes]
+            self._used[str(path.resolve())] = [*self.signature(stat), time.time_ns(), hashes]
 
     def save(self) -> None:
         """Write the cache atomically; a cache that cannot be written is simply skipped."""
@@ -78,3 +103,19 @@ class HashCache:
 
         with contextlib.suppress(ConfigError):
             atomic_write(self.path, json.dumps(self._used).encode(), 0o600)
+
+
+def fact(kind: str, paths: list[Path], *extra: str) -> tuple[str, int]:
+    """A digest naming ``paths`` by their signatures (never their contents), plus ``extra``
+    (a key fingerprint, say); and the newest change among them, for the racy check."""
+    import hashlib
+
+    digest = hashlib.sha256(kind.encode())
+    newest = 0
+    for path in sorted(paths):
+        stat = path.stat()
+        newest = max(newest, stat.st_mtime_ns, stat.st_ctime_ns)
+        digest.update(json.dumps([str(path.resolve()), *HashCache.signature(stat)]).encode())
+    for item in extra:
+        digest.update(b"\0" + item.encode())
+    return digest.hexdigest(), newest

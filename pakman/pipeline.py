@@ -22,6 +22,7 @@ from pakman.identity import Identity
 if TYPE_CHECKING:
     from pakman.config import Config
     from pakman.deploy import Pushed
+    from pakman.hashcache import HashCache
     from pakman.merge import Merged
     from pakman.publish import Deployment, ProgressFactory, Summary
     from pakman.store import FileStore, S3Store
@@ -95,10 +96,15 @@ def trust_for_push(
     )
 
 
-def verify(tree: Path, trust: Trust, what: str, log: Log = _quiet) -> str | None:
+def verify(
+    tree: Path, trust: Trust, what: str, log: Log = _quiet, cache: HashCache | None = None
+) -> str | None:
     """Verify every package and index in ``tree``; the signing key's fingerprint, or None.
 
     Raises :class:`VerificationError` listing every problem, so nothing unverified goes on.
+    With a ``cache``, a tree proved before with the same keys, whose files have not changed
+    since (device, inode, size, mtime, ctime), is not read again: a retried deploy re-reads
+    nothing it already proved.
     """
     if trust.skip:
         return None
@@ -113,15 +119,24 @@ def verify(tree: Path, trust: Trust, what: str, log: Log = _quiet) -> str | None
             "--key: a trusted public key is required to verify packages"
             " (or skip verification explicitly with --no-verify)"
         )
+    from pakman.hashcache import fact
     from pakman.keys import fingerprint
+    from pakman.tree import files
     from pakman.verify import trusted_keys, verify_tree
 
-    report = verify_tree(tree, trusted_keys(trust.keys))
-    if not report.ok:
-        raise VerificationError(
-            *(str(problem) for problem in report.problems),
-            f"{what} refused: verification failed ({len(report.problems)} problem(s))",
-        )
+    prints = sorted(f"{name}={fingerprint(pem)}" for name, pem in trust.keys.items())
+    proved, newest = fact("verified", files(tree), *prints)
+    if cache is not None and cache.remembers(proved):
+        log("verified before, unchanged since: not read again")
+    else:
+        report = verify_tree(tree, trusted_keys(trust.keys))
+        if not report.ok:
+            raise VerificationError(
+                *(str(problem) for problem in report.problems),
+                f"{what} refused: verification failed ({len(report.problems)} problem(s))",
+            )
+        if cache is not None:
+            cache.remember(proved, newest)
     return "sha256:" + fingerprint(next(iter(trust.keys.values())))
 
 
@@ -147,18 +162,29 @@ def merge(
 
 
 @contextlib.contextmanager
-def archive_for(tree: Path, archive: Path | None, log: Log = _quiet) -> Iterator[Path]:
-    """The archive to ship: the one given, else a deterministic zip of ``tree``."""
+def archive_for(
+    tree: Path, archive: Path | None, log: Log = _quiet, cache: HashCache | None = None
+) -> Iterator[Path]:
+    """The archive to ship: the one given, else a deterministic zip of ``tree``.
+
+    A zip made here holds the tree by construction: the cache is told so, and publish does
+    not read it back member by member.
+    """
     if archive is not None:
         yield archive
         return
     import tempfile
 
     from pakman import merge as merge_module
+    from pakman.hashcache import fact
+    from pakman.tree import files
 
     with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
         made = Path(tmp) / ARCHIVE_NAME
-        digest = merge_module.write_zip(merge_module.collect([tree]), made)
+        merged = merge_module.collect([tree])
+        digest = merge_module.write_zip(merged, made)
+        if cache is not None:
+            cache.remember(fact("archive", [made, *files(tree)])[0], 0)
         log(f"no archive given: made {ARCHIVE_NAME} from the packages tree (sha256 {digest})")
         yield made
 
@@ -321,12 +347,14 @@ def publish(
     No request starts more than ``timeout`` seconds after the call.
     """
     from pakman import publish as publish_module
+    from pakman.hashcache import HashCache, default_path
 
     deadline = time.monotonic() + check_timeout(timeout)
-    fingerprint = verify(tree, trust, "publish", log)
+    cache = HashCache(default_path())
+    fingerprint = verify(tree, trust, "publish", log, cache)
     opened = store.open()
     opened.deadline = deadline
-    with archive_for(tree, archive, log) as zip_path:
+    with archive_for(tree, archive, log, cache) as zip_path:
         return publish_module.publish(
             tree,
             zip_path,
@@ -335,6 +363,7 @@ def publish(
             concurrency=store.concurrency,
             dry_run=dry_run,
             create_bucket=store.create_bucket,
+            cache=cache,
             log=log,
             progress_factory=progress_factory,
         )
@@ -388,13 +417,15 @@ def push(
     No request starts more than ``timeout`` seconds after the call.
     """
     from pakman.deploy import push as push_deployment
+    from pakman.hashcache import HashCache, default_path
     from pakman.instellar import Client
 
     deadline = time.monotonic() + check_timeout(timeout)
-    fingerprint = verify(tree, trust, "push", log)
+    cache = HashCache(default_path())
+    fingerprint = verify(tree, trust, "push", log, cache)
     client = Client(instellar.endpoint, instellar.auth_token, instellar.package_token)
-    with archive_for(tree, archive, log) as zip_path:
-        return push_deployment(
+    with archive_for(tree, archive, log, cache) as zip_path:
+        pushed = push_deployment(
             client,
             cfg,
             dataclasses.replace(target, key_fingerprint=fingerprint),
@@ -402,6 +433,9 @@ def push(
             zip_path,
             concurrency=check_concurrency(concurrency),
             deadline=deadline,
+            cache=cache,
             log=log,
             progress_factory=progress_factory,
         )
+    cache.save()  # when the deployment existed, nothing else saved what was proved
+    return pushed

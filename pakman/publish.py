@@ -28,7 +28,7 @@ from typing import Any
 
 from pakman import tree
 from pakman.errors import ConfigError, PublishError
-from pakman.hashcache import HashCache, default_path
+from pakman.hashcache import HashCache, default_path, fact
 from pakman.identity import Identity
 from pakman.store import LocalObject, Store, bytes_object, hash_file
 
@@ -195,7 +195,12 @@ def plan(
             )
         )
         hashed = hashing.result()
-    check_archive(archive, packages)
+    # An archive proved to hold exactly this tree, both unchanged since, is not read again.
+    proved, newest = fact("archive", [archive, *files.values()])
+    if cache is None or not cache.remembers(proved):
+        check_archive(archive, packages)
+        if cache is not None:
+            cache.remember(proved, newest)
     archived = dataclasses.replace(hashed, key=f"archives/{hashed.sha256}/{archive.name}")
     return Plan(deployment, packages, archived)
 
@@ -374,6 +379,7 @@ def publish(
     concurrency: int = 8,
     dry_run: bool = False,
     create_bucket: bool = False,
+    cache: HashCache | None = None,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
 ) -> Summary:
@@ -383,7 +389,7 @@ def publish(
     every request that would start after it.
     """
     workers = min(4, os.cpu_count() or 1)
-    cache = HashCache(default_path())
+    cache = cache or HashCache(default_path())
     local = plan(packages_dir, archive, deployment, workers=workers, cache=cache)
     cache.save()
     if not dry_run:

@@ -150,3 +150,40 @@ def test_merge_verifies_the_merged_tree(deployment_files: Built, tmp_path: Path)
     assert not (tmp_path / "x.zip").exists()
     pipeline.merge([deployment_files.packages], tmp_path / "y.zip", pipeline.Trust(skip=True))
     assert merge.consumer_view(tmp_path / "y.zip") == merge.consumer_view(deployment_files.archive)
+
+
+def test_a_retried_publish_re_reads_nothing_it_proved(
+    deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification and the archive check are remembered by file identity and key."""
+    import time
+
+    from pakman import publish as publish_module
+    from pakman import verify as verify_module
+
+    time.sleep(0.15)  # the tree must have changed clearly before it is proved
+    store = pipeline.StoreOptions.resolve({}, store=f"file://{tmp_path / 's'}", create_bucket=True)
+    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    target = pipeline.deployment("acme/app", "a" * 40)
+    first = pipeline.publish(deployment_files.packages, None, target, trust, store)
+    assert len(first.uploaded) == deployment_files.files + 2
+
+    def must_not_run(*_: object) -> None:
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(verify_module, "verify_tree", must_not_run)
+    monkeypatch.setattr(publish_module, "check_archive", must_not_run)
+    again = pipeline.publish(deployment_files.packages, None, target, trust, store)
+    assert again.uploaded == []
+    # Another key is another fact: proved again, not taken from the cache.
+    other = pipeline.trust_pem(keys.generate(2048).public_pem, IDENTITY)
+    with pytest.raises(AssertionError, match="read again"):
+        pipeline.publish(deployment_files.packages, None, target, other, store)
+    monkeypatch.undo()
+    # A package changed since: proved again, and refused.
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("app0-*.apk"))
+    data = bytearray(package.read_bytes())
+    data[-40] ^= 0xFF
+    package.write_bytes(bytes(data))
+    with pytest.raises(VerificationError):
+        pipeline.publish(deployment_files.packages, None, target, trust, store)
