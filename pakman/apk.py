@@ -69,6 +69,10 @@ class Index:
     records: tuple[dict[str, str], ...]
 
 
+class _Truncated(PackageFormatError):
+    """A gzip stream runs past the bytes read so far."""
+
+
 def _streams(data: bytes, path: Path, expected: int) -> list[memoryview]:
     """Split concatenated gzip streams; the last one is taken to the end of the file."""
     if data[:4] in ADB_MAGICS:
@@ -82,6 +86,10 @@ def _streams(data: bytes, path: Path, expected: int) -> list[memoryview]:
         end = _stream_end(view, offset, path)
         streams.append(view[offset:end])
         offset = end
+        if offset >= len(data):
+            raise _Truncated(
+                f"{path}: truncated: expected {expected} gzip streams, found {len(streams)}"
+            )
         if data[offset : offset + 2] != GZIP_MAGIC:
             raise PackageFormatError(
                 f"{path}: truncated: expected {expected} gzip streams, found {len(streams)}"
@@ -103,9 +111,7 @@ def _stream_end(view: memoryview, offset: int, path: Path, chunk: int = 4096) ->
     while not inflater.eof:
         if not pending:
             if position >= len(view):
-                raise PackageFormatError(
-                    f"{path}: truncated: gzip stream at byte {offset} never ends"
-                )
+                raise _Truncated(f"{path}: truncated: gzip stream at byte {offset} never ends")
             pending = view[position : position + chunk]
             position += len(pending)
         try:
@@ -214,20 +220,45 @@ def parse_pkginfo(text: str) -> dict[str, tuple[str, ...]]:
     return {key: tuple(values) for key, values in info.items()}
 
 
+HEAD_CHUNK = 256 * 1024  # signature and control streams fit in this, nearly always
+READ_CHUNK = 1024 * 1024
+
+
 def read_package(path: Path) -> Package:
-    """Read a v2 package file."""
-    data = _read(path)
-    signature, control, payload = _streams(data, path, 3)
+    """Read a v2 package file: its head in memory, its data stream hashed as it streams by.
+
+    Memory stays bounded whatever the package's size; only a head (signature and control
+    streams) that runs past the inflation cap is refused.
+    """
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise PackageFormatError(f"{path}: cannot read: {error.strerror}") from None
+    with handle:
+        head = handle.read(HEAD_CHUNK)
+        while True:
+            try:
+                signature, control, payload = _streams(head, path, 3)
+                break
+            except _Truncated:
+                more = handle.read(len(head))
+                if not more or len(head) > MAX_INFLATED:
+                    raise
+                head += more
+        data_hash = hashlib.sha256(payload)
+        while block := handle.read(READ_CHUNK):
+            data_hash.update(block)
+        size = handle.tell()
     members = _members(control, path, "control")
     if ".PKGINFO" not in members:
         raise PackageFormatError(f"{path}: no .PKGINFO in the control stream")
     return Package(
         path=path,
-        size=len(data),
+        size=size,
         signatures=_signatures(signature, path),
         control=bytes(control),
         info=parse_pkginfo(members[".PKGINFO"].decode("utf-8", "replace")),
-        data_sha256=hashlib.sha256(payload).hexdigest(),
+        data_sha256=data_hash.hexdigest(),
     )
 
 
@@ -261,10 +292,15 @@ def read_index(path: Path) -> Index:
 
 
 def _read(path: Path) -> bytes:
+    """A whole index file; an index is kilobytes, so a huge one is refused, not read."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INFLATED + 1)
     except OSError as error:
         raise PackageFormatError(f"{path}: cannot read: {error.strerror}") from None
+    if len(data) > MAX_INFLATED:
+        raise PackageFormatError(f"{path}: larger than an index can be")
+    return data
 
 
 def package_filename(record: dict[str, str]) -> str:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -234,12 +233,15 @@ GRACE_SECONDS = 10  # past --timeout, for requests under way to fail on their ow
 
 def _watchdog(args: argparse.Namespace) -> None:
     """End the process a little after --timeout: a request stuck on a server that trickles
-    bytes cannot be interrupted from Python, so the run stops itself (exit 3)."""
+    bytes cannot be interrupted from Python, so the run stops itself (exit 3). A timer
+    signal rather than a thread, so the run stays single-threaded until it uploads."""
+    import signal
+
     from pakman.pipeline import check_timeout
 
     seconds = check_timeout(args.timeout)
 
-    def fire() -> None:
+    def fire(*_: object) -> None:
         print(
             f"error: {args.command}: gave up after {seconds:g} s (--timeout);"
             " a re-run resumes where this one stopped",
@@ -248,9 +250,8 @@ def _watchdog(args: argparse.Namespace) -> None:
         )
         os._exit(3)
 
-    timer = threading.Timer(seconds + GRACE_SECONDS, fire)
-    timer.daemon = True
-    timer.start()
+    signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds + GRACE_SECONDS)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

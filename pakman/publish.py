@@ -30,7 +30,7 @@ from pakman import tree
 from pakman.errors import ConfigError, PublishError
 from pakman.hashcache import HashCache, default_path, fact
 from pakman.identity import Identity
-from pakman.store import LocalObject, Store, bytes_object, hash_file
+from pakman.store import MULTIPART_THRESHOLD, LocalObject, Store, bytes_object, hash_file
 
 MANIFEST = "manifest.json"
 # Given the total bytes, a context that yields the per-chunk progress callback.
@@ -269,10 +269,10 @@ def execute(
     log: Callable[[str], None] = lambda _: None,
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
-    """Upload what is missing: packages, then the archive, then the manifest.
+    """Upload what is missing, then the manifest, last, once everything is in place.
 
-    The archive's parts travel alongside the packages, but its upload completes, and
-    so becomes visible, only after every package is in place.
+    Big objects (the archive, big packages) go up in parts alongside the small ones and
+    complete after them.
     """
     if concurrency < 1:
         raise ConfigError(f"--concurrency: must be at least 1 (got {concurrency})")
@@ -309,24 +309,38 @@ def execute(
         # not look complete.
         store.delete(plan.deployment.manifest_key)
         log(f"delete {plan.deployment.manifest_key} (stale)")
-    archive_pending = plan.archive.key not in plan.skip and not dry_run
+
+    def pending(local: LocalObject) -> bool:
+        return local.key not in plan.skip and not dry_run
+
+    # Big objects go up in parts spread over the pool, like the archive, not one part at a
+    # time in one worker; each completes (becomes visible) in commit order below.
+    big = [p for p in plan.packages if p.size >= MULTIPART_THRESHOLD and pending(p)]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        packages = [pool.submit(upload, local) for local in plan.packages]
-        staged = store.stage(plan.archive, pool, progress) if archive_pending else None
+        small = [pool.submit(upload, p) for p in plan.packages if p not in big]
+        staged = [(p, store.stage(p, pool, progress)) for p in big]
+        if pending(plan.archive):
+            staged.append((plan.archive, store.stage(plan.archive, pool, progress)))
         try:
-            for future in packages:
+            for future in small:
                 future.result()  # the first failure stops here: nothing after it commits
+            # The multipart uploads complete side by side: the archive's key names its
+            # content, and only the manifest, written last, says the deployment is whole.
+            with ThreadPoolExecutor(max_workers=max(1, len(staged))) as completing:
+                for future in [completing.submit(st.commit) for _, st in staged]:
+                    future.result()
+            for local, _ in staged:
+                record(local)
         except BaseException:
-            for future in packages:
+            for future in small:
                 future.cancel()
-            if staged:
-                staged.abort()
+            for _, upload_staged in staged:
+                upload_staged.abort()
             raise
-        if staged:
-            staged.commit()
-        elif progress and plan.archive.key in plan.skip:
-            progress(plan.archive.size)
-        record(plan.archive)
+        if not pending(plan.archive):
+            if progress:
+                progress(plan.archive.size)
+            record(plan.archive)
     manifest_key = plan.deployment.manifest_key
     body = {**manifest_body(plan), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     manifest = bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode())

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from pakman import keys
 from tests import rig
 from tests.conftest import AUTH, PACKAGE_TOKEN, SHA, V8_CONFIGS, Built, run_pakman
 from tests.servers import Instellar, S3Server
@@ -219,3 +220,43 @@ def test_check_body_says_what_the_cli_says(tmp_path: Path) -> None:
     (broken / "instellar.yml").write_text("type: nonsense\n")
     with pytest.raises(PakmanFailure, match="type: must be one of default, static, custom"):
         run(module.check(source=HostDirectory(broken)))
+
+
+class ModuleWorkdir:
+    """What the merge body calls on ``dag``: the module's working folder, as a File."""
+
+    def current_module(self) -> ModuleWorkdir:
+        return self
+
+    def workdir_file(self, name: str) -> HostFile:
+        return HostFile(Path(name).resolve())
+
+
+def test_merge_body_verifies_then_zips_like_the_cli(
+    deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pakman_ci import main as module_main
+
+    monkeypatch.setattr(module_main, "dag", ModuleWorkdir())
+    monkeypatch.chdir(tmp_path)
+    module: Any = Pakman()
+    public = PlainSecret(deployment_files.public_key.read_text())
+    made = run(
+        module.merge(
+            packages=HostDirectory(deployment_files.packages),
+            repository="acme/app",
+            public_key=public,
+        )
+    )
+    assert made.path.read_bytes() == deployment_files.archive.read_bytes()  # as the CLI's
+    with pytest.raises(PakmanFailure, match="a trusted public key is required"):
+        run(module.merge(packages=HostDirectory(deployment_files.packages), repository="acme/app"))
+    wrong = PlainSecret(keys.generate(2048).public_pem.decode())
+    with pytest.raises(PakmanFailure, match="merge refused: verification failed"):
+        run(
+            module.merge(
+                packages=HostDirectory(deployment_files.packages),
+                repository="acme/app",
+                public_key=wrong,
+            )
+        )
