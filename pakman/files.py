@@ -43,9 +43,8 @@ def make_dirs(directory: Path) -> None:
         raise local_error(directory, error) from None
 
 
-@contextlib.contextmanager
-def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """A binary handle whose contents replace ``path`` only when the block succeeds."""
+def _temporary(path: Path) -> tuple[int, Path]:
+    """A fresh file beside ``path`` (mkstemp: O_EXCL, 0600), open for writing."""
     make_dirs(path.parent)
     if path.is_dir():
         raise ConfigError(f"{path}: cannot write: is a directory")
@@ -53,13 +52,23 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.")
     except OSError as error:
         raise local_error(path, error) from None
-    temporary = Path(name)
+    return fd, Path(name)
+
+
+def _settle(handle: BinaryIO, temporary: Path, mode: int) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    os.chmod(temporary, mode)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A binary handle whose contents replace ``path`` only when the block succeeds."""
+    fd, temporary = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
+            _settle(handle, temporary, mode)
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
@@ -84,20 +93,12 @@ def write_all(files: dict[Path, tuple[bytes, int]]) -> list[Path]:
     staged: list[tuple[Path, Path]] = []
     try:
         for path, (data, mode) in sorted(files.items()):
-            make_dirs(path.parent)
-            if path.is_dir():
-                raise ConfigError(f"{path}: cannot write: is a directory")
-            try:
-                fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.")
-            except OSError as error:
-                raise local_error(path, error) from None
-            staged.append((Path(name), path))
+            fd, temporary = _temporary(path)
+            staged.append((temporary, path))
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(name, mode)
+                    _settle(handle, temporary, mode)
             except OSError as error:
                 raise local_error(path, error) from None
         for temporary, path in staged:

@@ -330,6 +330,37 @@ def build_number(value: str | int | None) -> int:
 # --- publish and push -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """What publish and push both start from: a verified tree and its archive."""
+
+    target: Deployment  # with the signing key's fingerprint
+    archive: Path
+    cache: HashCache
+    deadline: float  # time.monotonic() after which no request starts
+
+
+@contextlib.contextmanager
+def _shipping(
+    tree: Path,
+    archive: Path | None,
+    target: Deployment,
+    trust: Trust,
+    what: str,
+    timeout: float,
+    log: Log,
+) -> Iterator[_Ready]:
+    from pakman.hashcache import HashCache, default_path
+
+    deadline = time.monotonic() + check_timeout(timeout)
+    cache = HashCache(default_path())
+    fingerprint = verify(tree, trust, what, log, cache)
+    with archive_for(tree, archive, log, cache) as zip_path:
+        yield _Ready(
+            dataclasses.replace(target, key_fingerprint=fingerprint), zip_path, cache, deadline
+        )
+
+
 def publish(
     tree: Path,
     archive: Path | None,
@@ -347,23 +378,19 @@ def publish(
     No request starts more than ``timeout`` seconds after the call.
     """
     from pakman import publish as publish_module
-    from pakman.hashcache import HashCache, default_path
 
-    deadline = time.monotonic() + check_timeout(timeout)
-    cache = HashCache(default_path())
-    fingerprint = verify(tree, trust, "publish", log, cache)
-    opened = store.open()
-    opened.deadline = deadline
-    with archive_for(tree, archive, log, cache) as zip_path:
+    with _shipping(tree, archive, target, trust, "publish", timeout, log) as ready:
+        opened = store.open()
+        opened.deadline = ready.deadline
         return publish_module.publish(
             tree,
-            zip_path,
-            dataclasses.replace(target, key_fingerprint=fingerprint),
+            ready.archive,
+            ready.target,
             opened,
             concurrency=store.concurrency,
             dry_run=dry_run,
             create_bucket=store.create_bucket,
-            cache=cache,
+            cache=ready.cache,
             log=log,
             progress_factory=progress_factory,
         )
@@ -417,25 +444,21 @@ def push(
     No request starts more than ``timeout`` seconds after the call.
     """
     from pakman.deploy import push as push_deployment
-    from pakman.hashcache import HashCache, default_path
     from pakman.instellar import Client
 
-    deadline = time.monotonic() + check_timeout(timeout)
-    cache = HashCache(default_path())
-    fingerprint = verify(tree, trust, "push", log, cache)
     client = Client(instellar.endpoint, instellar.auth_token, instellar.package_token)
-    with archive_for(tree, archive, log, cache) as zip_path:
+    with _shipping(tree, archive, target, trust, "push", timeout, log) as ready:
         pushed = push_deployment(
             client,
             cfg,
-            dataclasses.replace(target, key_fingerprint=fingerprint),
+            ready.target,
             tree,
-            zip_path,
+            ready.archive,
             concurrency=check_concurrency(concurrency),
-            deadline=deadline,
-            cache=cache,
+            deadline=ready.deadline,
+            cache=ready.cache,
             log=log,
             progress_factory=progress_factory,
         )
-    cache.save()  # when the deployment existed, nothing else saved what was proved
+        ready.cache.save()  # when the deployment existed, nothing else saved what was proved
     return pushed

@@ -8,9 +8,10 @@ their results into container operations and moves bytes between the engine and t
 
 import contextlib
 import dataclasses
+import functools
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -90,6 +91,33 @@ def _reported() -> Iterator[None]:
 async def _export(directory: dagger.Directory, path: Path) -> Path:
     await directory.export(str(path))
     return path
+
+
+@contextlib.asynccontextmanager
+async def _inputs(
+    packages: dagger.Directory, archive: dagger.File | None
+) -> AsyncIterator[tuple[Path, Path | None]]:
+    """The packages tree, and the archive when one is given, exported to this runtime."""
+    with tempfile.TemporaryDirectory(prefix="pakman-") as tmp:
+        tree = await _export(packages, Path(tmp) / "packages")
+        zip_path = None
+        if archive is not None:
+            zip_path = Path(tmp) / pipeline.ARCHIVE_NAME
+            await archive.export(str(zip_path))
+        yield tree, zip_path
+
+
+_R = TypeVar("_R")
+
+
+async def _in_thread(step: Callable[[], _R]) -> _R:
+    """A blocking pipeline step, off the event loop, its errors as one-line failures."""
+
+    def run() -> _R:
+        with _reported():
+            return step()
+
+    return await anyio.to_thread.run_sync(run)
 
 
 async def _trust(
@@ -352,21 +380,20 @@ class Pakman:
                 secret_access_key=await secret_access_key.plaintext(),
             )
         trust = await _trust(public_key, target.identity, skip_verify)
-        with tempfile.TemporaryDirectory(prefix="pakman-publish-") as tmp:
-            tree = await _export(packages, Path(tmp) / "packages")
-            zip_path = None
-            if archive is not None:
-                zip_path = Path(tmp) / pipeline.ARCHIVE_NAME
-                await archive.export(str(zip_path))
-
-            def run() -> str:
-                with _reported():
-                    summary = pipeline.publish(
-                        tree, zip_path, target, trust, store, dry_run=dry_run, timeout=timeout
-                    )
-                return json.dumps(summary.as_dict(), indent=2)
-
-            return await anyio.to_thread.run_sync(run)
+        async with _inputs(packages, archive) as (tree, zip_path):
+            summary = await _in_thread(
+                functools.partial(
+                    pipeline.publish,
+                    tree,
+                    zip_path,
+                    target,
+                    trust,
+                    store,
+                    dry_run=dry_run,
+                    timeout=timeout,
+                )
+            )
+        return json.dumps(summary.as_dict(), indent=2)
 
     @uncached
     async def deploy(
@@ -400,28 +427,21 @@ class Pakman:
                 endpoint=instellar_endpoint,
             )
         trust = await _trust(public_key, target.identity, skip_verify=False)
-        with tempfile.TemporaryDirectory(prefix="pakman-deploy-") as tmp:
-            tree = await _export(packages, Path(tmp) / "packages")
-            zip_path = None
-            if archive is not None:
-                zip_path = Path(tmp) / pipeline.ARCHIVE_NAME
-                await archive.export(str(zip_path))
-
-            def run() -> str:
-                with _reported():
-                    pushed = pipeline.push(
-                        tree,
-                        zip_path,
-                        target,
-                        trust,
-                        cfg,
-                        instellar,
-                        concurrency=concurrency,
-                        timeout=timeout,
-                    )
-                return json.dumps(pushed.as_dict(), indent=2)
-
-            return await anyio.to_thread.run_sync(run)
+        async with _inputs(packages, archive) as (tree, zip_path):
+            pushed = await _in_thread(
+                functools.partial(
+                    pipeline.push,
+                    tree,
+                    zip_path,
+                    target,
+                    trust,
+                    cfg,
+                    instellar,
+                    concurrency=concurrency,
+                    timeout=timeout,
+                )
+            )
+        return json.dumps(pushed.as_dict(), indent=2)
 
     @uncached
     def keygen(self, repository: Repository) -> dagger.Directory:
