@@ -389,17 +389,25 @@ def test_the_instellar_client_never_follows_a_redirect(
             answer(handler, 307, location=f"{other}/steal")
 
         with http_server(redirect) as api:
-            result = run_pakman(
-                "push",
-                "--packages-dir",
-                str(deployment_files.packages),
-                "--key",
-                str(deployment_files.public_key),
-                env=_push_env(tmp_path, api),
-            )
+            result = push(deployment_files, _push_env(tmp_path, api))
     one_line_error(result, 3, "POST /publish/automation/callback: redirected (307)")
     assert seen == []
     assert AUTH not in result.stdout + result.stderr
+
+
+def push(
+    built: Built, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`pakman push` of a built tree, verified with its key, as a v8 deploy job runs it."""
+    return run_pakman(
+        "push",
+        "--packages-dir",
+        str(built.packages),
+        "--key",
+        str(built.public_key),
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _push_env(tmp_path: Path, endpoint: str) -> dict[str, str]:
@@ -431,13 +439,9 @@ def test_a_token_straddling_the_message_cut_is_redacted_whole(
         api.queued[("POST", "/publish/deployments")] = [
             (422, {"errors": {"detail": "x" * pad + canary}}, {})
         ]
-        result = run_pakman(
-            "push",
-            "--packages-dir",
-            str(deployment_files.packages),
-            "--key",
-            str(deployment_files.public_key),
-            env={**_push_env(tmp_path, api.endpoint), "INSTELLAR_PACKAGE_TOKEN": canary},
+        result = push(
+            deployment_files,
+            {**_push_env(tmp_path, api.endpoint), "INSTELLAR_PACKAGE_TOKEN": canary},
         )
         one_line_error(result, 3, "unexpected status 422")
         assert "ZQ" not in result.stderr, pad
@@ -602,14 +606,7 @@ def test_api_answers_of_the_wrong_shape_are_errors_naming_the_path(
     tmp_path: Path, api: Instellar, deployment_files: Built
 ) -> None:
     api.queued[("GET", f"/publish/deployments/{SHA}")] = [(200, {"data": ["not", "a", "map"]}, {})]
-    result = run_pakman(
-        "push",
-        "--packages-dir",
-        str(deployment_files.packages),
-        "--key",
-        str(deployment_files.public_key),
-        env=_push_env(tmp_path, api.endpoint),
-    )
+    result = push(deployment_files, _push_env(tmp_path, api.endpoint))
     one_line_error(result, 3, f"GET /publish/deployments/{SHA}: unexpected answer")
 
 
@@ -617,14 +614,7 @@ def test_a_deployment_without_an_id_never_posts_to_none(
     tmp_path: Path, api: Instellar, deployment_files: Built
 ) -> None:
     api.queued[("POST", "/publish/deployments")] = [(201, {"data": {"attributes": {}}}, {})]
-    result = run_pakman(
-        "push",
-        "--packages-dir",
-        str(deployment_files.packages),
-        "--key",
-        str(deployment_files.public_key),
-        env=_push_env(tmp_path, api.endpoint),
-    )
+    result = push(deployment_files, _push_env(tmp_path, api.endpoint))
     one_line_error(result, 3, "no usable deployment id")
     assert not [p for p in api.paths() if "None" in p]
 
@@ -675,15 +665,7 @@ def test_retry_after_is_capped(tmp_path: Path, api: Instellar, deployment_files:
     """A server asking for an hour's pause is retried within the backoff cap."""
     busy = (503, {"errors": "busy"}, {"Retry-After": "3600"})
     api.queued[("POST", "/publish/automation/callback")] = [busy, busy]
-    result = run_pakman(
-        "push",
-        "--packages-dir",
-        str(deployment_files.packages),
-        "--key",
-        str(deployment_files.public_key),
-        env=_push_env(tmp_path, api.endpoint),
-        timeout=120,
-    )
+    result = push(deployment_files, _push_env(tmp_path, api.endpoint), timeout=120)
     assert result.returncode == 0, result.stderr
     assert api.paths().count("POST /publish/automation/callback") == 3
 
