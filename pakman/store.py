@@ -410,19 +410,7 @@ class S3Store:
         return remote.sha256 == local.sha256
 
     def put(self, local: LocalObject, progress: Progress | None = None) -> None:
-        if local.path is not None and local.size >= MULTIPART_THRESHOLD:
-            # In parts, one at a time in this worker: memory stays one part per upload.
-            staged = self._start_multipart(local, resumable=False)
-            for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
-                done: Future[dict[str, Any]] = Future()
-                try:
-                    length = min(MULTIPART_CHUNK, local.size - offset)
-                    done.set_result(staged.send(local.path, number, offset, length, progress))
-                except BaseException as error:
-                    done.set_exception(error)
-                staged.parts.append(done)
-            staged.commit()
-            return
+        """One PUT, for objects below the multipart threshold (bigger ones are staged)."""
         if local.body is not None:
             body = local.body
         else:
