@@ -50,6 +50,28 @@ def run_pakman(
     )
 
 
+def run_bootstrap(
+    workspace: Path,
+    home: Path,
+    apk_keys_dir: Path | None = None,
+    private_pem: str | None = None,
+    repository: str = "upmaru/locomo",
+) -> subprocess.CompletedProcess[str]:
+    """`pakman bootstrap` of a workspace, its key (if any) from ABUILD_PRIVATE_KEY."""
+    keys_dir = ["--apk-keys-dir", str(apk_keys_dir)] if apk_keys_dir else []
+    return run_pakman(
+        "bootstrap",
+        "--workspace",
+        str(workspace),
+        "--repository",
+        repository,
+        "--home",
+        str(home),
+        *keys_dir,
+        env={"ABUILD_PRIVATE_KEY": private_pem} if private_pem else None,
+    )
+
+
 @pytest.fixture(scope="session")
 def alpine_root() -> Path:
     """The clean Alpine 3.23 root, built once and cached between runs."""

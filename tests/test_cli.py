@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from pakman import keys
-from tests.conftest import V8_CONFIGS, git_workspace, run_pakman
+from tests.conftest import V8_CONFIGS, git_workspace, run_bootstrap, run_pakman
 
 
 def _workspace(tmp_path: Path, fixture: str = "rails") -> Path:
@@ -70,16 +70,8 @@ def test_bootstrap_options_override_environment(tmp_path: Path) -> None:
 
 def test_bootstrap_with_a_bad_key_writes_nothing(tmp_path: Path) -> None:
     workspace = _workspace(tmp_path)
-    result = run_pakman(
-        "bootstrap",
-        "--workspace",
-        str(workspace),
-        "--repository",
-        "upmaru/locomo",
-        "--home",
-        str(tmp_path / "home"),
-        env={"ABUILD_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nSECRETBITS\n-----END"},
-    )
+    bad = "-----BEGIN PRIVATE KEY-----\nSECRETBITS\n-----END"
+    result = run_bootstrap(workspace, tmp_path / "home", private_pem=bad)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: ABUILD_PRIVATE_KEY: not an unencrypted PEM private key"
     assert not (workspace / ".apk").exists()

@@ -90,6 +90,31 @@ def run(script: Path, socket_path: Path) -> dict[str, str]:
     return dict(item.split("=", 1) for item in result.stdout.split("\0") if item)
 
 
+def source(
+    script: Path, socket_path: Path, then: str, *, options: str = "", path: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Source the script in real bash (after ``options``), then run ``then``."""
+    rig.need_tool("bash")
+    return subprocess.run(
+        ["bash", "-c", f'{options}source "$1"; {then}', "probe", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        env={"PATH": f"{path}/usr/bin:/bin", "LXD_SOCKET": str(socket_path)},
+    )
+
+
+def curl_shim(tmp_path: Path, then: str) -> tuple[Path, Path]:
+    """A curl on PATH that logs its arguments, then runs ``then``; (its folder, the log)."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    log = tmp_path / "curl.log"
+    (shim / "curl").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {log}\n{then}\n')
+    (shim / "curl").chmod(0o755)
+    return shim, log
+
+
 def payload() -> bytes:
     return json.dumps({"data": {"attributes": {"variables": VARIABLES}}}).encode()
 
@@ -224,34 +249,15 @@ def test_sourcing_is_safe_under_set_e(script: Path, servers: Any) -> None:
     routes["/1.0/config/user.managed_by"] = (200, b"instellar")
     routes["/1.0/config/user.INSTELLAR_INSTALLATION_ENDPOINT"] = (200, b"http://127.0.0.1:1/x")
     routes["/1.0/config/user.INSTELLAR_INSTALLATION_DATA"] = (200, b"not base64 !")
-    result = subprocess.run(
-        ["bash", "-c", 'set -euo pipefail; source "$1"; echo reached', "probe", str(script)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-        env={"PATH": "/usr/bin:/bin", "LXD_SOCKET": str(socket_path)},
-    )
+    result = source(script, socket_path, "echo reached", options="set -euo pipefail; ")
     assert (result.returncode, result.stdout) == (0, "reached\n"), result.stderr
 
 
 def test_no_socket_means_no_curl_call(script: Path, tmp_path: Path) -> None:
     """Without the LXD socket there is nothing to ask: curl is never called, so it is never
     handed an empty endpoint."""
-    rig.need_tool("bash")
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    log = tmp_path / "curl.log"
-    (shim / "curl").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {log}\necho >> {log}\n')
-    (shim / "curl").chmod(0o755)
-    result = subprocess.run(
-        ["bash", "-c", 'source "$1"; echo reached', "probe", str(script)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-        env={"PATH": f"{shim}:/usr/bin:/bin", "LXD_SOCKET": str(tmp_path / "no.sock")},
-    )
+    shim, log = curl_shim(tmp_path, f"echo >> {tmp_path / 'curl.log'}")
+    result = source(script, tmp_path / "no.sock", "echo reached", path=f"{shim}:")
     assert result.stdout == "reached\n"
     assert not log.exists(), log.read_text()
 
@@ -267,21 +273,8 @@ def test_the_bot_token_is_not_on_curls_command_line(
     )
     routes["/1.0/config/user.INSTELLAR_BOT_TOKEN"] = (200, b"bot-token-123")
     routes["/installation"] = (200, payload())
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    log = tmp_path / "curl.log"
-    real = rig.need_tool("curl")
-    (shim / "curl").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {log}\nexec {real} "$@"\n')
-    (shim / "curl").chmod(0o755)
-    probe = 'source "$1"; echo "$PLAIN"'
-    result = subprocess.run(
-        ["bash", "-c", probe, "probe", str(script)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-        env={"PATH": f"{shim}:/usr/bin:/bin", "LXD_SOCKET": str(socket_path)},
-    )
-    assert result.stdout == "1\n"
+    shim, log = curl_shim(tmp_path, f'exec {rig.need_tool("curl")} "$@"')
+    result = source(script, socket_path, 'echo "$PLAIN"', path=f"{shim}:")
+    assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
     assert {"path": "/installation", "authorization": "Bearer bot-token-123"} in seen
     assert "bot-token-123" not in log.read_text()

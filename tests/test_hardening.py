@@ -35,6 +35,7 @@ from tests.conftest import (
     V8_CONFIGS,
     Built,
     git_workspace,
+    run_bootstrap,
     run_pakman,
 )
 from tests.servers import Instellar, S3Server, answer, http_server
@@ -468,18 +469,7 @@ def test_keys_are_never_written_through_a_planted_link(tmp_path: Path) -> None:
     for name in (".upmaru-locomo.rsa.tmp", ".upmaru-locomo.rsa.pub.tmp"):
         (home / ".abuild" / name).symlink_to(victim)
     pair = keys.generate(2048)
-    result = run_pakman(
-        "bootstrap",
-        "--workspace",
-        str(workspace),
-        "--repository",
-        "upmaru/locomo",
-        "--home",
-        str(home),
-        "--apk-keys-dir",
-        str(tmp_path / "apk-keys"),
-        env={"ABUILD_PRIVATE_KEY": pair.private_pem.decode()},
-    )
+    result = run_bootstrap(workspace, home, tmp_path / "apk-keys", pair.private_pem.decode())
     assert result.returncode == 0, result.stderr
     assert victim.read_text() == "untouched"
     private = home / ".abuild" / "upmaru-locomo.rsa"
@@ -585,18 +575,7 @@ def test_bootstrap_writes_nothing_unless_it_can_write_everything(tmp_path: Path)
     blocked = tmp_path / "apk-keys"
     blocked.write_text("a file where the folder should be")
     pair = keys.generate(2048)
-    result = run_pakman(
-        "bootstrap",
-        "--workspace",
-        str(workspace),
-        "--repository",
-        "upmaru/locomo",
-        "--home",
-        str(tmp_path / "home"),
-        "--apk-keys-dir",
-        str(blocked),
-        env={"ABUILD_PRIVATE_KEY": pair.private_pem.decode()},
-    )
+    result = run_bootstrap(workspace, tmp_path / "home", blocked, pair.private_pem.decode())
     one_line_error(result, 2, str(blocked))
     assert not (workspace / ".apk").exists() or not any((workspace / ".apk").rglob("APKBUILD"))
     assert not (tmp_path / "home" / ".abuild" / "upmaru-locomo.rsa").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 from pakman import keys
 from pakman.instellar import Client, Storage
 from pakman.store import S3Store
-from tests.conftest import git_workspace, run_pakman
+from tests.conftest import git_workspace, run_bootstrap, run_pakman
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"
 
@@ -31,17 +31,8 @@ def test_bootstrap_leaves_key_material_only_in_the_key_files(tmp_path: Path) -> 
     workspace = git_workspace(tmp_path / "ws")
     pair = keys.generate(2048)
     body = pair.private_pem.decode().splitlines()[1]
-    result = run_pakman(
-        "bootstrap",
-        "--workspace",
-        str(workspace),
-        "--repository",
-        "upmaru/locomo",
-        "--home",
-        str(tmp_path / "home"),
-        "--apk-keys-dir",
-        str(tmp_path / "apk-keys"),
-        env={"ABUILD_PRIVATE_KEY": pair.private_pem.decode()},
+    result = run_bootstrap(
+        workspace, tmp_path / "home", tmp_path / "apk-keys", pair.private_pem.decode()
     )
     assert result.returncode == 0, result.stderr
     assert body not in result.stdout + result.stderr
