@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 RACY_NS = 100_000_000  # 100 ms
-HASHES = ("sha256", "md5", "crc32", "parts", "part_md5")  # what an entry must hold to be used
+HASHES = ("sha256", "md5", "crc32", "parts")  # what an entry must hold to be used
 
 
 def default_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pakman" / "hashes-v2.json"
+    return Path(base) / "pakman" / "hashes-v3.json"
 
 
 class HashCache:

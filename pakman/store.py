@@ -40,22 +40,40 @@ assert MULTIPART_CHUNK % READ_CHUNK == 0
 
 @dataclass(frozen=True)
 class LocalObject:
-    """A file to publish, hashed once: size, SHA-256 and the S3 ETag it will get."""
+    """A file to publish, hashed once: size, SHA-256, CRC-32 and the S3 ETag it will get.
+
+    The SHA-256 names the contents (manifest, object metadata, the archive's key). The
+    CRC-32 is the transfer checksum S3 verifies each body against, as the AWS SDKs and
+    CLI do by default: it costs the client and the server next to nothing.
+    """
 
     key: str
     path: Path | None
     size: int
     sha256: str
-    etag: str | None  # None for multipart-sized objects
+    etag: str | None  # the MD5 a single PUT gets as its ETag; None for multipart sizes
     content_type: str
+    crc32: int
     body: bytes | None = None  # for small generated objects such as the manifest
-    part_sha256: tuple[str, ...] = ()  # base64, per MULTIPART_CHUNK part, for multipart sizes
-    part_md5: tuple[str, ...] = ()  # hex, per part: what S3 answers as each part's ETag
-    crc32: int | None = None  # what a zip entry of this file must record
+    part_crc32: tuple[int, ...] = ()  # per MULTIPART_CHUNK part, for multipart sizes
 
     @property
-    def sha256_b64(self) -> str:
-        return base64.b64encode(bytes.fromhex(self.sha256)).decode()
+    def crc32_b64(self) -> str:
+        return crc32_b64(self.crc32)
+
+    def stored_checksums(self) -> set[str]:
+        """The CRC-32s S3 may report for these bytes: of the whole object, or for a
+        multipart upload the composite (the CRC-32 of the parts' CRC-32s)."""
+        forms = {self.crc32_b64}
+        if self.part_crc32:
+            joined = b"".join(part.to_bytes(4, "big") for part in self.part_crc32)
+            forms.add(crc32_b64(zlib.crc32(joined)))
+        return forms
+
+
+def crc32_b64(crc: int) -> str:
+    """A CRC-32 as S3 writes it in ``x-amz-checksum-crc32``: big-endian, base64."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,7 @@ class RemoteObject:
     size: int
     etag: str | None = None
     sha256: str | None = None  # from the object's metadata, when a HEAD fetched it
+    crc32: str | None = None  # the checksum S3 stored, when a HEAD fetched it
 
 
 CONTENT_TYPES = {
@@ -85,10 +104,12 @@ def content_type(name: str) -> str:
 
 
 def hash_file(path: Path, key: str, cache: HashCache | None = None) -> LocalObject:
-    """Hash a file in one pass: SHA-256, plus the MD5 that is S3's ETag for a single PUT.
+    """Hash a file in one pass: SHA-256 and CRC-32, plus the MD5 that is S3's ETag for a
+    single PUT.
 
     Objects big enough for a multipart upload get no ETag: their ETag depends on the
-    part size, so they are recognised by the SHA-256 stored in their metadata instead.
+    part size, so they are recognised by the SHA-256 stored in their metadata instead,
+    and they get a CRC-32 per part rather than an MD5.
     """
     stat = path.stat()
     hashes = cache.get(path, stat) if cache else None
@@ -103,23 +124,19 @@ def hash_file(path: Path, key: str, cache: HashCache | None = None) -> LocalObje
         hashes["sha256"],
         hashes["md5"] or None,
         content_type(key),
-        part_sha256=tuple(hashes["parts"]),
-        part_md5=tuple(hashes["part_md5"]),
-        crc32=hashes["crc32"],
+        hashes["crc32"],
+        part_crc32=tuple(hashes["parts"]),
     )
 
 
 def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
-    """One read: SHA-256 and CRC-32 of the whole file, and its MD5 or each part's SHA-256
-    and MD5 (what S3 checks a part against, and answers as its ETag)."""
+    """One read: SHA-256 and CRC-32 of the whole file, and its MD5 (below the multipart
+    threshold) or each part's CRC-32 (at or above it)."""
     whole = hashlib.sha256()
     crc = 0
     md5 = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
-    parts: list[str] = []
-    part_md5s: list[str] = []
-    part = hashlib.sha256()
-    part_md5 = hashlib.md5()  # noqa: S324
-    filled = 0
+    parts: list[int] = []
+    part, filled = 0, 0
     with path.open("rb") as handle:
         # READ_CHUNK divides MULTIPART_CHUNK, so a chunk never straddles two parts.
         while chunk := handle.read(READ_CHUNK):
@@ -128,31 +145,26 @@ def _hash_contents(path: Path, multipart: bool) -> dict[str, Any]:
             if md5:
                 md5.update(chunk)
             else:
-                part.update(chunk)
-                part_md5.update(chunk)
+                part = zlib.crc32(chunk, part)
                 filled += len(chunk)
                 if filled == MULTIPART_CHUNK:
-                    parts.append(base64.b64encode(part.digest()).decode())
-                    part_md5s.append(part_md5.hexdigest())
-                    part, part_md5, filled = hashlib.sha256(), hashlib.md5(), 0  # noqa: S324
+                    parts.append(part)
+                    part, filled = 0, 0
     if filled:
-        parts.append(base64.b64encode(part.digest()).decode())
-        part_md5s.append(part_md5.hexdigest())
+        parts.append(part)
     return {
         "sha256": whole.hexdigest(),
         "md5": md5.hexdigest() if md5 else "",
         "crc32": crc,
         "parts": parts,
-        "part_md5": part_md5s,
     }
 
 
 def bytes_object(key: str, body: bytes) -> LocalObject:
     """A small in-memory object (the manifest)."""
-    etag = hashlib.md5(body).hexdigest()  # noqa: S324
-    return LocalObject(
-        key, None, len(body), hashlib.sha256(body).hexdigest(), etag, content_type(key), body
-    )
+    md5 = hashlib.md5(body).hexdigest()  # noqa: S324
+    sha256 = hashlib.sha256(body).hexdigest()
+    return LocalObject(key, None, len(body), sha256, md5, content_type(key), zlib.crc32(body), body)
 
 
 class Store(Protocol):
@@ -355,7 +367,7 @@ class S3Store:
                 connect_timeout=5,
                 read_timeout=60,
                 max_pool_connections=self.concurrency + 4,
-                s3={"addressing_style": style},
+                s3={"addressing_style": style, "payload_signing_enabled": False},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
@@ -404,9 +416,13 @@ class S3Store:
             return False
         if local.etag is not None and remote.etag == local.etag:
             return True
-        # Multipart uploads and encrypting stores report other ETags: ask for our hash.
+        # Multipart uploads and encrypting stores report other ETags: ask for our hash, and
+        # for the checksum the server computed of the bytes it holds, where it keeps one.
         if remote.sha256 is None:
             remote = self.head(remote.key) or remote
+        # Real S3 writes a composite checksum as "<crc>-<parts>".
+        if remote.crc32 is not None and remote.crc32.split("-")[0] not in local.stored_checksums():
+            return False
         return remote.sha256 == local.sha256
 
     def put(self, local: LocalObject, progress: Progress | None = None) -> None:
@@ -417,16 +433,17 @@ class S3Store:
             assert local.path is not None
             body = local.path.read_bytes()
         with self.errors():
-            # The server checks the body against ChecksumSHA256 and rejects a mismatch.
+            # The server checks the body against ChecksumCRC32 and rejects a mismatch.
             answer = self.client.put_object(
                 Bucket=self.bucket,
                 Key=local.key,
                 Body=body,
-                ChecksumSHA256=local.sha256_b64,
+                ChecksumAlgorithm="CRC32",  # names the checksum sent, as the AWS SDKs do
+                ChecksumCRC32=local.crc32_b64,
                 ContentType=local.content_type,
                 Metadata={"sha256": local.sha256},
             )
-        self.confirm(answer, f"PUT {local.key}", local.sha256_b64, local.etag)
+        self.confirm(answer, f"PUT {local.key}", local.crc32_b64, lambda: local.etag)
         if progress:
             progress(local.size)
 
@@ -452,7 +469,7 @@ class S3Store:
                     Key=local.key,
                     ContentType=local.content_type,
                     Metadata={"sha256": local.sha256},
-                    ChecksumAlgorithm="SHA256",
+                    ChecksumAlgorithm="CRC32",
                 )
             upload_id = created.get("UploadId")
             if not isinstance(upload_id, str) or not upload_id:
@@ -462,11 +479,19 @@ class S3Store:
                 )
         return _Multipart(self, local, upload_id, uploaded=uploaded, keep_on_failure=resumable)
 
-    def _unfinished(self, key: str) -> tuple[str | None, dict[int, tuple[str, int]]]:
-        """The newest unfinished multipart upload of ``key`` and its parts (ETag, size)."""
+    def _unfinished(self, key: str) -> tuple[str | None, dict[int, UploadedPart]]:
+        """The newest unfinished CRC-32 multipart upload of ``key`` and its parts.
+
+        Uploads with another checksum algorithm (or none) cannot take CRC-32 parts, so
+        they are left alone.
+        """
         with self.errors():
             listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-            uploads = [u for u in listing.get("Uploads", []) if u.get("Key") == key]
+            uploads = [
+                u
+                for u in listing.get("Uploads", [])
+                if u.get("Key") == key and u.get("ChecksumAlgorithm") == "CRC32"
+            ]
             if not uploads:
                 return None, {}
             upload_id = max(uploads, key=lambda u: u["Initiated"])["UploadId"]
@@ -474,7 +499,9 @@ class S3Store:
             paginator = self.client.get_paginator("list_parts")
             for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
                 for part in page.get("Parts", []):
-                    parts[part["PartNumber"]] = (part["ETag"].strip('"'), part["Size"])
+                    parts[part["PartNumber"]] = UploadedPart(
+                        part["ETag"].strip('"'), part["Size"], part.get("ChecksumCRC32")
+                    )
         return upload_id, parts
 
     def get(self, key: str) -> bytes | None:
@@ -493,7 +520,7 @@ class S3Store:
 
         with self.errors():
             try:
-                head = self.client.head_object(Bucket=self.bucket, Key=key)
+                head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
             except ClientError as error:
                 if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                     return None
@@ -503,6 +530,7 @@ class S3Store:
             head["ContentLength"],
             head.get("ETag", "").strip('"'),
             head.get("Metadata", {}).get("sha256"),
+            head.get("ChecksumCRC32"),
         )
 
     def delete(self, key: str) -> None:
@@ -516,16 +544,17 @@ class S3Store:
     def check_deadline(self) -> None:
         _check_deadline(self.deadline, self.describe())
 
-    def confirm(self, answer: Any, what: str, sha256_b64: str, md5: str | None) -> None:
-        """The server must confirm the bytes it stored: its SHA-256 echo or its ETag (MD5).
+    def confirm(self, answer: Any, what: str, crc32: str, md5: Callable[[], str | None]) -> None:
+        """The server must confirm the bytes it stored: its CRC-32 echo or its ETag (MD5).
 
         An endpoint that answers 200 to anything (a captive portal, a misrouted proxy)
-        confirms neither, and nothing is reported as uploaded that was not.
+        confirms neither, and nothing is reported as uploaded that was not. The MD5 is
+        only computed for a server that does not echo checksums.
         """
         answer = answer if isinstance(answer, dict) else {}
-        echoed = answer.get("ChecksumSHA256")
+        echoed = answer.get("ChecksumCRC32")
         etag = str(answer.get("ETag") or "").strip('"')
-        if echoed == sha256_b64 or (not echoed and md5 is not None and etag == md5):
+        if echoed == crc32 or (not echoed and etag and etag == md5()):
             return
         raise PublishError(
             f"storage {self.describe()}: the answer to {what} does not confirm the bytes sent"
@@ -534,13 +563,29 @@ class S3Store:
         )
 
 
+@dataclass(frozen=True)
+class UploadedPart:
+    """A part an earlier, interrupted run sent, as ListParts reports it."""
+
+    etag: str
+    size: int
+    crc32: str | None  # base64, when the server reports part checksums
+
+    def holds(self, data: bytes, crc32: str) -> bool:
+        if len(data) != self.size:
+            return False
+        if self.crc32 is not None:
+            return self.crc32 == crc32
+        return self.etag == hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part ETag
+
+
 @dataclass
 class _Multipart:
     store: S3Store
     local: LocalObject
     upload_id: str
     parts: list[Future[dict[str, Any]]] = field(default_factory=list)
-    uploaded: dict[int, tuple[str, int]] = field(default_factory=dict)  # from a run before
+    uploaded: dict[int, UploadedPart] = field(default_factory=dict)  # from a run before
     keep_on_failure: bool = False
     reused: int = 0
 
@@ -550,22 +595,14 @@ class _Multipart:
         with path.open("rb") as handle:
             handle.seek(offset)
             data = handle.read(length)
-        known = self.local.part_sha256
-        checksum = (
-            known[number - 1]
-            if len(known) >= number
-            else base64.b64encode(hashlib.sha256(data).digest()).decode()
-        )
-        known_md5 = self.local.part_md5
-        md5 = (
-            known_md5[number - 1] if len(known_md5) >= number else hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part ETag
-        )
+        known = self.local.part_crc32
+        checksum = crc32_b64(known[number - 1] if len(known) >= number else zlib.crc32(data))
         earlier = self.uploaded.get(number)
-        if earlier and earlier == (md5, length):
+        if earlier and earlier.holds(data, checksum):
             self.reused += 1
             if progress:
                 progress(length)
-            return {"ETag": f'"{earlier[0]}"', "PartNumber": number, "ChecksumSHA256": checksum}
+            return {"ETag": f'"{earlier.etag}"', "PartNumber": number, "ChecksumCRC32": checksum}
         with self.store.errors():
             answer = self.store.client.upload_part(
                 Bucket=self.store.bucket,
@@ -573,12 +610,18 @@ class _Multipart:
                 UploadId=self.upload_id,
                 PartNumber=number,
                 Body=data,
-                ChecksumSHA256=checksum,
+                ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=checksum,
             )
-        self.store.confirm(answer, f"part {number} of {self.local.key}", checksum, md5)
+        self.store.confirm(
+            answer,
+            f"part {number} of {self.local.key}",
+            checksum,
+            lambda: hashlib.md5(data).hexdigest(),  # noqa: S324 - S3's part ETag
+        )
         if progress:
             progress(length)
-        return {"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
+        return {"ETag": answer["ETag"], "PartNumber": number, "ChecksumCRC32": checksum}
 
     def commit(self) -> None:
         try:

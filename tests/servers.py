@@ -174,7 +174,10 @@ class FaultProxy:
     """Forwards HTTP requests to ``upstream``; every ``every``-th request meets a fault.
 
     modes: ``reset`` (half before the server sees the request, half after it applied it),
-    ``503`` (S3's SlowDown), ``delay`` (each request waits ``delay`` seconds).
+    ``503`` (S3's SlowDown), ``delay`` (each request waits ``delay`` seconds); and, for
+    every request, ``plain`` (answers lose their ``x-amz-checksum-*`` headers, as from a
+    store without checksum support) and ``corrupt`` (``plain``, and every uploaded body
+    has its last byte flipped on the way).
     """
 
     upstream: int
@@ -270,6 +273,8 @@ class FaultProxy:
         if not upstream_box:
             upstream_box.append(socket.create_connection(("127.0.0.1", self.upstream)))
         upstream = upstream_box[0]
+        if self.mode == "corrupt" and head.startswith(b"PUT ") and body:
+            body = body[:-1] + bytes([body[-1] ^ 1])
         upstream.sendall(head + body)
         response_head = _read_until(upstream, outbound, b"\r\n\r\n")
         if response_head is None:
@@ -282,6 +287,8 @@ class FaultProxy:
             self._count()
             _reset(client)  # the server applied it; the client never hears back
             return False
+        if self.mode in ("plain", "corrupt"):
+            response_head = re.sub(rb"(?im)^x-amz-checksum-[^\r\n]*\r\n", b"", response_head)
         client.sendall(response_head + response_body)
         return True
 

@@ -409,43 +409,77 @@ def test_terminal_gets_a_byte_progress_bar(tmp_path: Path, deployment_files: Bui
     assert b"uploaded 10 object(s)" in stdout
 
 
+def big_object(tmp_path: Path, name: str = "packages.zip") -> tuple[LocalObject, bytes]:
+    """A file just over the multipart threshold, hashed, under its content-addressed key."""
+    from pakman.store import MULTIPART_CHUNK, hash_file
+
+    big = tmp_path / name
+    big.write_bytes(os.urandom(4 * MULTIPART_CHUNK + 1234))
+    hashed = hash_file(big, "x")
+    return dataclasses.replace(hashed, key=f"archives/{hashed.sha256}/{name}"), big.read_bytes()
+
+
+def stage_and_commit(store: S3Store, local: LocalObject) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        staged = store.stage(local, pool)
+        staged.commit()
+    return staged
+
+
+def interrupted_upload(
+    server: S3Server, bucket: str, local: LocalObject, data: bytes, algorithm: str
+) -> str:
+    """What a killed run leaves: a multipart upload with parts 1 and 2 of the data and a
+    part 3 that does not match it."""
+    from pakman.store import MULTIPART_CHUNK
+
+    client = server.client()
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key=local.key, ChecksumAlgorithm=algorithm
+    )
+    for number in (1, 2, 3):
+        part = data[(number - 1) * MULTIPART_CHUNK : number * MULTIPART_CHUNK]
+        if number == 3:
+            part = os.urandom(len(part))
+        client.upload_part(
+            Bucket=bucket, Key=local.key, UploadId=upload["UploadId"], PartNumber=number, Body=part
+        )
+    return str(upload["UploadId"])
+
+
 def test_interrupted_archive_upload_resumes_its_parts(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """A killed run leaves a multipart upload of the (content-addressed) archive; the next
     run re-uses the parts already sent and completes it."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pakman.store import MULTIPART_CHUNK, hash_file
-
-    big = tmp_path / "packages.zip"
-    big.write_bytes(os.urandom(4 * MULTIPART_CHUNK + 1234))  # just over the threshold
-    hashed = hash_file(big, "x")
-    local = dataclasses.replace(hashed, key=f"archives/{hashed.sha256}/packages.zip")
+    local, data = big_object(tmp_path)
+    interrupted_upload(s3_server, bucket, local, data, "CRC32")
+    staged = stage_and_commit(store_for(s3_server, bucket), local)
+    assert staged.reused == 2  # part 3 did not match: sent again
     client = s3_server.client()
-    # The interrupted run: it started the upload and sent three of five parts.
-    upload = client.create_multipart_upload(
-        Bucket=bucket, Key=local.key, ChecksumAlgorithm="SHA256"
-    )
-    data = big.read_bytes()
-    for number in (1, 2, 3):
-        part = data[(number - 1) * MULTIPART_CHUNK : number * MULTIPART_CHUNK]
-        if number == 3:
-            part = os.urandom(len(part))  # a part that does not match: sent again
-        client.upload_part(
-            Bucket=bucket, Key=local.key, UploadId=upload["UploadId"], PartNumber=number, Body=part
-        )
-    store = store_for(s3_server, bucket)
-    with ThreadPoolExecutor(4) as pool:
-        staged = store.stage(local, pool)
-        staged.commit()
-    assert staged.reused == 2  # type: ignore[attr-defined]
     body = client.get_object(Bucket=bucket, Key=local.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == local.sha256
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_an_upload_with_another_checksum_is_not_resumed(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Its parts could not be completed beside CRC-32 ones: a fresh upload is made."""
+    local, data = big_object(tmp_path)
+    old = interrupted_upload(s3_server, bucket, local, data, "SHA256")
+    staged = stage_and_commit(store_for(s3_server, bucket), local)
+    assert staged.reused == 0
+    assert staged.upload_id != old
+    body = s3_server.client().get_object(Bucket=bucket, Key=local.key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == local.sha256
+
+
 def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
+    import zlib
+
     from pakman.hashcache import HashCache
     from pakman.store import MULTIPART_CHUNK, hash_file
 
@@ -453,15 +487,106 @@ def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
     data = os.urandom(4 * MULTIPART_CHUNK + 99)
     big.write_bytes(data)
     expected = tuple(
-        base64.b64encode(hashlib.sha256(data[i : i + MULTIPART_CHUNK]).digest()).decode()
-        for i in range(0, len(data), MULTIPART_CHUNK)
+        zlib.crc32(data[i : i + MULTIPART_CHUNK]) for i in range(0, len(data), MULTIPART_CHUNK)
     )
     cache = HashCache(tmp_path / "cache.json")
     hashed = hash_file(big, "k", cache)
-    assert hashed.part_sha256 == expected
+    assert hashed.part_crc32 == expected
     assert hashed.sha256 == hashlib.sha256(data).hexdigest()
+    assert hashed.crc32 == zlib.crc32(data)
     assert hashed.etag is None  # multipart-sized: recognised by its sha256 metadata
     small = tmp_path / "small.apk"
     small.write_bytes(b"abc")
     assert hash_file(small, "s").etag == hashlib.md5(b"abc").hexdigest()
-    assert hash_file(small, "s").part_sha256 == ()
+    assert hash_file(small, "s").part_crc32 == ()
+
+
+def test_every_upload_carries_a_crc32_the_server_keeps(
+    s3_server: S3Server, bucket: str, deployment_files: Built, tmp_path: Path
+) -> None:
+    """Single PUTs carry the object's CRC-32, multipart uploads each part's: S3 checks the
+    bytes against them and keeps the (composite) checksum."""
+    import zlib
+
+    from pakman.store import MULTIPART_CHUNK
+
+    publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT,
+            store_for(s3_server, bucket))  # fmt: skip
+    local, _ = big_object(tmp_path)
+    stage_and_commit(store_for(s3_server, bucket), local)
+    client = s3_server.client()
+    for key, body in objects(s3_server, bucket).items():
+        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        if key == local.key:
+            parts = b"".join(
+                zlib.crc32(body[i : i + MULTIPART_CHUNK]).to_bytes(4, "big")
+                for i in range(0, len(body), MULTIPART_CHUNK)
+            )
+            expected = zlib.crc32(parts)
+        else:
+            expected = zlib.crc32(body)
+        stored = head.get("ChecksumCRC32", "").split("-")[0]
+        assert stored == base64.b64encode(expected.to_bytes(4, "big")).decode(), key
+
+
+def test_multipart_object_with_our_sha256_but_other_bytes_is_sent_again(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Metadata is only a claim: the checksum S3 computed of the stored bytes decides."""
+    local, data = big_object(tmp_path)
+    forged = dataclasses.replace(local, path=tmp_path / "forged")
+    assert forged.path is not None
+    forged.path.write_bytes(os.urandom(len(data)))  # same size, other bytes
+    forged = dataclasses.replace(forged, part_crc32=())  # parts hashed as they go
+    store = store_for(s3_server, bucket)
+    stage_and_commit(store, forged)  # stored under local's key, with local's sha256 metadata
+    remote = store.head(local.key)
+    assert remote is not None
+    assert remote.sha256 == local.sha256
+    assert not store.matches(local, remote)
+    stage_and_commit(store, local)
+    remote = store.head(local.key)
+    assert remote is not None
+    assert store.matches(local, remote)
+
+
+def test_a_store_without_checksums_is_confirmed_by_etag(
+    s3_server: S3Server, bucket: str, deployment_files: Built, tmp_path: Path
+) -> None:
+    """Stores that ignore checksums still answer an MD5 ETag: single PUTs and parts are
+    confirmed by it (computed only then)."""
+    proxy = FaultProxy(s3_server.port, "plain").start()
+    try:
+        store = store_for(s3_server, bucket, proxy.endpoint)
+        summary = publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, store)
+        assert len(summary.uploaded) == deployment_files.files + 2
+        assert_complete(s3_server, bucket, deployment_files)
+        local, data = big_object(tmp_path)
+        staged = stage_and_commit(store, local)
+    finally:
+        proxy.stop()
+    assert len(staged.parts) == 5
+    assert s3_server.client().get_object(Bucket=bucket, Key=local.key)["Body"].read() == data
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_bytes_changed_on_the_way_are_refused(
+    s3_server: S3Server, bucket: str, deployment_files: Built, tmp_path: Path, multipart: bool
+) -> None:
+    """A store that neither checks nor echoes checksums, and stored other bytes than were
+    sent: its ETag gives it away, and no manifest is written."""
+    proxy = FaultProxy(s3_server.port, "corrupt").start()
+    try:
+        store = store_for(s3_server, bucket, proxy.endpoint, max_attempts=1)
+        files = deployment_files
+        send: Any = (
+            (lambda: stage_and_commit(store, big_object(tmp_path)[0]))
+            if multipart
+            else (lambda: publish(files.packages, files.archive, DEPLOYMENT, store))
+        )
+        with pytest.raises(PublishError, match="does not confirm the bytes sent"):
+            send()
+    finally:
+        proxy.stop()
+    listing = s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert PREFIX + "manifest.json" not in {o["Key"] for o in listing}
