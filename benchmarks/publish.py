@@ -8,20 +8,26 @@ pakman runs as a user runs it: with verification (`--key`) and the zip from merg
 - unchanged re-publish against `aws s3 sync` (target <= 0.5x);
 - peak memory (VmHWM) of pakman publish.
 
-Each round makes fresh buckets and rotates the tools' order; figures are medians.
+Each round makes fresh buckets and rotates the tools' order; figures are medians. pakman's
+modules are byte-compiled first, as an installed pakman's are (awscli's are too). The CPU
+seconds of each tool and of the moto server during its run are printed beside the times:
+on a small machine the server's share decides the wall time.
 
 Run: python benchmarks/publish.py [packages] [big MB] [rounds]
 """
 
 from __future__ import annotations
 
+import compileall
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,23 +36,44 @@ from pakman import keys, merge
 from tests.apkfactory import SigningKey, make_package, write_repo
 from tests.servers import moto_server
 
-# Runs the CLI and prints its peak RSS (KiB) on the last line of stderr.
+# The `pakman` command (pakman.cli.run), printing its peak RSS (KiB) as its last line.
 PEAK_RSS = """
-import re, sys
+import os, re, sys
 from pakman.cli import main
 status = main(sys.argv[1:])
 print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1), file=sys.stderr)
-sys.exit(status)
+sys.stderr.flush()
+os._exit(status)
 """
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu: float  # the tool's own CPU seconds
+    server_cpu: float  # moto's CPU seconds meanwhile
+    stderr: str
+
+
+def timed(cmd: list[str], env: dict[str, str], server: int) -> Run:
+    cpu, served = children_cpu(), server_cpu(server)
     start = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{cmd[:4]} failed: {result.stderr[-800:]}")
-    return elapsed, result.stderr
+    return Run(elapsed, children_cpu() - cpu, server_cpu(server) - served, result.stderr)
 
 
 def tool(name: str) -> str:
@@ -76,6 +103,8 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     big_mb = int(sys.argv[2]) if len(sys.argv) > 2 else 150
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    # As installed: pip byte-compiles a wheel's modules, an editable checkout has none.
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "pakman", quiet=1)
     with tempfile.TemporaryDirectory(prefix="pakman-bench-") as tmp, moto_server() as s3:
         data = Path(tmp) / "data"
         public = generate(data, count, big_mb)
@@ -125,8 +154,8 @@ def main() -> None:
                 s3.endpoint,
             ]
 
-        first: dict[str, list[float]] = {"pakman publish": [], "aws s3 cp --recursive": []}
-        again: dict[str, list[float]] = {"pakman publish": [], "aws s3 sync": []}
+        first: dict[str, list[Run]] = {"pakman publish": [], "aws s3 cp --recursive": []}
+        again: dict[str, list[Run]] = {"pakman publish": [], "aws s3 sync": []}
         peaks: list[int] = []
         for round_ in range(rounds):
             # A cold hash and verification cache for every first publish.
@@ -138,23 +167,32 @@ def main() -> None:
                 bucket = f"b{round_}-{len(buckets)}"
                 client.create_bucket(Bucket=bucket)
                 buckets[name] = bucket
-                seconds, stderr = timed(command(bucket), env)
-                first[name].append(seconds)
+                run = timed(command(bucket), env, s3.pid)
+                first[name].append(run)
                 if name == "pakman publish":
-                    peaks.append(int(stderr.strip().splitlines()[-1]))
+                    peaks.append(int(run.stderr.strip().splitlines()[-1]))
             unchanged = [
                 ("pakman publish", pakman(buckets["pakman publish"])),
                 ("aws s3 sync", aws("sync", buckets["aws s3 cp --recursive"])),
             ]
             for name, argv in unchanged[round_ % 2 :] + unchanged[: round_ % 2]:
-                again[name].append(timed(argv, env)[0])
+                again[name].append(timed(argv, env, s3.pid))
 
-        med = {name: statistics.median(times) for name, times in first.items()}
-        for name, value in med.items():
-            print(f"first publish {name:<22} {value:6.2f} s  {total / 1e6 / value:6.1f} MB/s")
-        med_again = {name: statistics.median(times) for name, times in again.items()}
-        for name, value in med_again.items():
-            print(f"unchanged     {name:<22} {value:6.2f} s")
+        def report(label: str, runs: dict[str, list[Run]]) -> dict[str, float]:
+            medians = {}
+            for name, done in runs.items():
+                seconds = statistics.median(r.seconds for r in done)
+                cpu = statistics.median(r.cpu for r in done)
+                served = statistics.median(r.server_cpu for r in done)
+                medians[name] = seconds
+                print(
+                    f"{label:<14}{name:<22} {seconds:6.2f} s  {total / 1e6 / seconds:6.1f} MB/s"
+                    f"  CPU: tool {cpu:5.2f} s, moto {served:5.2f} s"
+                )
+            return medians
+
+        med = report("first publish", first)
+        med_again = report("unchanged", again)
         ratio_first = med["pakman publish"] / med["aws s3 cp --recursive"]
         ratio_again = med_again["pakman publish"] / med_again["aws s3 sync"]
         print(f"ratio first publish (verified) / aws cp:  {ratio_first:5.2f}x (target <= 0.8x)")

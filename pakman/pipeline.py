@@ -165,28 +165,15 @@ def merge(
 def archive_for(
     tree: Path, archive: Path | None, log: Log = _quiet, cache: HashCache | None = None
 ) -> Iterator[Path]:
-    """The archive to ship: the one given, else a deterministic zip of ``tree``.
-
-    A zip made here holds the tree by construction: the cache is told so, and publish does
-    not read it back member by member.
-    """
+    """The archive to ship: the one given, else a deterministic zip of ``tree``, kept in
+    the cache and used again while the tree is unchanged (:mod:`pakman.archive`)."""
     if archive is not None:
         yield archive
         return
-    import tempfile
+    from pakman.archive import made
 
-    from pakman import merge as merge_module
-    from pakman.hashcache import fact
-    from pakman.tree import files
-
-    with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
-        made = Path(tmp) / ARCHIVE_NAME
-        merged = merge_module.collect([tree])
-        digest = merge_module.write_zip(merged, made)
-        if cache is not None:
-            cache.remember(fact("archive", [made, *files(tree)])[0], 0)
-        log(f"no archive given: made {ARCHIVE_NAME} from the packages tree (sha256 {digest})")
-        yield made
+    with made(tree, cache, log) as zip_path:
+        yield zip_path
 
 
 def v8_archive(given: str, home: Path) -> Path | None:

@@ -19,19 +19,27 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pakman import tree
 from pakman.errors import ConfigError, PublishError
 from pakman.hashcache import HashCache, default_path, fact
 from pakman.identity import Identity
-from pakman.store import MULTIPART_THRESHOLD, LocalObject, Store, bytes_object, hash_file
+from pakman.store import (
+    MULTIPART_THRESHOLD,
+    LocalObject,
+    RemoteObject,
+    Store,
+    bytes_object,
+    hash_file,
+)
 
+T = TypeVar("T")
 MANIFEST = "manifest.json"
 # Given the total bytes, a context that yields the per-chunk progress callback.
 ProgressFactory = Callable[[int], AbstractContextManager[Callable[[int], None] | None]]
@@ -237,9 +245,23 @@ def _existing_manifest(store: Store, key: str) -> dict[str, Any] | None:
     return existing if isinstance(existing, dict) else None
 
 
-def reconcile(plan: Plan, store: Store) -> Plan:
-    """One listing per prefix: skip every object whose size and checksum already match."""
-    remote = store.list(plan.deployment.prefix)
+@dataclass(frozen=True)
+class Survey:
+    """What storage holds for a deployment: one listing of its prefix, and its manifest."""
+
+    objects: dict[str, RemoteObject]
+    manifest: dict[str, Any] | None
+
+
+def survey(store: Store, deployment: Deployment) -> Survey:
+    """Read what storage holds; it needs no hashes, so it can run while files hash."""
+    return Survey(store.list(deployment.prefix), _existing_manifest(store, deployment.manifest_key))
+
+
+def reconcile(plan: Plan, store: Store, seen: Survey | None = None) -> Plan:
+    """Skip every object whose size and checksum already match what storage holds."""
+    seen = seen or survey(store, plan.deployment)
+    remote = dict(seen.objects)
     archived = store.head(plan.archive.key)
     if archived is not None:
         remote[archived.key] = archived
@@ -248,7 +270,7 @@ def reconcile(plan: Plan, store: Store) -> Plan:
         for local in (*plan.packages, plan.archive)
         if local.key in remote and store.matches(local, remote[local.key])
     }
-    existing = _existing_manifest(store, plan.deployment.manifest_key)
+    existing = None if seen.manifest is None else dict(seen.manifest)
     stale = False
     if existing is not None:
         existing.pop("created_at", None)
@@ -313,34 +335,31 @@ def execute(
     def pending(local: LocalObject) -> bool:
         return local.key not in plan.skip and not dry_run
 
-    # Big objects go up in parts spread over the pool, like the archive, not one part at a
-    # time in one worker; each completes (becomes visible) in commit order below.
+    # Big objects go up in parts spread over the pool, queued first because they take
+    # longest; each multipart upload completes as soon as its own parts are in, beside the
+    # small uploads. Objects may become visible in any order: the archive's key names its
+    # content, and only the manifest, written last, says the deployment is whole.
     big = [p for p in plan.packages if p.size >= MULTIPART_THRESHOLD and pending(p)]
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        small = [pool.submit(upload, p) for p in plan.packages if p not in big]
-        staged = [(p, store.stage(p, pool, progress)) for p in big]
-        if pending(plan.archive):
-            staged.append((plan.archive, store.stage(plan.archive, pool, progress)))
+    if pending(plan.archive):
+        big.append(plan.archive)
+    with (
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
+        ThreadPoolExecutor(max_workers=max(1, len(big))) as completing,
+    ):
+        staged = [(local, store.stage(local, pool, progress)) for local in big]
+        committed = [completing.submit(st.commit) for _, st in staged]
+        small = [pool.submit(upload, p) for p in (*plan.packages, plan.archive) if p not in big]
         try:
-            for future in small:
-                future.result()  # the first failure stops here: nothing after it commits
-            # The multipart uploads complete side by side: the archive's key names its
-            # content, and only the manifest, written last, says the deployment is whole.
-            with ThreadPoolExecutor(max_workers=max(1, len(staged))) as completing:
-                for future in [completing.submit(st.commit) for _, st in staged]:
-                    future.result()
-            for local, _ in staged:
-                record(local)
+            for future in (*small, *committed):
+                future.result()  # the first failure stops here, before the manifest
         except BaseException:
             for future in small:
                 future.cancel()
             for _, upload_staged in staged:
                 upload_staged.abort()
             raise
-        if not pending(plan.archive):
-            if progress:
-                progress(plan.archive.size)
-            record(plan.archive)
+        for local, _ in staged:
+            record(local)
     manifest_key = plan.deployment.manifest_key
     body = {**manifest_body(plan), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     manifest = bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode())
@@ -384,6 +403,20 @@ def confirm_stored(plan: Plan, store: Store) -> None:
         )
 
 
+def _in_background(work: Callable[[], T]) -> Future[T]:
+    """Run ``work`` on a daemon thread: a run that fails locally first does not wait for it."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as error:  # handed to the thread that waits
+            future.set_exception(error)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
 def publish(
     packages_dir: Path,
     archive: Path,
@@ -404,17 +437,26 @@ def publish(
     """
     workers = min(4, os.cpu_count() or 1)
     cache = cache or HashCache(default_path())
+
+    def look() -> Survey | None:
+        if not dry_run:
+            store.ensure_ready(create_bucket)
+        try:
+            return survey(store, deployment)
+        except PublishError:
+            if dry_run and create_bucket:
+                return None  # the store does not exist yet: everything would be uploaded
+            raise
+
+    # The requests that read storage wait on the network while the files hash. Making the
+    # client is CPU work in Python, so it comes first rather than beside the hashing. Only
+    # reads (and --create-bucket) happen before the files are known to be good.
+    store.connect()
+    looking = _in_background(look)
     local = plan(packages_dir, archive, deployment, workers=workers, cache=cache)
     cache.save()
-    if not dry_run:
-        store.ensure_ready(create_bucket)
-    try:
-        reconciled = reconcile(local, store)
-    except PublishError:
-        if dry_run and create_bucket:
-            reconciled = local  # the store does not exist yet: everything would be uploaded
-        else:
-            raise
+    seen = looking.result()
+    reconciled = local if seen is None else reconcile(local, store, seen)
     total = sum(o.size for o in (*local.packages, local.archive))
     bar = progress_factory(total) if progress_factory else contextlib.nullcontext(None)
     with bar as progress:

@@ -172,6 +172,8 @@ class Store(Protocol):
 
     def describe(self) -> str: ...
 
+    def connect(self) -> None: ...
+
     def ensure_ready(self, create: bool) -> None: ...
 
     def list(self, prefix: str) -> dict[str, RemoteObject]: ...
@@ -241,6 +243,9 @@ class FileStore:
 
     def check_deadline(self) -> None:
         _check_deadline(self.deadline, self.describe())
+
+    def connect(self) -> None:
+        pass
 
     def ensure_ready(self, create: bool) -> None:
         if not self.root.is_dir():
@@ -386,6 +391,10 @@ class S3Store:
                 ),
             )
         return self._client
+
+    def connect(self) -> None:
+        """Make the client (botocore's import and models): CPU work, no request."""
+        _ = self.client
 
     def ensure_ready(self, create: bool) -> None:
         if not create:

@@ -46,6 +46,7 @@ class S3Server:
     port: int
     access_key_id: str
     secret_access_key: str
+    pid: int = 0  # the server process, for benchmarks that read its CPU time
 
     def client(self) -> Any:
         return boto3.client(
@@ -84,7 +85,9 @@ def moto_server(auth: bool = False) -> Iterator[S3Server]:
         wait_for_port(port)
         endpoint = f"http://127.0.0.1:{port}"
         if not auth:
-            yield S3Server(endpoint, port, "AKIAMOTOTESTKEY00001", "moto-secret-Zq8x/T3st+Key")
+            yield S3Server(
+                endpoint, port, "AKIAMOTOTESTKEY00001", "moto-secret-Zq8x/T3st+Key", process.pid
+            )
             return
         iam = boto3.client(
             "iam",
@@ -102,7 +105,7 @@ def moto_server(auth: bool = False) -> Iterator[S3Server]:
             UserName="publisher", PolicyName="all", PolicyDocument=json.dumps(policy)
         )
         key = iam.create_access_key(UserName="publisher")["AccessKey"]
-        yield S3Server(endpoint, port, key["AccessKeyId"], key["SecretAccessKey"])
+        yield S3Server(endpoint, port, key["AccessKeyId"], key["SecretAccessKey"], process.pid)
     finally:
         process.terminate()
         process.wait(10)

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from pakman import keys
 from tests.conftest import V8_CONFIGS, git_workspace, run_bootstrap, run_pakman
@@ -121,3 +124,38 @@ def test_check_and_bootstrap_do_not_import_boto3_or_cryptography() -> None:
         check=True,
     )
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_command_exits_with_its_status_and_its_output_complete(tmp_path: Path) -> None:
+    """`pakman` skips the interpreter's teardown, but only after flushing what it printed."""
+    config = str(V8_CONFIGS / "rails.yml")
+    ok = run_pakman("check", "--config", config)
+    assert ok.returncode == 0
+    assert ok.stdout.strip() == f"{config}: ok (default package, 2 arch)"
+    bad = run_pakman("check", "--config", str(tmp_path / "missing.yml"))
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+def test_a_closed_output_pipe_is_an_exit_code_not_a_traceback(buffered: bool) -> None:
+    """Buffered, the write fails at the final flush (exit 120, as Python's own); unbuffered,
+    inside the command (one error line)."""
+    read, write = os.pipe()
+    os.close(read)  # like `pakman check | true`
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pakman.cli", "check", "--config", str(V8_CONFIGS / "rails.yml")],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"},
+    )
+    os.close(write)
+    assert "Traceback" not in result.stderr
+    if buffered:
+        assert result.returncode == 120
+    else:
+        assert result.returncode == 2
+        assert result.stderr == "error: Broken pipe (PAKMAN_DEBUG=1 shows a traceback)\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +129,68 @@ def test_an_archive_is_made_when_none_is_given(deployment_files: Built, tmp_path
     assert "no archive given" in logged[0]
     with pipeline.archive_for(deployment_files.packages, deployment_files.archive) as given:
         assert given == deployment_files.archive
+
+
+def test_a_made_archive_is_kept_and_used_again_while_the_tree_is_unchanged(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    from pakman.hashcache import HashCache
+
+    cache = HashCache(tmp_path / "cache" / "hashes.json")
+    logged: list[str] = []
+    tree = deployment_files.packages
+    with pipeline.archive_for(tree, None, logged.append, cache) as first:
+        assert first.read_bytes() == deployment_files.archive.read_bytes()
+        made = first.stat()
+    assert first.parent == tmp_path / "cache" / "made"
+    with pipeline.archive_for(tree, None, logged.append, cache) as again:
+        assert again == first
+        assert again.stat().st_mtime_ns == made.st_mtime_ns  # not written again
+    assert "made packages.zip" in logged[0]
+    assert "made from this unchanged tree before" in logged[1]
+    # A changed tree gets a new zip; the old one stays until it is a minute old.
+    (tree / "acme" / "x86_64" / "app0-1.0.0-r0.apk").touch()
+    with pipeline.archive_for(tree, None, logged.append, cache) as changed:
+        assert changed != first
+    assert first.exists()
+    old = time.time() - 120
+    os.utime(first, (old, old))
+    os.utime(changed, (old, old))
+    (tree / "acme" / "x86_64" / "app1-1.0.0-r0.apk").touch()
+    with first.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)  # another run is shipping it
+        with pipeline.archive_for(tree, None, logged.append, cache) as newest:
+            assert newest.read_bytes() == deployment_files.archive.read_bytes()
+    assert first.exists()  # held: kept
+    assert not changed.exists()  # old and free: removed
+    assert sorted(p.name for p in first.parent.iterdir()) == sorted([first.name, newest.name])
+
+
+def test_a_kept_archive_that_was_changed_is_made_again(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    from pakman.hashcache import HashCache
+
+    cache = HashCache(tmp_path / "cache" / "hashes.json")
+    tree = deployment_files.packages
+    with pipeline.archive_for(tree, None, cache=cache) as first:
+        pass
+    first.write_bytes(b"not the zip any more")
+    with pipeline.archive_for(tree, None, cache=cache) as again:
+        assert again.read_bytes() == deployment_files.archive.read_bytes()
+
+
+def test_an_unwritable_cache_gets_a_temporary_archive(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    from pakman.hashcache import HashCache
+
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder would be")
+    cache = HashCache(blocked / "hashes.json")
+    with pipeline.archive_for(deployment_files.packages, None, cache=cache) as made:
+        assert made.read_bytes() == deployment_files.archive.read_bytes()
+    assert not made.exists()
 
 
 def test_v8_archive_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

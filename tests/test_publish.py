@@ -116,10 +116,11 @@ def test_layout_manifest_and_order(
         archive_key,
         PREFIX + "manifest.json",
     }
-    # Commit order: retract any manifest, every package, then the archive, then the manifest.
+    # Commit order: retract any manifest, then the packages and the archive (side by side:
+    # the archive's key names its contents), then the manifest, last.
     assert store.order[0] == f"DELETE {PREFIX}manifest.json"
-    assert set(store.order[1:-2]) == expected_packages
-    assert store.order[-2:] == [archive_key, PREFIX + "manifest.json"]
+    assert sorted(store.order[1:-1]) == sorted([*expected_packages, archive_key])
+    assert store.order[-1] == PREFIX + "manifest.json"
     manifest = assert_complete(s3_server, bucket, deployment_files)
     assert manifest["sha"] == SHA
     assert manifest["ref"] == "refs/heads/main"
@@ -234,6 +235,29 @@ def test_file_store_is_idempotent(tmp_path: Path, deployment_files: Built) -> No
     assert again.uploaded == []
 
 
+def test_a_retried_publish_without_an_archive_does_not_zip_again(
+    tmp_path: Path, deployment_files: Built
+) -> None:
+    """The zip made from the tree is kept with the hash cache and shipped again as is."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = [
+        "publish", str(deployment_files.packages), "--repository", "acme/app", "--sha", SHA,
+        "--store", f"file://{tmp_path}/store", "--create-bucket",
+        "--key", str(deployment_files.public_key), "--json",
+    ]  # fmt: skip
+    first = run_pakman(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    again = run_pakman(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "made packages.zip from the packages tree" in first.stderr
+    assert "made from this unchanged tree before" in again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["uploaded"] == 0
+    assert summary["archive_path"] == json.loads(first.stdout)["archive_path"]
+    shipped = tmp_path / "store" / summary["archive_path"]
+    assert shipped.read_bytes() == deployment_files.archive.read_bytes()
+
+
 def test_stale_archive_is_refused(tmp_path: Path, deployment_files: Built) -> None:
     extra = deployment_files.packages / "acme" / "x86_64" / "late-1.0.0-r0.apk"
     extra.write_bytes(b"built after the zip")
@@ -245,6 +269,21 @@ def test_stale_archive_is_refused(tmp_path: Path, deployment_files: Built) -> No
             FileStore(tmp_path / "s"),
         )
     assert "lacks x86_64/late-1.0.0-r0.apk" in str(caught.value)
+
+
+def test_a_bad_tree_is_reported_before_storage_is_heard_from(deployment_files: Built) -> None:
+    """Storage is read while the files hash, but a local problem still wins: the run does
+    not wait out the retries against an endpoint that is down."""
+    extra = deployment_files.packages / "acme" / "x86_64" / "late-1.0.0-r0.apk"
+    extra.write_bytes(b"built after the zip")
+    dead = S3Store(
+        bucket="releases",
+        endpoint=f"http://127.0.0.1:{free_port()}",
+        access_key_id="id",
+        secret_access_key="key",
+    )
+    with pytest.raises(ConfigError, match=r"lacks x86_64/late-1\.0\.0-r0\.apk"):
+        publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT, dead)
 
 
 def test_interrupted_publish_resumes(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
