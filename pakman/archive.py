@@ -1,10 +1,10 @@
 """The archive shipped when none is given: a deterministic zip of the packages tree.
 
-It is kept beside the hash cache (``~/.cache/pakman/made/``) under a digest of the tree's
-file identities, and used again while the tree is unchanged, so a retried publish neither
-zips nor reads the tree again. A run holds a shared lock on the zip it ships; a zip of
-another tree is removed once it is a minute old and nobody holds it, so the cache keeps
-about one archive.
+It is kept beside the hash cache, as ``~/.cache/pakman/made/<digest>/packages.zip`` with a
+digest of the tree's file identities, and used again while the tree is unchanged, so a
+retried publish neither zips nor reads the tree again. A run holds a shared lock on the
+zip it ships; a zip of another tree is removed once it is a minute old and nobody holds
+it, so the cache keeps about one archive.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def made(tree: Path, cache: HashCache | None, log: Callable[[str], None]) -> Ite
         with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
             yield _make(tree, tree_files, Path(tmp) / NAME, cache, log)
         return
-    kept = folder / f"{fact('made-archive', tree_files)[0]}.zip"
+    # Named packages.zip, as its object key ends, in a folder named by the tree.
+    kept = folder / fact("made-archive", tree_files)[0] / NAME
     with _shared(kept) as held:
         if held is not None and cache.remembers(fact("archive", [kept, *tree_files])[0]):
             log(f"no archive given: using {kept}, made from this unchanged tree before")
@@ -101,7 +102,7 @@ def _same_file(handle: BinaryIO, path: Path) -> bool:
 def _prune(folder: Path, keep: Path) -> None:
     """Remove zips of other trees that are older than a minute and that nobody holds."""
     now = time.time()
-    for other in folder.glob("*.zip"):
+    for other in folder.glob(f"*/{NAME}"):
         if other == keep:
             continue
         with contextlib.suppress(OSError), other.open("rb") as handle:
@@ -112,3 +113,4 @@ def _prune(folder: Path, keep: Path) -> None:
             young = now - os.fstat(handle.fileno()).st_mtime < KEEP_SECONDS
             if not young and _same_file(handle, other):
                 other.unlink()
+                other.parent.rmdir()

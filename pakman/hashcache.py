@@ -12,6 +12,7 @@ stays the size of the tree last published.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -21,6 +22,18 @@ from typing import Any
 
 RACY_NS = 100_000_000  # 100 ms
 HASHES = ("sha256", "md5", "crc32", "parts")  # what an entry must hold to be used
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def real_path(path: Path) -> str:
+    """The absolute path of ``path`` with its folder's links resolved, each folder once
+    (a tree's files share a handful of folders; resolving each file costs a syscall per
+    path component)."""
+    return os.path.join(_real_folder(str(path.absolute().parent)), path.name)
 
 
 def default_path() -> Path:
@@ -50,7 +63,7 @@ class HashCache:
         return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
     def get(self, path: Path, stat: os.stat_result) -> dict[str, Any] | None:
-        key = str(path.resolve())
+        key = real_path(path)
         entry = self._entries.get(key)
         if not isinstance(entry, list) or len(entry) != 7:
             return None
@@ -92,7 +105,7 @@ class HashCache:
 
     def put(self, path: Path, stat: os.stat_result, hashes: dict[str, Any]) -> None:
         with self._lock:
-            self._used[str(path.resolve())] = [*self.signature(stat), time.time_ns(), hashes]
+            self._used[real_path(path)] = [*self.signature(stat), time.time_ns(), hashes]
 
     def save(self) -> None:
         """Write the cache atomically; a cache that cannot be written is simply skipped."""
@@ -115,7 +128,7 @@ def fact(kind: str, paths: list[Path], *extra: str) -> tuple[str, int]:
     for path in sorted(paths):
         stat = path.stat()
         newest = max(newest, stat.st_mtime_ns, stat.st_ctime_ns)
-        digest.update(json.dumps([str(path.resolve()), *HashCache.signature(stat)]).encode())
+        digest.update(json.dumps([real_path(path), *HashCache.signature(stat)]).encode())
     for item in extra:
         digest.update(b"\0" + item.encode())
     return digest.hexdigest(), newest

@@ -449,13 +449,13 @@ def publish(
             raise
 
     # The requests that read storage wait on the network while the files hash. Making the
-    # client is CPU work in Python, so it comes first rather than beside the hashing. Only
-    # reads (and --create-bucket) happen before the files are known to be good.
+    # client is CPU work in Python, so it comes first rather than beside the hashing.
+    # Creating a bucket waits until the files are known to be good.
     store.connect()
-    looking = _in_background(look)
+    looking = _in_background(look) if not create_bucket else None
     local = plan(packages_dir, archive, deployment, workers=workers, cache=cache)
     cache.save()
-    seen = looking.result()
+    seen = look() if looking is None else looking.result()
     reconciled = local if seen is None else reconcile(local, store, seen)
     total = sum(o.size for o in (*local.packages, local.archive))
     bar = progress_factory(total) if progress_factory else contextlib.nullcontext(None)
