@@ -35,31 +35,27 @@ def made(tree: Path, cache: HashCache | None, log: Callable[[str], None]) -> Ite
     written) the zip is a temporary, removed afterwards.
     """
     tree_files = files(tree)
-    folder = cache.path.parent / "made" if cache is not None and cache.path else None
-    if cache is None or folder is None:
-        with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
-            yield _make(tree, tree_files, Path(tmp) / NAME, cache, log)
-        return
-    # Named packages.zip, as its object key ends, in a folder named by the tree.
-    kept = folder / fact("made-archive", tree_files)[0] / NAME
-    with _shared(kept) as held:
-        if held is not None and cache.remembers(fact("archive", [kept, *tree_files])[0]):
-            log(f"no archive given: using {kept}, made from this unchanged tree before")
-            yield kept
-            return
-    try:
-        _make(tree, tree_files, kept, cache, log)
-    except ConfigError:  # an unwritable cache folder: make a temporary instead
-        with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
-            yield _make(tree, tree_files, Path(tmp) / NAME, cache, log)
-        return
-    with _shared(kept) as held:
-        if held is None:  # removed meanwhile by a run that saw it stale: make a temporary
-            with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
-                yield _make(tree, tree_files, Path(tmp) / NAME, cache, log)
-            return
-        _prune(folder, keep=kept)
-        yield kept
+    if cache is not None and cache.path is not None:
+        folder = cache.path.parent / "made"
+        # Named packages.zip, as its object key ends, in a folder named by the tree.
+        kept = folder / fact("made-archive", tree_files)[0] / NAME
+        with _shared(kept) as held:
+            if held is not None and cache.remembers(fact("archive", [kept, *tree_files])[0]):
+                log(f"no archive given: using {kept}, made from this unchanged tree before")
+                yield kept
+                return
+        try:
+            _make(tree, tree_files, kept, cache, log)
+        except ConfigError:
+            pass  # an unwritable cache folder: a temporary below
+        else:
+            with _shared(kept) as held:
+                if held is not None:  # not removed meanwhile by a run that saw it stale
+                    _prune(folder, keep=kept)
+                    yield kept
+                    return
+    with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
+        yield _make(tree, tree_files, Path(tmp) / NAME, cache, log)
 
 
 def _make(

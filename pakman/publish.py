@@ -19,7 +19,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -258,9 +258,8 @@ def survey(store: Store, deployment: Deployment) -> Survey:
     return Survey(store.list(deployment.prefix), _existing_manifest(store, deployment.manifest_key))
 
 
-def reconcile(plan: Plan, store: Store, seen: Survey | None = None) -> Plan:
+def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
     """Skip every object whose size and checksum already match what storage holds."""
-    seen = seen or survey(store, plan.deployment)
     remote = dict(seen.objects)
     archived = store.head(plan.archive.key)
     if archived is not None:
@@ -350,6 +349,7 @@ def execute(
         committed = [completing.submit(st.commit) for _, st in staged]
         small = [pool.submit(upload, p) for p in (*plan.packages, plan.archive) if p not in big]
         try:
+            wait([*small, *committed], return_when=FIRST_EXCEPTION)
             for future in (*small, *committed):
                 future.result()  # the first failure stops here, before the manifest
         except BaseException:
