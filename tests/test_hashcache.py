@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pakman.hashcache import RACY_NS, HashCache
 
-HASHES = {"sha256": "aa", "md5": "bb", "crc32": 7, "parts": [], "part_md5": []}
+HASHES = {"sha256": "aa", "md5": "bb", "crc32": 7, "parts": [1, 2]}
 
 
 def _old_file(path: Path, content: bytes = b"data") -> Path:
@@ -26,6 +26,17 @@ def test_hit_after_save_and_reload(tmp_path: Path) -> None:
     cache.put(target, target.stat(), HASHES)
     cache.save()
     assert HashCache(tmp_path / "cache.json").get(target, target.stat()) == HASHES
+
+
+def test_one_file_reached_through_a_linked_folder_is_one_entry(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    target = _old_file(tmp_path / "real" / "f")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    cache = HashCache(tmp_path / "cache.json")
+    cache.put(tmp_path / "link" / "f", target.stat(), HASHES)
+    assert cache.get(target, target.stat()) == HASHES
+    relative = Path(os.path.relpath(tmp_path / "link" / "f"))
+    assert cache.get(relative, target.stat()) == HASHES
 
 
 def test_changed_file_misses(tmp_path: Path) -> None:
