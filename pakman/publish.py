@@ -258,17 +258,23 @@ def survey(store: Store, deployment: Deployment) -> Survey:
     return Survey(store.list(deployment.prefix), _existing_manifest(store, deployment.manifest_key))
 
 
-def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
-    """Skip every object whose size and checksum already match what storage holds."""
-    remote = dict(seen.objects)
+def _matching(plan: Plan, store: Store, listed: dict[str, RemoteObject]) -> set[str]:
+    """The keys of the plan's objects that storage holds with the same bytes: ``listed``
+    (the deployment's prefix) and one HEAD of the archive, which lives elsewhere."""
+    remote = dict(listed)
     archived = store.head(plan.archive.key)
     if archived is not None:
         remote[archived.key] = archived
-    skip = {
+    return {
         local.key
         for local in (*plan.packages, plan.archive)
         if local.key in remote and store.matches(local, remote[local.key])
     }
+
+
+def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
+    """Skip every object whose size and checksum already match what storage holds."""
+    skip = _matching(plan, store, seen.objects)
     existing = None if seen.manifest is None else dict(seen.manifest)
     stale = False
     if existing is not None:
@@ -347,7 +353,7 @@ def execute(
     ):
         staged = [(local, store.stage(local, pool, progress)) for local in big]
         committed = [completing.submit(st.commit) for _, st in staged]
-        small = [pool.submit(upload, p) for p in (*plan.packages, plan.archive) if p not in big]
+        small = [pool.submit(upload, local) for local in objects if local not in big]
         try:
             wait([*small, *committed], return_when=FIRST_EXCEPTION)
             for future in (*small, *committed):
@@ -385,15 +391,8 @@ def confirm_stored(plan: Plan, store: Store) -> None:
     One listing of the prefix and one HEAD of the archive; a mismatch means another
     publish of the same sha wrote different bytes, and no manifest may claim otherwise.
     """
-    remote = store.list(plan.deployment.prefix)
-    archived = store.head(plan.archive.key)
-    if archived is not None:
-        remote[archived.key] = archived
-    differ = [
-        local.key
-        for local in (*plan.packages, plan.archive)
-        if local.key not in remote or not store.matches(local, remote[local.key])
-    ]
+    held = _matching(plan, store, store.list(plan.deployment.prefix))
+    differ = [local.key for local in (*plan.packages, plan.archive) if local.key not in held]
     if differ:
         more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
         raise PublishError(
