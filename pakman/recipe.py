@@ -23,6 +23,21 @@ PACKAGES = ("alpine-sdk", "coreutils", "tar", "zip", "sudo", "git")
 TOOLS_IMAGE = "alpine:3.23"
 # Never part of the build container: git's history would make every fetch a cache miss.
 SNAPSHOT_EXCLUDE = (".git",)
+# What the module leaves out of a --source (the engine's patterns: anchored at the source's
+# root, `*` within one name, `**` across folders). Only what pakman itself writes, and
+# dependency folders no build reads from the host: an application's own `packages/`
+# folder (a JavaScript monorepo's, say) stays, so the build and git's view of it are whole.
+SOURCE_IGNORE = (
+    "**/node_modules",
+    "**/__pycache__",
+    ".venv",
+    ".apk",  # the rendered build files; bootstrap renders them afresh
+    "packages/*/*/*.apk",  # build's output, exported as packages/<org>/<arch>/
+    "packages/*/*/APKINDEX.tar.gz",
+    "packages.zip",  # merge's output
+)
+# The step named when a platform fails after its commands, while its output is read.
+OUTPUT_STEP = "collect the packages"
 
 # Docker/OCI platform -> Alpine architecture.
 PLATFORMS = {

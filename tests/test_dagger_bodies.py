@@ -16,11 +16,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dagger
 import pytest
 
 from pakman import keys
 from tests import rig
-from tests.conftest import AUTH, PACKAGE_TOKEN, SHA, V8_CONFIGS, Built, run_pakman
+from tests.conftest import AUTH, PACKAGE_TOKEN, ROOT, SHA, V8_CONFIGS, Built, run_pakman
 from tests.servers import Instellar, S3Server
 
 try:
@@ -260,3 +261,128 @@ def test_merge_body_verifies_then_zips_like_the_cli(
                 public_key=wrong,
             )
         )
+
+
+class EngineContainer:
+    """What build's body calls on a dagger.Container. Builder calls return the container;
+    ``sync()`` runs the pending exec, failing where the test says; reading the output
+    folder fails for the platforms in ``broken_output``."""
+
+    def __init__(self, engine: BuildEngine, platform: str) -> None:
+        self.engine, self.platform = engine, platform
+        self.pending: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
+
+    def with_exec(self, args: list[str]) -> EngineContainer:
+        self.pending = args
+        return self
+
+    async def stdout(self) -> str:  # the git probe: no repository, the defaults
+        return ""
+
+    async def sync(self) -> EngineContainer:
+        await asyncio.sleep(0.05)  # other platforms run meanwhile
+        failing = self.engine.failing_exec.get(self.platform)
+        if failing is not None and self.pending[: len(failing)] == failing:
+            error = Exception.__new__(dagger.ExecError)  # as the SDK raises it, minus the query
+            error.exit_code, error.stdout, error.stderr = 1, "", "abuild: no such package"
+            raise error
+        return self
+
+    def directory(self, path: str) -> EngineOutput:
+        return EngineOutput(self.engine, self.platform)
+
+
+class EngineOutput:
+    def __init__(self, engine: BuildEngine, platform: str) -> None:
+        self.engine, self.platform = engine, platform
+
+    async def sync(self) -> EngineOutput:
+        if self.platform in self.engine.broken_output:
+            raise RuntimeError("the engine lost the output's snapshot")
+        await asyncio.sleep(0.2)  # a platform that finishes well after the other failed
+        self.engine.finished.append(self.platform)
+        return self
+
+    def __getattr__(self, name: str) -> Any:  # with_new_file, with_directory
+        return lambda *args, **kwargs: self
+
+
+class BuildEngine:
+    """What build's body calls on ``dag``: containers per platform, a folder to merge into."""
+
+    def __init__(
+        self,
+        broken_output: tuple[str, ...] = (),
+        failing_exec: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.broken_output = broken_output
+        self.failing_exec = failing_exec or {}
+        self.finished: list[str] = []
+
+    def container(self, platform: Any = None) -> EngineContainer:
+        return EngineContainer(self, str(platform or "linux/amd64"))
+
+    def directory(self) -> EngineOutput:
+        return EngineOutput(self, "merged")
+
+    def cache_volume(self, key: str) -> str:
+        return key
+
+
+def build_body(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: BuildEngine) -> Any:
+    from pakman_ci import main as module_main
+
+    source = tmp_path / "hello"
+    shutil.copytree(ROOT / "examples" / "hello", source)
+    monkeypatch.setattr(module_main, "dag", engine)
+    module: Any = Pakman()
+    return run(
+        module.build(
+            source=HostDirectory(source),
+            repository="pakman/hello",
+            private_key=PlainSecret("private"),
+            public_key=PlainSecret("public"),
+            platforms=[dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64")],
+            version="1.0.0",
+        )
+    )
+
+
+def test_build_reports_a_failed_output_step_and_lets_other_platforms_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error after the exec loop used to escape as 'unhandled errors in a TaskGroup'
+    and cancel the other platforms."""
+    engine = BuildEngine(broken_output=("linux/arm64",))
+    with pytest.raises(PakmanFailure) as raised:
+        build_body(tmp_path, monkeypatch, engine)
+    message = str(raised.value)
+    assert message.startswith("build failed for linux/arm64 at 'collect the packages' (exit -1)")
+    assert "RuntimeError: the engine lost the output's snapshot" in message
+    assert "TaskGroup" not in message
+    assert engine.finished == ["linux/amd64"]  # not cancelled by the other's failure
+
+
+def test_build_reports_every_failed_platform_in_platform_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = BuildEngine(
+        broken_output=("linux/amd64",), failing_exec={"linux/arm64": ["abuild", "-r"]}
+    )
+    with pytest.raises(PakmanFailure) as raised:
+        build_body(tmp_path, monkeypatch, engine)
+    first, second = str(raised.value).split("\n\nbuild failed for ")
+    assert first.startswith("build failed for linux/amd64 at 'collect the packages'")
+    assert second.startswith("linux/arm64 at 'abuild -r' (exit 1)")
+    assert "abuild: no such package" in second
+
+
+def test_build_returns_the_merged_outputs_when_every_platform_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = BuildEngine()
+    assert isinstance(build_body(tmp_path, monkeypatch, engine), EngineOutput)
+    assert sorted(engine.finished) == ["linux/amd64", "linux/arm64"]

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from pakman.recipe import SOURCE_IGNORE
 from tests import rig
 from tests.conftest import ROOT
 
@@ -67,7 +68,7 @@ def test_build_signature() -> None:
     ]
     assert p["source"].resolved_type is dagger.Directory
     assert p["source"].default_path == "/"
-    assert set(p["source"].ignore) >= {"**/node_modules", ".apk", "packages"}
+    assert p["source"].ignore == list(SOURCE_IGNORE)  # the library's list, see test_recipe
     assert ".git" not in p["source"].ignore  # git describe needs it; the build drops it
     assert p["private_key"].resolved_type is dagger.Secret
     assert not p["private_key"].is_optional
@@ -243,3 +244,43 @@ def test_mypy_catches_misuse_of_the_dagger_api(tmp_path: Path) -> None:
     assert 'Argument 1 to "with_exec" of "Container" has incompatible type "str"' in out
     assert '"Container" has no attribute "with_excec"' in out
     assert 'Incompatible return value type (got "Coroutine[Any, Any, str]"' in out
+
+
+def test_the_selftest_reads_both_keys_from_one_keygen_result() -> None:
+    """keygen is uncached: the engine runs it again for every query from the root that
+    selects it. The stand-in does the same, and a synced result is read as it is."""
+    probe = textwrap.dedent("""
+        import asyncio, itertools, json
+        from pakman_tests.main import fresh_keys
+
+        runs = itertools.count(1)
+
+        class Synced:
+            def __init__(self, n): self.n = n
+            def file(self, name): return Read(lambda: self.n, name)
+
+        class Read:
+            def __init__(self, run, name): self.run, self.name = run, name
+            async def contents(self):
+                kind = "public" if self.name.endswith(".pub") else "private"
+                return f"{kind}-{self.run()}"
+
+        class Unsynced:  # every query from here runs keygen again
+            def file(self, name): return Read(lambda: next(runs), name)
+            async def sync(self): return Synced(next(runs))
+
+        class Module:
+            def keygen(self, repository): return Unsynced()
+
+        public, private = asyncio.run(fresh_keys(Module()))
+        print(json.dumps([public, private]))
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGGER_MAIN_OBJECT": "Tests"},
+        check=True,
+    )
+    public, private = json.loads(result.stdout)
+    assert public.split("-")[1] == private.split("-")[1], (public, private)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -156,3 +157,48 @@ def test_a_failure_under_emulation_says_how_to_fix_it() -> None:
 def test_images_are_pinned() -> None:
     assert recipe.TOOLS_IMAGE.startswith("alpine:3.")
     assert recipe.builder(resolve_alpine("", None), "linux/amd64").image == "alpine:3.23"
+
+
+def engine_ignores(path: str, patterns: tuple[str, ...]) -> bool:
+    """The engine's exclude rule (buildkit's patternmatcher): a pattern matches the whole
+    path relative to the source, `*` and `?` within one name, `**` across folders, and a
+    path is left out when it or one of its parent folders matches."""
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        out = ""
+        for part in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
+            out += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(
+                part, re.escape(part)
+            )
+        return re.compile(out)
+
+    names = path.split("/")
+    prefixes = ["/".join(names[: i + 1]) for i in range(len(names))]
+    return any(regex(p).fullmatch(prefix) for p in patterns for prefix in prefixes)
+
+
+def test_the_source_keeps_an_applications_own_packages_folder() -> None:
+    """A JavaScript monorepo tracks a top-level packages/: only pakman's outputs go."""
+    kept = [
+        "package.json",
+        "instellar.yml",
+        "packages/web/package.json",
+        "packages/web/src/index.ts",
+        "packages/api/dist/server.js",
+        "packages/api/README.md",
+        "packages/zip/packages.zip",  # an application's own file of that name, deeper down
+    ]
+    dropped = [
+        "packages/acme/x86_64/app-1.0.0-r0.apk",  # build's output, exported as packages/
+        "packages/acme/aarch64/APKINDEX.tar.gz",
+        "packages.zip",  # merge's output
+        ".apk/acme/app/APKBUILD",  # rendered afresh by every build
+        "node_modules/left-pad/index.js",
+        "packages/web/node_modules/react/index.js",
+        "app/__pycache__/x.cpython-311.pyc",
+        ".venv/bin/python",
+    ]
+    assert [p for p in kept if engine_ignores(p, recipe.SOURCE_IGNORE)] == []
+    assert [p for p in dropped if not engine_ignores(p, recipe.SOURCE_IGNORE)] == []
+    # The model of the engine's rule is itself checked against the list it replaced.
+    assert engine_ignores("packages/web/package.json", ("packages",))

@@ -113,3 +113,13 @@ def test_ci_runs_the_engine_checks() -> None:
     called = next(s for s in steps if s.get("call", "").startswith("check "))
     assert "--source examples/hello" in called["call"]  # the repo root has no instellar.yml
     assert any("setup-qemu" in s.get("uses", "") for s in engine)
+
+
+def test_no_workflow_passes_inputs_dagger_for_github_ignores() -> None:
+    """v8.4.0 has no engine-stop input: it only warns, and the engine outlives the step."""
+    for path in [*WORKFLOWS.glob("*.yml"), ROOT / "examples" / "github" / "deployment.yml"]:
+        workflow = yaml.safe_load(path.read_text())
+        for job in workflow["jobs"]:
+            for step in _steps(workflow, job):
+                if "dagger-for-github" in step.get("uses", ""):
+                    assert "engine-stop" not in step.get("with", {}), (path.name, job)

@@ -27,19 +27,10 @@ from pakman.identity import GitFacts, Identity, git_probe, read_git_probe, resol
 from pakman.instellar import DEFAULT_ENDPOINT
 from pakman.pipeline import AddressingStyle
 
-SOURCE_IGNORE = [
-    "**/node_modules",
-    "**/__pycache__",
-    ".apk",
-    "packages",
-    "packages.zip",
-    ".venv",
-]
-
 Source = Annotated[
     dagger.Directory,
     DefaultPath("/"),
-    Ignore(SOURCE_IGNORE),
+    Ignore(list(recipes.SOURCE_IGNORE)),
     Doc(
         "The application repository, with instellar.yml. Pass --source . when calling the"
         " module remotely (-m github.com/...): the default is the module's own repository"
@@ -238,7 +229,11 @@ class Pakman:
         version: Version = "",
         build_number: BuildNumber = 0,
     ) -> dagger.Changeset:
-        """Render the APKBUILD and service files into .apk/<org>/<name>/, as a changeset."""
+        """Render the APKBUILD and service files into .apk/<org>/<name>/, as a changeset.
+
+        dagger applies a returned changeset to the folder it runs in, not to --source:
+        call it from the application's root with --source .
+        """
         plan = await self._plan(source, repository, version, build_number)
         return source.with_directory(".", self._tree(plan)).changes(source)
 
@@ -267,47 +262,52 @@ class Pakman:
         tree = self._tree(plan)
         secrets = {"private_key": private_key, "public_key": public_key}
         outputs: dict[str, dagger.Directory] = {}
-        failures: list[str] = []
+        failures: dict[dagger.Platform, str] = {}
 
         async def one(platform: dagger.Platform) -> None:
-            ctr = (
-                self._container(branch, platform)
-                .with_directory(
-                    recipes.WORKSPACE,
-                    source,
-                    exclude=list(recipes.SNAPSHOT_EXCLUDE),
-                    owner=recipes.BUILDER,
-                )
-                .with_directory(recipes.WORKSPACE, tree, owner=recipes.BUILDER)
-            )
-            for mount in steps.secrets:
-                ctr = ctr.with_mounted_secret(
-                    mount.path, secrets[mount.secret], owner=mount.owner, mode=mount.mode
-                )
-            for path, text in steps.files.items():
-                ctr = ctr.with_new_file(path, text, owner=recipes.BUILDER)
-            for name, value in steps.env.items():
-                ctr = ctr.with_env_variable(name, value)
-            ctr = ctr.with_workdir(steps.workdir)
-            for step in steps.steps:
-                try:
-                    ctr = await ctr.with_exec(list(step.args)).sync()
-                except dagger.ExecError as error:
-                    output = f"{error.stdout}\n{error.stderr}"
-                    failures.append(
-                        recipes.failure_message(platform, step.name, error.exit_code, output)
+            # Every failure of this platform is reported as a step's, and never escapes:
+            # an exception leaving the task group would cancel the other platforms and
+            # reach the caller as a bare "unhandled errors in a TaskGroup".
+            step_name = "prepare the workspace"
+            try:
+                ctr = (
+                    self._container(branch, platform)
+                    .with_directory(
+                        recipes.WORKSPACE,
+                        source,
+                        exclude=list(recipes.SNAPSHOT_EXCLUDE),
+                        owner=recipes.BUILDER,
                     )
-                    return
-                except dagger.QueryError as error:  # the image, a mount, the engine itself
-                    failures.append(recipes.failure_message(platform, step.name, -1, str(error)))
-                    return
-            outputs[platform] = await ctr.directory(steps.output).sync()
+                    .with_directory(recipes.WORKSPACE, tree, owner=recipes.BUILDER)
+                )
+                for mount in steps.secrets:
+                    ctr = ctr.with_mounted_secret(
+                        mount.path, secrets[mount.secret], owner=mount.owner, mode=mount.mode
+                    )
+                for path, text in steps.files.items():
+                    ctr = ctr.with_new_file(path, text, owner=recipes.BUILDER)
+                for name, value in steps.env.items():
+                    ctr = ctr.with_env_variable(name, value)
+                ctr = ctr.with_workdir(steps.workdir)
+                for step in steps.steps:
+                    step_name = step.name
+                    ctr = await ctr.with_exec(list(step.args)).sync()
+                step_name = recipes.OUTPUT_STEP
+                outputs[platform] = await ctr.directory(steps.output).sync()
+            except dagger.ExecError as error:
+                output = f"{error.stdout}\n{error.stderr}"
+                failures[platform] = recipes.failure_message(
+                    platform, step_name, error.exit_code, output
+                )
+            except Exception as error:  # the image, a mount, the engine itself
+                detail = f"{type(error).__name__}: {error}"
+                failures[platform] = recipes.failure_message(platform, step_name, -1, detail)
 
         async with anyio.create_task_group() as group:
             for platform in platforms:
                 group.start_soon(one, platform)
         if failures:
-            raise PakmanFailure("\n\n".join(failures))
+            raise PakmanFailure("\n\n".join(failures[p] for p in platforms if p in failures))
         merged = dag.directory()
         for platform in platforms:
             merged = merged.with_directory(".", outputs[platform])

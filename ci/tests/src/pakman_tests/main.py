@@ -26,6 +26,18 @@ def pakman() -> Any:
     return dag.pakman()  # type: ignore[attr-defined]
 
 
+async def fresh_keys(module: Any) -> tuple[str, str]:
+    """A new key pair from the module's ``keygen``: (public PEM, private PEM) of one pair.
+
+    ``keygen`` is uncached, so the engine runs it again for every query that selects it
+    from the root, and each ``contents()`` is such a query. The result is synced once and
+    both files are read from that one result; two reads of an unsynced one would return
+    halves of two different pairs.
+    """
+    keys = await module.keygen(repository=REPOSITORY).sync()
+    return await keys.file(f"{KEY}.pub").contents(), await keys.file(KEY).contents()
+
+
 @object_type
 class Tests:
     """Engine tests: build examples/hello with pakman, install it on Alpine, start it."""
@@ -42,9 +54,7 @@ class Tests:
         ] = PLATFORMS,
     ) -> str:
         """Build examples/hello for every platform, verify, install it trusting only its key."""
-        keys = pakman().keygen(repository=REPOSITORY)
-        public_pem = await keys.file(f"{KEY}.pub").contents()
-        private_pem = await keys.file(KEY).contents()
+        public_pem, private_pem = await fresh_keys(pakman())
         # A fresh key each run: secrets named after it, so no layer signed with an older
         # key is ever taken from the cache.
         fingerprint = hashlib.sha256(public_pem.encode()).hexdigest()[:16]
