@@ -100,6 +100,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         _repository(args),
         version=args.version,
         build=build_number(args.build if args.build is not None else _env("GITHUB_RUN_NUMBER")),
+        output=Path(args.output) if args.output else None,
     )
     _warn(plan.config.warnings)
     output = Path(args.output) if args.output else workspace / plan.identity.apk_dir
@@ -115,8 +116,10 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             private_name="ABUILD_PRIVATE_KEY",
             public_name="ABUILD_PUBLIC_KEY",
         )
-        home = Path(args.home or _env("HOME") or Path.home())
-        writes |= keys.install_files(pair, home, Path(args.apk_keys_dir), plan.identity.key_name)
+        # abuild.conf names the key by this path, read from wherever abuild runs.
+        home = Path(os.path.abspath(args.home or _env("HOME") or Path.home()))
+        apk_keys = Path(os.path.abspath(args.apk_keys_dir))
+        writes |= keys.install_files(pair, home, apk_keys, plan.identity.key_name)
     # Everything or nothing: a folder that cannot be written leaves no half-done tree.
     files.write_all(writes)
     print(f"rendered {len(plan.files)} files into {output}")

@@ -164,6 +164,11 @@ class Config:
         return self.type == "default"
 
     @property
+    def installs_s6_service(self) -> bool:
+        """Whether package() installs pakman's s6 service directory (the default type's)."""
+        return self.package is None and self.type == "default"
+
+    @property
     def runtime_dependencies(self) -> tuple[str, ...]:
         """Runtime dependencies as v8 computes them: static sites also need nginx."""
         extra = ("nginx",) if self.type == "static" else ()

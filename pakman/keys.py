@@ -137,7 +137,7 @@ def install_files(
     pair: KeyPair, home: Path, apk_keys_dir: Path, key_name: str
 ) -> dict[Path, tuple[bytes, int]]:
     """abuild signing as v8 set it up: key files, abuild.conf, the trusted public key."""
-    abuild_dir = home / ".abuild"
+    abuild_dir = home.absolute() / ".abuild"  # abuild.conf's path is read from elsewhere
     return {
         **pair_files(pair, abuild_dir, key_name),
         abuild_dir / "abuild.conf": (abuild_conf(str(abuild_dir / key_name)).encode(), 0o644),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,21 @@ from pakman.errors import ConfigError
 from pakman.identity import Identity
 
 SERVICE_FILES = ("initd", "run", "finish", "log", "environment", "env-exec")
+
+
+class Layout(NamedTuple):
+    """Where the build folder sits in the workspace, as the APKBUILD's snapshot sees it.
+
+    ``root`` is the workspace relative to the build folder; ``output`` is the build
+    folder's path in the workspace when it is not under ``.apk/`` (the snapshot leaves
+    it out as it leaves ``.apk/`` out).
+    """
+
+    root: str = "../../.."  # from .apk/<org>/<name>/
+    output: str = ""
+
+
+DEFAULT_LAYOUT = Layout()
 
 
 class RenderedFile(NamedTuple):
@@ -43,13 +59,20 @@ def _invocation(run_name: str, item: Command | Service) -> str:
     return f"{directory}/{item.binary} {call}".rstrip()
 
 
+_SETCAP = re.compile(r"(^|[\s;&|(`])setcap\s")
+
+
 def abuild_options(config: Config) -> tuple[str, ...]:
-    """abuild ``options``: never check; trace deps only on request; strip unless disabled."""
+    """abuild ``options``: never check; trace deps only on request; strip unless disabled;
+    ``setcap`` when the build or package step gives a binary capabilities, or abuild
+    refuses the package ("Found binary with extra capabilities")."""
     options = ["!check"]
     if not config.dependencies.trace:
         options.append("!tracedeps")
     if not config.build.strip_binary:
         options.append("!strip")
+    if any(_SETCAP.search(step or "") for step in (config.build.command, config.package)):
+        options.append("setcap")
     return tuple(options)
 
 
@@ -64,17 +87,28 @@ def check_identity(config: Config, identity: Identity) -> None:
         )
 
 
+# The supervisor pakman's service directory runs under: s6, and execline, which OpenRC's
+# s6-svscan service runs its scan directory with (from OpenRC 0.63 on).
+S6_DEPENDS = ("s6", "execline")
+
+
+def _dependency_name(dependency: str) -> str:
+    return re.split(r"[<>=~]", dependency, maxsplit=1)[0]
+
+
 def runtime_depends(config: Config, identity: Identity) -> tuple[str, ...]:
-    """``depends``: the config's, plus the init script's subpackage when there is one.
+    """``depends``: the config's, plus the init script's subpackage when there is one,
+    plus s6 and execline when the package installs an s6 service; none listed twice.
 
     abuild gives ``<name>-openrc`` an install_if on openrc, so a host without openrc
     would otherwise install the service without its init script.
     """
     depends = config.runtime_dependencies
-    openrc = f"{identity.slug}-openrc"
-    if config.installs_init_script and openrc not in depends:
-        depends += (openrc,)
-    return depends
+    wanted = [f"{identity.slug}-openrc"] if config.installs_init_script else []
+    if config.installs_s6_service:
+        wanted += S6_DEPENDS
+    named = {_dependency_name(dependency) for dependency in depends}
+    return depends + tuple(name for name in wanted if name not in named)
 
 
 def default_maintainer(identity: Identity) -> str:
@@ -82,8 +116,11 @@ def default_maintainer(identity: Identity) -> str:
     return f"{identity.owner} <{identity.owner}@users.noreply.github.com>"
 
 
-def render(config: Config, identity: Identity) -> dict[str, RenderedFile]:
-    """Render every build file, keyed by its path relative to ``.apk/<org>/<name>/``."""
+def render(
+    config: Config, identity: Identity, layout: Layout = DEFAULT_LAYOUT
+) -> dict[str, RenderedFile]:
+    """Render every build file, keyed by its path relative to the build folder
+    (``.apk/<org>/<name>/`` unless ``layout`` says otherwise)."""
     check_identity(config, identity)
     env = _environment()
     slug = identity.slug
@@ -111,6 +148,7 @@ def render(config: Config, identity: Identity) -> dict[str, RenderedFile]:
                 sources=sources,
                 depends=runtime_depends(config, identity),
                 maintainer=config.maintainer or default_maintainer(identity),
+                layout=layout,
             ),
             0o644,
         ),

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real tools the tests use: qemu-img and e2fsprogs for the Alpine root, shellcheck, zip, git,
-# and bash, curl and jq to run the rendered environment script.
-packages=(qemu-utils e2fsprogs shellcheck zip git bash curl jq)
+# bash, curl and jq to run the rendered environment script, and s6 and execline to run the
+# rendered service under the real supervisor.
+packages=(qemu-utils e2fsprogs shellcheck zip git bash curl jq s6 execline)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

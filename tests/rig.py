@@ -152,3 +152,98 @@ def overlay(clean_root: Path) -> Iterator[Overlay]:
             yield Overlay(merged)
         finally:
             subprocess.run(["umount", "-R", str(merged)], check=False)
+
+
+# What a host installing a default-type package has beside the Alpine root: bash and jq
+# (the run script and bin/environment), s6 and execline (OpenRC's s6-svscan service).
+# Debian's glibc builds, with their libraries and loader, laid out as Alpine lays them
+# out: execline's commands in /usr/bin, where Debian keeps them in /usr/lib/execline/bin.
+def _service_tools() -> list[tuple[str, str]]:
+    for tool in ("unshare", "ldd", "dpkg", "bash", "jq", "s6-svscan", "s6-svlink"):
+        need_tool(tool)
+    execline = Path("/usr/lib/execline/bin")
+    need((execline / "execlineb").exists(), "execline is not installed (apt-get install execline)")
+    listed = subprocess.run(["dpkg", "-L", "s6"], capture_output=True, text=True, check=True)
+    s6 = [line for line in listed.stdout.splitlines() if line.startswith("/usr/bin/")]
+    tools = [
+        (str(Path(need_tool("bash")).resolve()), "/bin/bash"),
+        (need_tool("jq"), "/usr/bin/jq"),
+    ]
+    tools += [(path, path) for path in s6]
+    tools += [(str(path), f"/usr/bin/{path.name}") for path in sorted(execline.iterdir())]
+    return tools
+
+
+_BOOT = r"""
+set -euo pipefail
+lower=$1 base=$2 tools=$3 binds=$4 script=$5
+r=$base/root
+mkdir -p "$base/upper" "$base/work" "$r"
+mount -t overlay overlay -o "lowerdir=$lower,upperdir=$base/upper,workdir=$base/work" "$r"
+mount -t proc proc "$r/proc"
+# A /dev of its own: the host's devices a service may use, and a silent console.
+mount -t tmpfs -o mode=755 tmpfs "$r/dev"
+for d in null zero full random urandom tty; do
+  touch "$r/dev/$d"; mount --bind "/dev/$d" "$r/dev/$d"
+done
+touch "$r/dev/console"; mount --bind /dev/null "$r/dev/console"
+ln -s /proc/self/fd "$r/dev/fd"
+ln -s /proc/self/fd/0 "$r/dev/stdin"
+ln -s /proc/self/fd/1 "$r/dev/stdout"
+ln -s /proc/self/fd/2 "$r/dev/stderr"
+mount -t tmpfs -o mode=755 tmpfs "$r/run"
+mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
+while read -r from to; do
+  mkdir -p "$r${to%/*}"; cp -L "$from" "$r$to"
+  for lib in $(ldd "$from" 2>/dev/null | grep -o '/[^ ]*' || true); do
+    [ -e "$r$lib" ] || { mkdir -p "$r${lib%/*}"; cp -L "$lib" "$r$lib"; }
+  done
+done < "$tools"
+while read -r from to; do
+  mkdir -p "$r$to"; mount --bind "$from" "$r$to"
+done < "$binds"
+exec chroot "$r" /bin/sh -c "$script"
+"""
+
+
+def booted(
+    clean_root: Path, script: str, binds: dict[Path, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (busybox sh) as root of a fresh overlay over ``clean_root``, with
+    s6, execline, bash and jq added, in private mount, PID, network, UTS and IPC
+    namespaces: whatever it boots (OpenRC, s6, networking) never reaches the host, and
+    everything it started ends with it."""
+    need_root()
+    tools = _service_tools()
+    with tempfile.TemporaryDirectory(prefix="pakman-boot-") as tmp:
+        base = Path(tmp)
+        (base / "tools").write_text("".join(f"{a} {b}\n" for a, b in tools))
+        (base / "binds").write_text("".join(f"{a} {b}\n" for a, b in binds.items()))
+        return subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--pid",
+                "--net",
+                "--uts",
+                "--ipc",
+                "--fork",
+                "--kill-child",
+                "--propagation",
+                "private",
+                "bash",
+                "-c",
+                _BOOT,
+                "boot",
+                str(clean_root),
+                str(base),
+                str(base / "tools"),
+                str(base / "binds"),
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"},
+        )

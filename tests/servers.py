@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import socketserver
 import struct
 import subprocess
 import threading
@@ -457,3 +458,30 @@ def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", **he
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(body)
+
+
+def lxd_handler(routes: dict[str, tuple[int, bytes]], seen: list[dict[str, str]]) -> type:
+    """Answers GETs from ``routes`` (path -> status, body) and records each in ``seen``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def address_string(self) -> str:  # unix sockets have no peer address
+            return "lxd"
+
+        def do_GET(self) -> None:
+            seen.append({"path": self.path, "authorization": self.headers.get("authorization", "")})
+            status, body = routes.get(self.path, (404, b""))
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+class UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
+    """An HTTP server on a unix socket, as LXD's /dev/lxd/sock."""
+
+    daemon_threads = True

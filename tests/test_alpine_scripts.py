@@ -51,7 +51,8 @@ def test_apkbuild_parses_and_sources_in_real_ash(
     assert values["arch"].split() == list(cfg.architectures)
     assert values["options"].split()[0] == "!check"
     assert ("!tracedeps" in values["options"]) != cfg.dependencies.trace
-    assert values["depends"].split() == list(cfg.runtime_dependencies)
+    assert values["depends"].split() == list(render.runtime_depends(cfg, identity))
+    assert ({"s6", "execline"} <= set(values["depends"].split())) == cfg.installs_s6_service
     assert values["makedepends"].split() == list(cfg.dependencies.build)
     assert values["subpackages"] == f"{slug}-openrc"
     assert values["install"].split() == [f"{slug}.pre-install"] + [

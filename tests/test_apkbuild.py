@@ -73,8 +73,8 @@ def test_every_rendered_shell_file_parses(name: str, alpine: rig.Overlay, tmp_pa
             assert result.returncode == 0, (path, result.stderr)
         else:
             unparsed.add(path.rsplit(".", 1)[1])
-    # Only the two execline scripts are not shell.
-    assert unparsed <= {"finish", "log"}
+    # Every rendered file is shell: finish and log/run no longer need execline's path.
+    assert unparsed == set()
 
 
 def _read_apkbuild(alpine: rig.Overlay) -> dict[str, str]:

@@ -3,11 +3,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from pakman import keys
+from tests import rig
 from tests.conftest import V8_CONFIGS, git_workspace, run_bootstrap, run_pakman
 
 
@@ -50,7 +52,7 @@ def test_bootstrap_as_a_v8_drop_in(tmp_path: Path) -> None:
 
 def test_bootstrap_options_override_environment(tmp_path: Path) -> None:
     workspace = _workspace(tmp_path, "elixir")
-    out = tmp_path / "out"
+    out = workspace / "pkgbuild"
     result = run_pakman(
         "bootstrap",
         "--workspace",
@@ -159,3 +161,119 @@ def test_a_closed_output_pipe_is_an_exit_code_not_a_traceback(buffered: bool) ->
     else:
         assert result.returncode == 2
         assert result.stderr == "error: Broken pipe (PAKMAN_DEBUG=1 shows a traceback)\n"
+
+
+def _snapshot(startdir: Path) -> subprocess.CompletedProcess[str]:
+    """abuild's snapshot() of the rendered APKBUILD, with GNU tar (abuild itself stubbed)."""
+    tar = rig.need_tool("tar")
+    rig.need(
+        "GNU tar" in subprocess.run([tar, "--version"], capture_output=True, text=True).stdout,
+        "snapshot needs GNU tar",
+    )
+    return subprocess.run(
+        ["sh", "-c", "startdir=$PWD; abuild() { :; }; . ./APKBUILD; snapshot"],
+        cwd=startdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _members(archive: Path) -> list[str]:
+    with tarfile.open(archive) as tar:
+        return sorted(m.name.removeprefix("./") for m in tar.getmembers() if m.name != ".")
+
+
+def test_bootstrap_output_inside_the_workspace_snapshots_the_workspace(tmp_path: Path) -> None:
+    """--output used to keep root=../../.., so the snapshot packed the folder above the
+    workspace: there, the signing key in ~/.abuild and a whole .git."""
+    home = tmp_path / "home"
+    workspace = _workspace(home, "elixir")
+    (workspace / "lib").mkdir()
+    (workspace / "lib" / "app.ex").write_text("defmodule App do end\n")
+    pair = keys.generate(2048)
+    result = run_pakman(
+        "bootstrap", "--workspace", str(workspace), "--repository", "upmaru/rdio",
+        "--home", str(home), "--apk-keys-dir", str(tmp_path / "trusted"),
+        "--output", str(workspace / "pkgbuild"),
+        env={"ABUILD_PRIVATE_KEY": pair.private_pem.decode()},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (home / ".abuild" / "upmaru-rdio.rsa").exists()
+    apkbuild = (workspace / "pkgbuild" / "APKBUILD").read_text()
+    assert "\nroot=..\n" in apkbuild
+    snapshot = _snapshot(workspace / "pkgbuild")
+    assert snapshot.returncode == 0, snapshot.stderr
+    members = _members(workspace / "pkgbuild" / "rdio-3.1.4.tar")
+    assert members == ["instellar.yml", "lib", "lib/app.ex"]  # not pkgbuild/, not .git
+
+
+def test_bootstrap_refuses_an_output_outside_the_workspace(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path / "home", "elixir")
+    for output in (tmp_path / "elsewhere", workspace, workspace / ".git" / "x"):
+        result = run_pakman(
+            "bootstrap", "--workspace", str(workspace), "--repository", "upmaru/rdio",
+            "--output", str(output),
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: --output: must "), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_snapshot_never_ships_a_signing_key_or_git(tmp_path: Path) -> None:
+    """Whatever lies in the workspace: abuild's .abuild/, *.rsa keys and .git stay out."""
+    workspace = _workspace(tmp_path, "elixir")
+    for planted in (".abuild/me.rsa", "config/deploy.rsa", "vendor/dep/.git/HEAD", "keep.rsa.pub"):
+        (workspace / planted).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / planted).write_text("x\n")
+    result = run_pakman("bootstrap", "--workspace", str(workspace), "--repository", "upmaru/rdio")
+    assert result.returncode == 0, result.stderr
+    startdir = workspace / ".apk" / "upmaru" / "rdio"
+    assert _snapshot(startdir).returncode == 0
+    members = _members(startdir / "rdio-3.1.4.tar")
+    assert {"keep.rsa.pub", "config"} <= set(members)
+    assert [m for m in members if ".abuild" in m or m.endswith(".rsa") or ".git" in m] == []
+    # And the check after tar refuses a snapshot that holds one anyway.
+    apkbuild = startdir / "APKBUILD"
+    apkbuild.write_text(apkbuild.read_text().replace("--exclude='*.rsa' ", ""))
+    refused = _snapshot(startdir)
+    assert refused.returncode != 0
+    assert "config/deploy.rsa" in refused.stdout
+    assert "snapshot: refused" in refused.stderr
+
+
+def test_a_relative_home_gives_abuild_an_absolute_key_path(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path, "elixir")
+    pair = keys.generate(2048)
+    result = run_pakman(
+        "bootstrap", "--workspace", str(workspace), "--repository", "upmaru/rdio",
+        "--home", "homes/x", "--apk-keys-dir", "trusted",
+        env={"ABUILD_PRIVATE_KEY": pair.private_pem.decode()},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    conf = (tmp_path / "homes" / "x" / ".abuild" / "abuild.conf").read_text()
+    key = tmp_path / "homes" / "x" / ".abuild" / "upmaru-rdio.rsa"
+    assert conf == f'PACKAGER_PRIVKEY="{key}"\n'
+    assert key.exists()
+    assert (tmp_path / "trusted" / "upmaru-rdio.rsa.pub").exists()
+
+
+def test_a_static_site_without_nginx_conf_is_refused_at_bootstrap(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "instellar.yml").write_text(
+        "type: static\ndependencies: {}\nbuild: {command: npm run build, destinations: [dist]}\n"
+    )
+    args = ("bootstrap", "--workspace", str(workspace), "--repository", "acme/site")
+    result = run_pakman(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: nginx.conf: not found in the application's root: a type: static package"
+        " installs it as /etc/site/default.conf"
+    )
+    assert not (workspace / ".apk").exists()
+    (workspace / "nginx.conf").write_text("server {}\n")
+    assert run_pakman(*args).returncode == 0

@@ -50,6 +50,9 @@ class HostDirectory:
     def file(self, name: str) -> HostFile:
         return HostFile(self.path / name)
 
+    async def entries(self) -> list[str]:
+        return sorted(path.name for path in self.path.iterdir())
+
 
 class HostFile:
     def __init__(self, path: Path) -> None:

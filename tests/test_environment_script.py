@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
-import socketserver
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,9 @@ from pakman import config, render
 from pakman.identity import Identity
 from tests import rig
 from tests.conftest import V8_CONFIGS
+from tests.servers import UnixHTTPServer, lxd_handler
 
 VARIABLES = {"PLAIN": "1", "SPACES": "two words", "EQUALS": "a=b", "QUOTE": 'it\'s "quoted"'}
-
-
-def _handler(routes: dict[str, tuple[int, bytes]], seen: list[dict[str, str]]) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def address_string(self) -> str:  # unix sockets have no peer address
-            return "lxd"
-
-        def do_GET(self) -> None:
-            seen.append({"path": self.path, "authorization": self.headers.get("authorization", "")})
-            status, body = routes.get(self.path, (404, b""))
-            self.send_response(status)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
-class UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
 
 
 @pytest.fixture
@@ -64,8 +41,8 @@ def servers(
     routes: dict[str, tuple[int, bytes]] = {}
     seen: list[dict[str, str]] = []
     socket_path = tmp_path / "lxd.sock"
-    lxd = UnixHTTPServer(str(socket_path), _handler(routes, seen))
-    api = ThreadingHTTPServer(("127.0.0.1", 0), _handler(routes, seen))
+    lxd = UnixHTTPServer(str(socket_path), lxd_handler(routes, seen))
+    api = ThreadingHTTPServer(("127.0.0.1", 0), lxd_handler(routes, seen))
     for server in (lxd, api):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     yield routes, seen, socket_path, api.server_address[1]

@@ -83,7 +83,8 @@ def test_static_and_custom_render_no_service_files() -> None:
 
 
 def test_options_follow_trace_and_strip() -> None:
-    assert 'options="!check"' in rendered("caddy")["APKBUILD"].text  # trace: true
+    # trace: true; its package step runs setcap, which abuild refuses without the option.
+    assert 'options="!check setcap"' in rendered("caddy")["APKBUILD"].text
     assert 'options="!check !tracedeps !strip"' in rendered("laravel")["APKBUILD"].text
 
 
@@ -110,9 +111,7 @@ def test_extra_command_calls_are_quoted_as_one_argument() -> None:
     assert "env-exec '/usr/bin/php artisan migrate --force --no-interaction'" in initd
 
 
-def _shell_for(path: str) -> str | None:
-    if path.endswith((".finish", ".log")):
-        return None  # execline, not shell
+def _shell_for(path: str) -> str:
     if path.endswith((".run", ".environment", ".env-exec")):
         return "bash"
     return "sh"
@@ -123,8 +122,6 @@ def _shellcheck(files: dict[str, render.RenderedFile], tmp: Path, *extra: str) -
     failures = []
     for path, (text, _) in files.items():
         shell = _shell_for(path)
-        if shell is None:
-            continue
         target = tmp / path
         target.write_text(text)
         result = subprocess.run(
@@ -204,7 +201,48 @@ def test_openrc_dependency_is_not_added_twice() -> None:
     )
     assert depends.count("locomo-openrc") == 1
     cfg = config.parse("run: {name: site, services: [{name: web, binary: site}]}\n" + BASE)
-    assert render.runtime_depends(cfg, Identity("acme/site")) == ("bash", "site-openrc")
+    assert render.runtime_depends(cfg, Identity("acme/site")) == (
+        "bash",
+        "site-openrc",
+        "s6",
+        "execline",
+    )
+
+
+def test_a_default_type_package_depends_on_its_supervisor_once() -> None:
+    """examples/hello lists only bash: without s6 the service could never run."""
+    hello = config.load(ROOT / "examples" / "hello" / "instellar.yml")
+    assert render.runtime_depends(hello, Identity("pakman/hello")) == (
+        "bash",
+        "hello-openrc",
+        "s6",
+        "execline",
+    )
+    pinned = config.parse(
+        "dependencies: {runtime: [bash, s6>=2.11, execline]}\n"
+        "build: {command: make, destinations: ['*']}\n"
+        "run: {name: app, services: [{name: web, binary: app}]}\n"
+    )
+    assert render.runtime_depends(pinned, Identity("acme/app")) == (
+        "bash",
+        "s6>=2.11",
+        "execline",
+        "app-openrc",
+    )
+    for kind in ("static", "custom"):  # no s6 service files: no s6
+        other = config.parse(f"type: {kind}\n" + BASE)
+        assert "s6" not in render.runtime_depends(other, Identity("acme/app"))
+
+
+def test_setcap_in_a_build_or_package_step_adds_the_abuild_option() -> None:
+    steps = {
+        "package: |\n  setcap cap_net_bind_service=+ep x\n": True,
+        "package: |\n  make && setcap cap_net_raw=+ep x\n": True,
+        "package: |\n  echo no-setcap-here\n": False,
+    }
+    for step, wanted in steps.items():
+        cfg = config.parse("type: custom\n" + BASE + step)
+        assert ("setcap" in render.abuild_options(cfg)) == wanted, step
 
 
 def test_profile_is_not_rendered() -> None:

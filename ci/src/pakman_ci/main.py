@@ -158,10 +158,13 @@ class Pakman:
     ) -> bootstrap.Plan:
         cfg = await self._read_config(source)
         facts = await self._git(source)
+        entries = set(await source.entries())
         with _reported():
-            return bootstrap.plan(
+            plan = bootstrap.plan(
                 cfg, repository, version or facts.version, build_number, facts.epoch, facts.commit
             )
+            bootstrap.check_workspace(cfg, plan.identity, lambda name: name in entries)
+        return plan
 
     def _container(self, branch: str, platform: dagger.Platform) -> dagger.Container:
         with _reported():
