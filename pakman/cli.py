@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
@@ -50,6 +51,15 @@ EPILOG = {
   # The v8 deploy step, unchanged (INSTELLAR_* and GITHUB_* variables):
   pakman push --archive packages.zip""",
 }
+
+
+JSON_NOTE = """
+--json: every exit prints one JSON object on stdout, error or not:
+  {"ok": true|false, ...the command's fields..., "exit_code": N, "errors": ["...", ...]}
+  A refusal (bad input, exit 2) has no command fields; errors holds each error line, and
+  they are on stderr too. With stdout closed nothing is printed: the exit code is the job's."""
+for _name in ("verify", "publish", "push"):
+    EPILOG[_name] += "\n" + JSON_NOTE
 
 
 def _env(name: str) -> str | None:
@@ -146,9 +156,17 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(report: Report, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
+def _result(args: argparse.Namespace, fields: dict[str, object]) -> None:
+    """With --json, the command's fields: main() prints them, with the exit code and the
+    error lines, as the one object of every exit."""
+    args.result = fields
+
+
+def _print_report(args: argparse.Namespace, report: Report) -> int:
+    if args.json:
+        _result(args, report.as_dict())
+        if not report.ok:
+            args.errors = [f"{problem}" for problem in report.problems]
     else:
         for problem in report.problems:
             print(f"FAIL {problem}")
@@ -164,7 +182,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     trust = trust_files(args.key or ())
     if not trust.keys:
         raise ConfigError("--key: a trusted public key is required to verify")
-    return _print_report(verify_tree(Path(args.directory), trusted_keys(trust.keys)), args.json)
+    return _print_report(args, verify_tree(Path(args.directory), trusted_keys(trust.keys)))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -222,9 +240,9 @@ def _progress_factory() -> ProgressFactory | None:
     return bar
 
 
-def _summarise(summary: Summary, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary.as_dict(), indent=2))
+def _summarise(args: argparse.Namespace, summary: Summary) -> None:
+    if args.json:
+        _result(args, summary.as_dict())
     else:
         print(summary.line())
         print(f"archive: {summary.archive_path}")
@@ -284,7 +302,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         log=_log(args.dry_run or not sys.stderr.isatty()),
         progress_factory=None if args.dry_run else _progress_factory(),
     )
-    _summarise(summary, args.json)
+    _summarise(args, summary)
     return 0
 
 
@@ -312,10 +330,10 @@ def cmd_push(args: argparse.Namespace) -> int:
         progress_factory=_progress_factory(),
     )
     if args.json:
-        print(json.dumps(pushed.as_dict(), indent=2))
+        _result(args, pushed.as_dict())
         return 0
     if pushed.summary is not None:
-        _summarise(pushed.summary, as_json=False)
+        _summarise(args, pushed.summary)
     print(f"deployment {pushed.deployment}: {pushed.archive_path}")
     if pushed.configuration:
         print(f"configuration {pushed.configuration}")
@@ -499,39 +517,99 @@ def _last_resort(error: BaseException) -> tuple[str, int]:
     return f"error: {line} (PAKMAN_DEBUG=1 shows a traceback)", code
 
 
+def _one_line(text: str) -> str:
+    """A problem as one line: a newline or other control character inside a value (a
+    name, a path) is shown escaped, never split over lines."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run a subcommand; every failure is one line and an exit code."""
+    """Entry point: run a subcommand; every failure is one line and an exit code.
+
+    With ``--json`` every exit prints one object on stdout: the command's fields (none
+    on a refusal), ``exit_code`` and ``errors``, its error lines ([] on success).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    errors: list[str] = []
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except PakmanError as error:
-        for line in error.problems:
-            print(f"error: {line}" if not line.startswith("error:") else line, file=sys.stderr)
-        return error.exit_code
+        errors = [_one_line(line.removeprefix("error: ")) for line in error.problems]
+        code = error.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        errors, code = ["interrupted"], 130
     except Exception as error:
         if os.environ.get("PAKMAN_DEBUG") == "1":
             raise
         line, code = _last_resort(error)
-        print(line, file=sys.stderr)
-        return code
+        errors = [_one_line(line.removeprefix("error: "))]
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if getattr(args, "json", False):
+        fields = getattr(args, "result", {})
+        reported = getattr(args, "errors", errors) if code else []
+        result = {"ok": code == 0, **fields, "exit_code": code, "errors": reported or errors}
+        print(json.dumps(result, indent=2))
+    return code
+
+
+class _SafeStream(io.TextIOBase):
+    """A text stream whose writes never fail the job: once its reader has gone (a closed
+    stdout, a pipe whose reader exited, a full disk), it stops writing and the job goes
+    on, to exit with its own code."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+        self.broken = stream is None
+
+    def write(self, text: str) -> int:
+        if not self.broken and self._stream is not None:
+            try:
+                self._stream.write(text)
+                if "\n" in text:
+                    self._stream.flush()  # a line the reader sees now, or learn it is gone
+            except (OSError, ValueError):
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken and self._stream is not None:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+    def isatty(self) -> bool:
+        try:
+            return not self.broken and self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        if self._stream is None:
+            raise OSError("no stream")
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
 
 
 def run() -> NoReturn:
-    """The ``pakman`` command: :func:`main`, then exit without the interpreter's teardown.
+    """The ``pakman`` command: :func:`main` over streams whose failures never stop the job,
+    then exit without the interpreter's teardown.
 
     Everything pakman writes is closed (and fsynced) by then; tearing down botocore's
     object graph would only add about 50 ms to every run.
     """
+    sys.stdout = _SafeStream(sys.stdout)
+    sys.stderr = _SafeStream(sys.stderr)
     status = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:  # a closed pipe (`pakman ... | head`)
-        status = status or 120  # what Python exits with when its final flush fails
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(status)
 
 

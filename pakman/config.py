@@ -8,6 +8,7 @@ Every problem is collected and reported together, one line each, as
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import reprlib
@@ -175,6 +176,10 @@ class Config:
         return self.dependencies.runtime + extra
 
 
+# Never in a value that reaches a script: control characters (but the newline and tab of a
+# multi-line step), a carriage return or NUL among them, and Unicode's line separators.
+UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
 _REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 40, 40
 _REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 4
@@ -216,6 +221,12 @@ class _Reader:
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             self.fail(path, "must be a string", value)
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(path, "must be a finite number", value)  # YAML's .inf and .nan
+            return None
+        if isinstance(value, str) and UNSAFE_CHARACTERS.search(value):
+            self.fail(path, "must not hold control characters or line separators", value)
             return None
         return str(value)
 
@@ -449,6 +460,8 @@ def _json_problem(value: Any, path: str) -> tuple[str, str, Any] | None:
             pending.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
         elif item is not None and not isinstance(item, str | int | float | bool):
             return (where, "must be a string, number, true/false, list or mapping", item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return (where, "must be a finite number (JSON has no .inf or .nan)", item)
     return None
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pakman.errors import PublishError, redact
+from pakman.errors import PublishError, check_credential, redact
 
 if TYPE_CHECKING:
     import urllib3
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 DEFAULT_ENDPOINT = "https://opsmaru.com"
 DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 BACKOFF_MAX = 5.0  # seconds: also the cap on a server's Retry-After
+MAX_ANSWER = 1024 * 1024  # bytes of an answer, decoded: real ones are a few KiB
+CHUNK = 16 * 1024  # read at a time, so one compressed chunk inflates to a bounded size
 
 
 @functools.cache
@@ -52,6 +54,12 @@ class Storage:
     bucket: str
     access_key_id: str = field(repr=False)
     secret_access_key: str = field(repr=False)
+
+
+def _credential(path: str, name: str, given: Mapping[str, Any]) -> str:
+    value = str(given[name])
+    check_credential(f"instellar GET {path}: credential.{name}", value, PublishError)
+    return value
 
 
 @dataclass
@@ -86,6 +94,7 @@ class Client:
                 body=json.dumps(body).encode() if body is not None else None,
                 headers=headers,
                 timeout=urllib3.Timeout(connect=10, read=self.timeout),
+                preload_content=False,  # read below, bounded after decoding
                 # Never follow a redirect: it would carry the tokens to another host.
                 redirect=False,
                 retries=_retry_class()(
@@ -104,16 +113,44 @@ class Client:
             raise PublishError(
                 f"instellar {method} {path}: cannot reach {self.endpoint} ({reason})"
             ) from None
-        if 300 <= response.status < 400:
-            raise PublishError(
-                f"instellar {method} {path}: redirected ({response.status}); refusing to follow"
-                " it with the tokens (set INSTELLAR_ENDPOINT to the final address)"
-            )
         try:
-            data = json.loads(response.data) if response.data else None
+            if 300 <= response.status < 400:
+                raise PublishError(
+                    f"instellar {method} {path}: redirected ({response.status}); refusing to"
+                    " follow it with the tokens (set INSTELLAR_ENDPOINT to the final address)"
+                )
+            raw = self._read(method, path, response)
+        finally:
+            response.release_conn()
+        try:
+            data = json.loads(raw) if raw else None
+        except RecursionError:
+            raise PublishError(f"instellar {method} {path}: answer nested too deeply") from None
         except ValueError:
             data = None
         return response.status, data
+
+    def _read(self, method: str, path: str, response: urllib3.BaseHTTPResponse) -> bytes:
+        """The answer's body, decoded, refused past MAX_ANSWER bytes: an endless body or a
+        compression bomb costs at most one chunk's memory."""
+        import urllib3
+
+        body = bytearray()
+        try:
+            for chunk in response.stream(CHUNK, decode_content=True):
+                body += chunk
+                if len(body) > MAX_ANSWER:
+                    raise PublishError(
+                        f"instellar {method} {path}: answer larger than"
+                        f" {MAX_ANSWER // 1024 // 1024} MiB (after decoding); refused"
+                    )
+        except urllib3.exceptions.HTTPError as error:
+            reason = error.__class__.__name__
+            raise PublishError(
+                f"instellar {method} {path}: the answer broke off or could not be decoded"
+                f" ({reason})"
+            ) from None
+        return bytes(body)
 
     def _fail(self, method: str, path: str, status: int, data: Any) -> PublishError:
         detail = ""
@@ -141,8 +178,9 @@ class Client:
             token = inner.get("token") if isinstance(inner, dict) else None
             if not isinstance(token, str) or not token:
                 raise PublishError(f"instellar POST {path}: unexpected answer (no data.token)")
+            check_credential(f"instellar POST {path}: data.token", token, PublishError)
             self.token = token
-            return self.token
+            return token
         if status in (401, 403, 404):
             raise PublishError(
                 f"instellar POST {path}: INSTELLAR_AUTH_TOKEN was not accepted ({status})"
@@ -170,8 +208,8 @@ class Client:
                 endpoint=f"{a.get('scheme', 'https')}://{a['host']}{port}",
                 region=str(a.get("region") or "us-east-1"),
                 bucket=str(a["bucket"]),
-                access_key_id=str(a["credential"]["access_key_id"]),
-                secret_access_key=str(a["credential"]["secret_access_key"]),
+                access_key_id=_credential(path, "access_key_id", a["credential"]),
+                secret_access_key=_credential(path, "secret_access_key", a["credential"]),
             )
         except (KeyError, TypeError):
             raise PublishError(

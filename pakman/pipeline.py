@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pakman.errors import ConfigError, VerificationError
+from pakman.errors import ConfigError, VerificationError, check_credential
 from pakman.identity import Identity
 
 if TYPE_CHECKING:
@@ -231,7 +231,14 @@ class StoreOptions:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
     ) -> StoreOptions:
-        """Options from arguments, then ``AWS_REGION`` and ``AWS_ENDPOINT_URL[_S3]``."""
+        """Options from arguments, then ``AWS_REGION`` and ``AWS_ENDPOINT_URL[_S3]``.
+
+        Credentials are checked, whether given or left to botocore to read from ``env``.
+        """
+        check_credential("access-key-id", access_key_id or None)
+        check_credential("secret-access-key", secret_access_key or None)
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            check_credential(name, env.get(name) or None)
         try:
             style = AddressingStyle(addressing_style)
         except ValueError:
@@ -406,9 +413,14 @@ class InstellarOptions:
         token = auth_token or env.get("INSTELLAR_AUTH_TOKEN")
         if not token:
             raise ConfigError("INSTELLAR_AUTH_TOKEN: required for push")
+        package = package_token or env.get("INSTELLAR_PACKAGE_TOKEN") or ""
+        check_credential("instellar-auth-token" if auth_token else "INSTELLAR_AUTH_TOKEN", token)
+        check_credential(
+            "instellar-package-token" if package_token else "INSTELLAR_PACKAGE_TOKEN", package
+        )
         return cls(
             auth_token=token,
-            package_token=package_token or env.get("INSTELLAR_PACKAGE_TOKEN") or "",
+            package_token=package,
             endpoint=endpoint or env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT,
         )
 

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -19,11 +20,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from pakman.errors import ConfigError, PublishError, redact
 from pakman.hashcache import HashCache
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -329,6 +332,20 @@ class _FileStaged:
             self.copying.result().unlink()
 
 
+# What S3 and S3-compatible servers answer to credentials they do not accept (versitygw
+# says 404 XAdminUserNotFound for an unknown access key id).
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "XAdminUserNotFound",
+    }
+)
+
+
 @dataclass
 class S3Store:
     """An S3-compatible bucket, reached through botocore with bounded retries."""
@@ -411,14 +428,17 @@ class S3Store:
                 self.client.create_bucket(Bucket=self.bucket)
 
     def list(self, prefix: str) -> dict[str, RemoteObject]:
-        found = {}
-        with self.errors():
+        def listing() -> dict[str, RemoteObject]:
+            found = {}
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     found[key] = RemoteObject(key, item["Size"], item.get("ETag", "").strip('"'))
-        return found
+            return found
+
+        with self.errors():
+            return self._read(listing)
 
     def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
         if local.size != remote.size:
@@ -513,10 +533,27 @@ class S3Store:
                     )
         return upload_id, parts
 
+    def _read(self, call: Callable[[], _T]) -> _T:
+        """A read (GET, HEAD, a listing), retried when its answer broke off while its body
+        was read: botocore retries a reset before the answer, not one inside it (urllib3's
+        ProtocolError escapes it). With backoff, ``max_attempts`` in all."""
+        import urllib3
+        from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return call()
+            except (urllib3.exceptions.HTTPError, ResponseStreamingError, IncompleteReadError):
+                if attempt == self.max_attempts:
+                    raise
+                self.check_deadline()
+                time.sleep(min(0.05 * 2**attempt, 2.0) * (0.5 + random.random() / 2))
+        raise AssertionError("unreachable")
+
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
 
-        with self.errors():
+        def get() -> bytes | None:
             try:
                 return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             except ClientError as error:
@@ -524,16 +561,24 @@ class S3Store:
                     return None
                 raise
 
+        with self.errors():
+            return self._read(get)
+
     def head(self, key: str) -> RemoteObject | None:
         from botocore.exceptions import ClientError
 
-        with self.errors():
+        def read() -> Any:
             try:
-                head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+                return self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
             except ClientError as error:
                 if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                     return None
                 raise
+
+        with self.errors():
+            head = self._read(read)
+        if head is None:
+            return None
         return RemoteObject(
             key,
             head["ContentLength"],
@@ -677,6 +722,7 @@ class _S3Errors:
     ) -> Literal[False]:
         if error is None or isinstance(error, PublishError | ConfigError):
             return False
+        import urllib3
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -687,7 +733,12 @@ class _S3Errors:
 
         where = self.store.describe()
         attempts = self.store.max_attempts
-        if isinstance(error, NoCredentialsError):
+        if isinstance(error, urllib3.exceptions.HTTPError):
+            message = (
+                f"storage {where}: the answer broke off after {attempts} attempts"
+                f" ({error.__class__.__name__})"
+            )
+        elif isinstance(error, NoCredentialsError):
             message = (
                 f"storage {where}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
             )
@@ -697,11 +748,7 @@ class _S3Errors:
             details = error.response.get("Error", {})
             code = details.get("Code", "?")
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 403 or code in (
-                "InvalidAccessKeyId",
-                "SignatureDoesNotMatch",
-                "AccessDenied",
-            ):
+            if status == 403 or code in CREDENTIAL_ERRORS:
                 # HEAD answers carry no body, so the code is only the status again.
                 reason = f"{status}" if code == str(status) else f"{status} {code}"
                 message = f"storage {where}: access denied ({reason}): check the credentials"

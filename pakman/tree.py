@@ -39,20 +39,31 @@ def is_package_file(name: str) -> bool:
     return name == INDEX_NAME or (name.endswith(".apk") and name != ".apk")
 
 
-def files(top: Path) -> list[Path]:
-    """Every package file under ``top``, sorted; the whole tree is refused on any stray."""
+def files(top: Path, depths: tuple[int, ...] = (3, 4)) -> list[Path]:
+    """Every package file under ``top``, sorted, each at a layout of ``depths`` with a
+    known ``<arch>``; the whole tree is refused on any stray, as merge and publish refuse it."""
     found, problems = _scan(top)
+    for path in found:
+        try:
+            layout(top, path, depths)
+        except ConfigError as error:
+            problems.extend(error.problems)
     if problems:
-        raise ConfigError(*problems)
+        raise ConfigError(*sorted(problems))
     return found
+
+
+def shown(path: Path | str) -> str:
+    """A path as it can be printed: bytes that are not UTF-8 as ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _scan(top: Path) -> tuple[list[Path], list[str]]:
     try:
         if not stat.S_ISDIR(top.stat().st_mode):
-            raise ConfigError(f"{top}: not a directory")
+            raise ConfigError(f"{shown(top)}: not a directory")
     except OSError:
-        raise ConfigError(f"{top}: no such directory") from None
+        raise ConfigError(f"{shown(top)}: no such directory") from None
     found: list[Path] = []
     problems: list[str] = []
     pending = [(top, 0)]
@@ -66,7 +77,10 @@ def _scan(top: Path) -> tuple[list[Path], list[str]]:
             continue
         for entry in entries:
             path = Path(entry.path)
-            if entry.is_symlink():
+            if not _utf8(entry.name):
+                # Archives, manifests and keys are UTF-8: such a name could not be shipped.
+                problems.append(f"{shown(path)}: the name is not valid UTF-8")
+            elif entry.is_symlink():
                 problems.append(f"{path}: a symbolic link (a packages tree holds plain files)")
             elif entry.is_dir(follow_symlinks=False):
                 if depth + 1 >= MAX_DEPTH:
@@ -80,6 +94,14 @@ def _scan(top: Path) -> tuple[list[Path], list[str]]:
             else:
                 found.append(path)
     return sorted(found), sorted(problems)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode's surrogate escapes of undecodable bytes
+        return False
+    return True
 
 
 def layout(top: Path, path: Path, depths: tuple[int, ...] = (3,)) -> tuple[str, str, str]:

@@ -87,7 +87,14 @@ def alpine(alpine_root: Path) -> Iterator[rig.Overlay]:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[servers.S3Server]:
-    """moto's real S3 HTTP server on 127.0.0.1, with authentication on."""
+    """A real S3 server (versitygw) on 127.0.0.1 for the session: fresh data, own keys."""
+    with servers.versitygw_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[servers.S3Server]:
+    """moto's S3 mock, only where the server's behaviour does not matter."""
     with servers.moto_server() as server:
         yield server
 

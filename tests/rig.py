@@ -30,10 +30,20 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason, allow_module_level=True)
 
 
+# Where scripts/test.sh builds the Go tools, once per machine: <tools>/<name>-<version>/.
+TOOLS = Path(os.environ.get("PAKMAN_TOOLS", Path.home() / ".cache" / "pakman-tools"))
+
+
 def find_tool(name: str) -> str | None:
-    """A tool on PATH, or installed beside this Python (the venv's bin)."""
+    """A tool on PATH, installed beside this Python (the venv's bin), or built by
+    scripts/test.sh into the tools folder."""
     beside = Path(sys.executable).parent / name
-    return shutil.which(name) or (str(beside) if beside.exists() else None)
+    built = sorted(TOOLS.glob(f"*/{name}"))
+    return (
+        shutil.which(name)
+        or (str(beside) if beside.exists() else None)
+        or (str(built[-1]) if built else None)
+    )
 
 
 def need_tool(name: str) -> str:

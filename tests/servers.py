@@ -10,10 +10,12 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import socket
 import socketserver
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,6 +114,39 @@ def moto_server(auth: bool = False) -> Iterator[S3Server]:
         process.wait(10)
 
 
+@contextlib.contextmanager
+def versitygw_server() -> Iterator[S3Server]:
+    """A real S3 server: versitygw over a fresh folder, its own credentials, on 127.0.0.1.
+
+    It checks every checksum it is sent (BadDigest), keeps CRC-32s and composite
+    multipart checksums, lists parts with theirs, refuses wrong signatures, and honours
+    If-Match and If-None-Match. MinIO, the issue's first choice, is not served by the Go
+    module proxy here; versitygw (Apache-2.0) is built the same way, by scripts/test.sh.
+    """
+    binary = rig.need_tool("versitygw")
+    port = free_port()
+    access_key_id = "AKIA" + secrets.token_hex(8).upper()
+    secret_access_key = secrets.token_urlsafe(30)
+    with tempfile.TemporaryDirectory(prefix="pakman-s3-") as data:
+        process = subprocess.Popen(
+            [binary, "--port", f"127.0.0.1:{port}", "--quiet", "posix", data],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "ROOT_ACCESS_KEY": access_key_id,
+                "ROOT_SECRET_KEY": secret_access_key,
+            },
+        )
+        try:
+            wait_for_port(port)
+            endpoint = f"http://127.0.0.1:{port}"
+            yield S3Server(endpoint, port, access_key_id, secret_access_key, process.pid)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 # --- a fault-injecting HTTP proxy ------------------------------------------------------
 
 
@@ -181,7 +216,8 @@ class FaultProxy:
     ``503`` (S3's SlowDown), ``delay`` (each request waits ``delay`` seconds); and, for
     every request, ``plain`` (answers lose their ``x-amz-checksum-*`` headers, as from a
     store without checksum support) and ``corrupt`` (``plain``, and every uploaded body
-    has its last byte flipped on the way).
+    has its last byte flipped on the way); ``cut-errors``: the first ``every`` error
+    answers with a body are cut halfway through it, then the connection is reset.
     """
 
     upstream: int
@@ -291,6 +327,14 @@ class FaultProxy:
             self._count()
             _reset(client)  # the server applied it; the client never hears back
             return False
+        if self.mode == "cut-errors" and status >= 400 and response_body:
+            with self._lock:
+                cut = self.faults < self.every
+                self.faults += cut
+            if cut:  # the error's body broken off halfway, then the connection reset
+                client.sendall(response_head + response_body[: len(response_body) // 2])
+                _reset(client)
+                return False
         if self.mode in ("plain", "corrupt"):
             response_head = re.sub(rb"(?im)^x-amz-checksum-[^\r\n]*\r\n", b"", response_head)
         client.sendall(response_head + response_body)

@@ -140,11 +140,11 @@ def test_the_command_exits_with_its_status_and_its_output_complete(tmp_path: Pat
 
 
 @pytest.mark.parametrize("buffered", [True, False])
-def test_a_closed_output_pipe_is_an_exit_code_not_a_traceback(buffered: bool) -> None:
-    """Buffered, the write fails at the final flush (exit 120, as Python's own); unbuffered,
-    inside the command (one error line)."""
+def test_a_closed_output_pipe_leaves_the_commands_own_exit_code(buffered: bool) -> None:
+    """`pakman check | true`: output that cannot be written is dropped, and the exit code
+    is the check's (it was 120 buffered, and 2 with 'error: Broken pipe' unbuffered)."""
     read, write = os.pipe()
-    os.close(read)  # like `pakman check | true`
+    os.close(read)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     result = subprocess.run(
         [sys.executable, "-m", "pakman.cli", "check", "--config", str(V8_CONFIGS / "rails.yml")],
@@ -155,12 +155,7 @@ def test_a_closed_output_pipe_is_an_exit_code_not_a_traceback(buffered: bool) ->
         env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"},
     )
     os.close(write)
-    assert "Traceback" not in result.stderr
-    if buffered:
-        assert result.returncode == 120
-    else:
-        assert result.returncode == 2
-        assert result.stderr == "error: Broken pipe (PAKMAN_DEBUG=1 shows a traceback)\n"
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def _snapshot(startdir: Path) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from pakman.identity import Identity
 from pakman.publish import Deployment, publish
 from pakman.store import FileStore, LocalObject, S3Store
 from tests.conftest import Built, build_deployment, run_pakman
-from tests.servers import FaultProxy, S3Server, free_port, moto_server
+from tests.servers import FaultProxy, S3Server, free_port
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main", "sha256:abc")
@@ -363,23 +363,31 @@ def test_bad_credentials_missing_bucket_bad_endpoint(
     s3_server: S3Server, bucket: str, deployment_files: Built
 ) -> None:
     base = cli_args(deployment_files, "--key", str(deployment_files.public_key))
-    with moto_server(auth=True) as guarded:
-        guarded.client().create_bucket(Bucket="guarded")
-        wrong = run_pakman(
-            *base,
-            "--bucket",
-            "guarded",
-            env={
-                **guarded.env(),
-                "AWS_ACCESS_KEY_ID": SECRET_ID,
-                "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            },
-        )
+    # The real server's own answers: an unknown key id, and a known one with a wrong secret.
+    wrong = run_pakman(
+        *base,
+        "--bucket",
+        bucket,
+        env={
+            **s3_server.env(),
+            "AWS_ACCESS_KEY_ID": SECRET_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        },
+    )
     assert wrong.returncode == 3
     assert wrong.stderr.strip() == (
-        f"error: storage s3://guarded at {guarded.endpoint}: access denied"
-        " (403 InvalidAccessKeyId): check the credentials"
+        f"error: storage s3://{bucket} at {s3_server.endpoint}: access denied"
+        " (404 XAdminUserNotFound): check the credentials"
     )
+    forged = run_pakman(
+        *base, "--bucket", bucket, env={**s3_server.env(), "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    )
+    assert forged.returncode == 3
+    assert forged.stderr.strip().splitlines()[-1] == (
+        f"error: storage s3://{bucket} at {s3_server.endpoint}: access denied"
+        " (403 SignatureDoesNotMatch): check the credentials"
+    )
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     missing = run_pakman(*base, "--bucket", "no-such-bucket", env=s3_server.env())
     assert missing.returncode == 3
     assert (
@@ -392,7 +400,7 @@ def test_bad_credentials_missing_bucket_bad_endpoint(
     bad = run_pakman(*base, "--bucket", bucket, "--endpoint", "not a url", env=s3_server.env())
     assert bad.returncode == 2
     assert "--endpoint: must be an http(s) URL" in bad.stderr
-    for result in (wrong, missing, created, bad):
+    for result in (wrong, forged, missing, created, bad):
         output = result.stdout + result.stderr
         assert "Traceback" not in output
         assert SECRET_ID not in output
@@ -483,7 +491,12 @@ def interrupted_upload(
         if number == 3:
             part = os.urandom(len(part))
         client.upload_part(
-            Bucket=bucket, Key=local.key, UploadId=upload["UploadId"], PartNumber=number, Body=part
+            Bucket=bucket,
+            Key=local.key,
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=part,
+            ChecksumAlgorithm=algorithm,  # a real server refuses a part of another type
         )
     return str(upload["UploadId"])
 
@@ -609,23 +622,44 @@ def test_a_store_without_checksums_is_confirmed_by_etag(
 
 
 @pytest.mark.parametrize("multipart", [False, True])
-def test_bytes_changed_on_the_way_are_refused(
+def test_bytes_changed_on_the_way_are_refused_by_a_real_server(
     s3_server: S3Server, bucket: str, deployment_files: Built, tmp_path: Path, multipart: bool
 ) -> None:
-    """A store that neither checks nor echoes checksums, and stored other bytes than were
-    sent: its ETag gives it away, and no manifest is written."""
-    proxy = FaultProxy(s3_server.port, "corrupt").start()
+    """A proxy flips a byte of every uploaded body and keeps the checksum header: the real
+    server refuses the body (BadDigest), nothing is stored, and no manifest is written."""
+    refused = _corrupted(s3_server, bucket, deployment_files, tmp_path, multipart)
+    assert "400 BadDigest" in str(refused)
+    listing = s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert listing == []
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_bytes_changed_on_the_way_are_refused_where_the_store_checks_nothing(
+    moto: S3Server, deployment_files: Built, tmp_path: Path, multipart: bool
+) -> None:
+    """moto, on purpose: a store that neither checks nor echoes checksums, and stored other
+    bytes than were sent. Its ETag gives it away, and no manifest is written."""
+    bucket = f"lying-{int(multipart)}"
+    moto.client().create_bucket(Bucket=bucket)
+    refused = _corrupted(moto, bucket, deployment_files, tmp_path, multipart)
+    assert "does not confirm the bytes sent" in str(refused)
+    listing = moto.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert PREFIX + "manifest.json" not in {o["Key"] for o in listing}
+
+
+def _corrupted(
+    server: S3Server, bucket: str, files: Built, tmp_path: Path, multipart: bool
+) -> PublishError:
+    proxy = FaultProxy(server.port, "corrupt").start()
     try:
-        store = store_for(s3_server, bucket, proxy.endpoint, max_attempts=1)
-        files = deployment_files
+        store = store_for(server, bucket, proxy.endpoint, max_attempts=1)
         send: Any = (
             (lambda: stage_and_commit(store, big_object(tmp_path)[0]))
             if multipart
             else (lambda: publish(files.packages, files.archive, DEPLOYMENT, store))
         )
-        with pytest.raises(PublishError, match="does not confirm the bytes sent"):
+        with pytest.raises(PublishError) as raised:
             send()
+        return raised.value
     finally:
         proxy.stop()
-    listing = s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
-    assert PREFIX + "manifest.json" not in {o["Key"] for o in listing}
