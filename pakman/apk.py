@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pakman.digest import Digest, Digester, digest_bytes
 from pakman.errors import PackageFormatError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -47,6 +49,7 @@ class Package:
     control: bytes  # the raw control gzip stream, as signed
     info: dict[str, tuple[str, ...]]
     data_sha256: str  # of the raw data gzip stream
+    digest: Digest  # of the whole file, from the same read
 
     @property
     def checksum(self) -> str:
@@ -67,6 +70,7 @@ class Index:
     signed: bytes  # the raw index gzip stream, as signed
     description: str
     records: tuple[dict[str, str], ...]
+    digest: Digest  # of the whole file, from the same read
 
 
 class _Truncated(PackageFormatError):
@@ -235,6 +239,7 @@ def read_package(path: Path) -> Package:
     except OSError as error:
         raise PackageFormatError(f"{path}: cannot read: {error.strerror}") from None
     with handle:
+        whole = Digester(os.fstat(handle.fileno()).st_size)
         head = handle.read(HEAD_CHUNK)
         while True:
             try:
@@ -245,9 +250,11 @@ def read_package(path: Path) -> Package:
                 if not more or len(head) > MAX_INFLATED:
                     raise
                 head += more
+        whole.update(head)
         data_hash = hashlib.sha256(payload)
         while block := handle.read(READ_CHUNK):
             data_hash.update(block)
+            whole.update(block)
         size = handle.tell()
     members = _members(control, path, "control")
     if ".PKGINFO" not in members:
@@ -259,6 +266,7 @@ def read_package(path: Path) -> Package:
         control=bytes(control),
         info=parse_pkginfo(members[".PKGINFO"].decode("utf-8", "replace")),
         data_sha256=data_hash.hexdigest(),
+        digest=whole.result(),
     )
 
 
@@ -288,6 +296,7 @@ def read_index(path: Path) -> Index:
         signed=bytes(signed),
         description=members.get("DESCRIPTION", b"").decode("utf-8", "replace").strip(),
         records=parse_index_text(members["APKINDEX"].decode("utf-8", "replace")),
+        digest=digest_bytes(data),
     )
 
 

@@ -177,12 +177,12 @@ def _print_report(args: argparse.Namespace, report: Report) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from pakman.pipeline import trust_files
-    from pakman.verify import trusted_keys, verify_tree
+    from pakman.verify import trusted_keys, verify_root
 
     trust = trust_files(args.key or ())
     if not trust.keys:
         raise ConfigError("--key: a trusted public key is required to verify")
-    return _print_report(args, verify_tree(Path(args.directory), trusted_keys(trust.keys)))
+    return _print_report(args, verify_root(Path(args.directory), trusted_keys(trust.keys)))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -263,12 +263,18 @@ def _watchdog(args: argparse.Namespace) -> None:
     seconds = check_timeout(args.timeout)
 
     def fire(*_: object) -> None:
+        import shutil
+
+        from pakman.pipeline import SCRATCH
+
         print(
             f"error: {args.command}: gave up after {seconds:g} s (--timeout);"
             " a re-run resumes where this one stopped",
             file=sys.stderr,
             flush=True,
         )
+        for folder in list(SCRATCH):
+            shutil.rmtree(folder, ignore_errors=True)
         os._exit(3)
 
     signal.signal(signal.SIGALRM, fire)
@@ -605,6 +611,13 @@ def run() -> NoReturn:
     Everything pakman writes is closed (and fsynced) by then; tearing down botocore's
     object graph would only add about 50 ms to every run.
     """
+    import signal
+
+    def terminated(*_: object) -> NoReturn:
+        # Unwinds like an interrupt, so temporary files (a made archive) are removed.
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, terminated)
     sys.stdout = _SafeStream(sys.stdout)
     sys.stderr = _SafeStream(sys.stderr)
     status = main()

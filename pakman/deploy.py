@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pakman.config import PASSTHROUGH, Config
-from pakman.hashcache import HashCache
+from pakman.digest import Digest
 from pakman.instellar import Client
 from pakman.publish import Deployment, ProgressFactory, Summary, publish
-from pakman.store import S3Store
+from pakman.publish.s3 import S3Store
+from pakman.tree import Snapshot
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,12 @@ def push(
     client: Client,
     config: Config,
     deployment: Deployment,
-    packages_dir: Path,
+    snapshot: Snapshot,
+    digests: Mapping[Path, Digest],
     archive: Path,
     *,
     concurrency: int = 8,
     deadline: float | None = None,
-    cache: HashCache | None = None,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
 ) -> Pushed:
@@ -64,12 +65,12 @@ def push(
             deadline=deadline,
         )
         summary = publish(
-            packages_dir,
+            snapshot,
+            digests,
             archive,
             deployment,
             store,
             concurrency=concurrency,
-            cache=cache,
             log=log,
             progress_factory=progress_factory,
         )

@@ -1,6 +1,6 @@
 """Writing local files: atomically, with their final mode from creation, or not at all.
 
-Every file pakman writes (rendered build files, keys, abuild.conf, zips, the hash cache)
+Every file pakman writes (rendered build files, keys, abuild.conf, zips)
 goes through :func:`atomic_writer`: a temporary made by ``mkstemp`` beside the target
 (O_EXCL, never a fixed name another process could have planted), 0600 from creation,
 fsynced, then renamed over the target. A failure names the file and leaves no partial one.

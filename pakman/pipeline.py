@@ -22,10 +22,12 @@ from pakman.identity import Identity
 if TYPE_CHECKING:
     from pakman.config import Config
     from pakman.deploy import Pushed
-    from pakman.hashcache import HashCache
+    from pakman.digest import Digest
     from pakman.merge import Merged
     from pakman.publish import Deployment, ProgressFactory, Summary
-    from pakman.store import FileStore, S3Store
+    from pakman.publish.filestore import FileStore
+    from pakman.publish.s3 import S3Store
+    from pakman.tree import Snapshot
 
 Log = Callable[[str], None]
 DEFAULT_REGION = "us-east-1"
@@ -96,48 +98,46 @@ def trust_for_push(
     )
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What verification proved, in this run: the signing key's fingerprint (None when not
+    verified) and the digests of the very bytes it read, file by file."""
+
+    fingerprint: str | None
+    digests: Mapping[Path, Digest] = field(default_factory=dict)
+
+
 def verify(
-    tree: Path, trust: Trust, what: str, log: Log = _quiet, cache: HashCache | None = None
-) -> str | None:
-    """Verify every package and index in ``tree``; the signing key's fingerprint, or None.
+    tree: Path, files: Sequence[Path], trust: Trust, what: str, log: Log = _quiet
+) -> Verified:
+    """Verify every package and index of ``files`` (one walk of ``tree``), reading each
+    once; nothing proved in an earlier run is trusted.
 
     Raises :class:`VerificationError` listing every problem, so nothing unverified goes on.
-    With a ``cache``, a tree proved before with the same keys, whose files have not changed
-    since (device, inode, size, mtime, ctime), is not read again: a retried deploy re-reads
-    nothing it already proved.
     """
     if trust.skip:
-        return None
+        return Verified(None)
     if not trust.keys:
         if not trust.required:
             log(
                 "warning: no public key (--key, ABUILD_PUBLIC_KEY or ~/.abuild/):"
                 " packages not verified"
             )
-            return None
+            return Verified(None)
         raise ConfigError(
             "--key: a trusted public key is required to verify packages"
             " (or skip verification explicitly with --no-verify)"
         )
-    from pakman.hashcache import fact
     from pakman.keys import fingerprint
-    from pakman.tree import files
     from pakman.verify import trusted_keys, verify_tree
 
-    prints = sorted(f"{name}={fingerprint(pem)}" for name, pem in trust.keys.items())
-    proved, newest = fact("verified", files(tree), *prints)
-    if cache is not None and cache.remembers(proved):
-        log("verified before, unchanged since: not read again")
-    else:
-        report = verify_tree(tree, trusted_keys(trust.keys))
-        if not report.ok:
-            raise VerificationError(
-                *(str(problem) for problem in report.problems),
-                f"{what} refused: verification failed ({len(report.problems)} problem(s))",
-            )
-        if cache is not None:
-            cache.remember(proved, newest)
-    return "sha256:" + fingerprint(next(iter(trust.keys.values())))
+    report = verify_tree(tree, files, trusted_keys(trust.keys))
+    if not report.ok:
+        raise VerificationError(
+            *(str(problem) for problem in report.problems),
+            f"{what} refused: verification failed ({len(report.problems)} problem(s))",
+        )
+    return Verified("sha256:" + fingerprint(next(iter(trust.keys.values()))), report.digests)
 
 
 # --- merge ----------------------------------------------------------------------------
@@ -150,6 +150,7 @@ def merge(
     import tempfile
 
     from pakman import merge as merge_module
+    from pakman.tree import files
 
     merged = merge_module.collect(list(inputs))
     with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
@@ -157,23 +158,36 @@ def merge(
         if packages_dir is not None or not trust.skip:
             merge_module.write_tree(merged, tree)
         # The merged tree is what ships: the index beside each package is checked there.
-        verify(tree, trust, "merge")
+        verify(tree, files(tree), trust, "merge")
     return merged, merge_module.write_zip(merged, output)
 
 
+# Folders a run is writing into that must go even when the run is cut short by its
+# watchdog (which ends the process at once): a made archive is as big as the packages.
+SCRATCH: set[str] = set()
+
+
 @contextlib.contextmanager
-def archive_for(
-    tree: Path, archive: Path | None, log: Log = _quiet, cache: HashCache | None = None
-) -> Iterator[Path]:
-    """The archive to ship: the one given, else a deterministic zip of ``tree``, kept in
-    the cache and used again while the tree is unchanged (:mod:`pakman.archive`)."""
+def archive_for(snapshot: Snapshot, archive: Path | None, log: Log = _quiet) -> Iterator[Path]:
+    """The archive to ship: the one given, else a deterministic zip of the snapshot's
+    files, made afresh in a temporary folder (removed afterwards, also on SIGTERM). Either
+    way publish checks it against the verified bytes before anything is uploaded."""
     if archive is not None:
         yield archive
         return
-    from pakman.archive import made
+    import tempfile
 
-    with made(tree, cache, log) as zip_path:
-        yield zip_path
+    from pakman import merge as merge_module
+
+    with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
+        SCRATCH.add(tmp)
+        try:
+            made = Path(tmp) / ARCHIVE_NAME
+            digest = merge_module.write_zip(merge_module.Merged(snapshot.entries()), made)
+            log(f"no archive given: made {ARCHIVE_NAME} from the packages tree (sha256 {digest})")
+            yield made
+        finally:
+            SCRATCH.discard(tmp)
 
 
 def v8_archive(given: str, home: Path) -> Path | None:
@@ -262,7 +276,7 @@ class StoreOptions:
         )
 
     def open(self) -> FileStore | S3Store:
-        from pakman.store import open_store
+        from pakman.publish.target import open_store
 
         return open_store(
             self.store,
@@ -326,11 +340,13 @@ def build_number(value: str | int | None) -> int:
 
 @dataclass(frozen=True)
 class _Ready:
-    """What publish and push both start from: a verified tree and its archive."""
+    """What publish and push both start from: one walk of the tree, the digests of the
+    bytes verified (or, unverified, read once), and the archive to ship."""
 
     target: Deployment  # with the signing key's fingerprint
+    snapshot: Snapshot
+    digests: Mapping[Path, Digest]
     archive: Path
-    cache: HashCache
     deadline: float  # time.monotonic() after which no request starts
 
 
@@ -344,14 +360,20 @@ def _shipping(
     timeout: float,
     log: Log,
 ) -> Iterator[_Ready]:
-    from pakman.hashcache import HashCache, default_path
+    from pakman.digest import digest_file
+    from pakman.tree import snapshot
 
     deadline = time.monotonic() + check_timeout(timeout)
-    cache = HashCache(default_path())
-    fingerprint = verify(tree, trust, what, log, cache)
-    with archive_for(tree, archive, log, cache) as zip_path:
+    walked = snapshot(tree)
+    verified = verify(tree, walked.paths, trust, what, log)
+    digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
+    with archive_for(walked, archive, log) as zip_path:
         yield _Ready(
-            dataclasses.replace(target, key_fingerprint=fingerprint), zip_path, cache, deadline
+            dataclasses.replace(target, key_fingerprint=verified.fingerprint),
+            walked,
+            digests,
+            zip_path,
+            deadline,
         )
 
 
@@ -377,14 +399,14 @@ def publish(
         opened = store.open()
         opened.deadline = ready.deadline
         return publish_module.publish(
-            tree,
+            ready.snapshot,
+            ready.digests,
             ready.archive,
             ready.target,
             opened,
             concurrency=store.concurrency,
             dry_run=dry_run,
             create_bucket=store.create_bucket,
-            cache=ready.cache,
             log=log,
             progress_factory=progress_factory,
         )
@@ -447,17 +469,15 @@ def push(
 
     client = Client(instellar.endpoint, instellar.auth_token, instellar.package_token)
     with _shipping(tree, archive, target, trust, "push", timeout, log) as ready:
-        pushed = push_deployment(
+        return push_deployment(
             client,
             cfg,
             ready.target,
-            tree,
+            ready.snapshot,
+            ready.digests,
             ready.archive,
             concurrency=check_concurrency(concurrency),
             deadline=ready.deadline,
-            cache=ready.cache,
             log=log,
             progress_factory=progress_factory,
         )
-        ready.cache.save()  # when the deployment existed, nothing else saved what was proved
-    return pushed

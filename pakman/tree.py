@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from pakman.errors import ConfigError
@@ -136,6 +137,30 @@ def packages_tree(top: Path, depths: tuple[int, ...] = (3,)) -> dict[str, Path]:
     if not found:
         raise ConfigError(f"{top}: no package files ({TREE_LAYOUT})")
     return found
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One walk of a ``<repo>/<arch>/<file>`` tree: what verify, the archive and publish
+    all take, so each file is found once and the same files are verified and shipped."""
+
+    top: Path
+    files: dict[str, Path]  # <arch>/<file> -> path
+
+    @property
+    def paths(self) -> list[Path]:
+        return sorted(self.files.values())
+
+    def entries(self) -> dict[str, Path]:
+        """``<repo>/<arch>/<file>`` -> path: the archive's entries."""
+        return dict(
+            sorted((path.relative_to(self.top).as_posix(), path) for path in self.files.values())
+        )
+
+
+def snapshot(top: Path) -> Snapshot:
+    """The tree at ``top``, walked once; refused as :func:`packages_tree` refuses it."""
+    return Snapshot(top, dict(sorted(packages_tree(top).items())))
 
 
 def _same_bytes(a: Path, b: Path) -> bool:

@@ -11,13 +11,14 @@ import os
 import pickle
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pakman import apk, tree
+from pakman.digest import Digest
 from pakman.errors import ConfigError, PackageFormatError
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class Report:
     packages: int = 0
     indexes: int = 0
     problems: list[Problem] = field(default_factory=list)
+    # Every file verified, with the digests of the bytes read to verify it: what publish
+    # ships and describes, so nothing is read (or trusted) twice.
+    digests: dict[Path, Digest] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -108,14 +112,14 @@ def _check_package(path: Path, trusted: Mapping[str, RSAPublicKey]) -> apk.Packa
 
 def _check_index(
     path: Path, packages: dict[str, apk.Package], trusted: Mapping[str, RSAPublicKey]
-) -> list[str]:
+) -> tuple[list[str], Digest | None]:
     try:
         index = apk.read_index(path)
     except PackageFormatError as error:
-        return [str(error).split(": ", 1)[1]]
+        return [str(error).split(": ", 1)[1]], None
     problem = check_signature(index.signatures, index.signed, trusted)
     if problem:
-        return [problem]
+        return [problem], None
     problems = []
     listed = set()
     for record in index.records:
@@ -130,7 +134,7 @@ def _check_index(
             problems.append(f"{filename}: integrity error: does not match its index entry (C:)")
     for filename in sorted(set(packages) - listed):
         problems.append(f"{filename} is not in the index")
-    return problems
+    return problems, index.digest
 
 
 FORK_MIN = 64  # packages: below this, a second process costs more than it saves
@@ -180,12 +184,21 @@ def _check_forked(
     return results
 
 
+def verify_root(root: Path, trusted: Mapping[str, RSAPublicKey]) -> Report:
+    """Walk the tree at ``root`` once, then verify it (:func:`verify_tree`)."""
+    return verify_tree(root, tree.files(root), trusted)
+
+
 def verify_tree(
-    root: Path, trusted: Mapping[str, RSAPublicKey], workers: int | None = None
+    root: Path,
+    files: Sequence[Path],
+    trusted: Mapping[str, RSAPublicKey],
+    workers: int | None = None,
 ) -> Report:
-    """Verify every package and index under ``root``, folder by folder (one per arch)."""
+    """Verify every package and index of ``files`` (one walk of ``root``), folder by folder
+    (one per arch), each file read once."""
     folders: dict[Path, list[Path]] = defaultdict(list)
-    for path in tree.files(root):
+    for path in files:
         folders[path.parent].append(path)
 
     report = Report()
@@ -204,11 +217,14 @@ def verify_tree(
                 report.problems.append(Problem(rel(path), result))
             else:
                 good[path.name] = result
+                report.digests[path] = result.digest
         index = folder / INDEX_NAME
-        if index.exists():
+        if index in folders[folder]:
             report.indexes += 1
-            for problem in _check_index(index, good, trusted):
-                report.problems.append(Problem(rel(index), problem))
+            problems, digest = _check_index(index, good, trusted)
+            report.problems.extend(Problem(rel(index), problem) for problem in problems)
+            if digest is not None:
+                report.digests[index] = digest
         else:
             report.problems.append(Problem(rel(folder), f"no {INDEX_NAME} beside the packages"))
     if not folders:

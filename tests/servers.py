@@ -217,7 +217,9 @@ class FaultProxy:
     every request, ``plain`` (answers lose their ``x-amz-checksum-*`` headers, as from a
     store without checksum support) and ``corrupt`` (``plain``, and every uploaded body
     has its last byte flipped on the way); ``cut-errors``: the first ``every`` error
-    answers with a body are cut halfway through it, then the connection is reset.
+    answers with a body are cut halfway through it, then the connection is reset; ``lie``
+    (for a store that checks no signature): every uploaded body is changed, sent without
+    its checksum headers, and answered with the client's own CRC-32, as if it were kept.
     """
 
     upstream: int
@@ -313,8 +315,18 @@ class FaultProxy:
         if not upstream_box:
             upstream_box.append(socket.create_connection(("127.0.0.1", self.upstream)))
         upstream = upstream_box[0]
-        if self.mode == "corrupt" and head.startswith(b"PUT ") and body:
+        claimed = None
+        if self.mode in ("corrupt", "lie") and head.startswith(b"PUT ") and body:
             body = body[:-1] + bytes([body[-1] ^ 1])
+        if self.mode == "lie" and head.startswith(b"PUT "):
+            # Send no checksum upstream, and answer with the client's own, as if checked.
+            found = re.search(rb"(?im)^x-amz-checksum-crc32: *([^\r\n]+)\r\n", head)
+            claimed = found.group(1) if found else None
+            head = re.sub(
+                rb"(?im)^x-amz-(checksum-[a-z0-9]+|sdk-checksum-algorithm|trailer):[^\r\n]*\r\n",
+                b"",
+                head,
+            )
         upstream.sendall(head + body)
         response_head = _read_until(upstream, outbound, b"\r\n\r\n")
         if response_head is None:
@@ -335,8 +347,12 @@ class FaultProxy:
                 client.sendall(response_head + response_body[: len(response_body) // 2])
                 _reset(client)
                 return False
-        if self.mode in ("plain", "corrupt"):
+        if self.mode in ("plain", "corrupt", "lie"):
             response_head = re.sub(rb"(?im)^x-amz-checksum-[^\r\n]*\r\n", b"", response_head)
+        if claimed is not None:
+            response_head = response_head.replace(
+                b"\r\n", b"\r\nx-amz-checksum-crc32: " + claimed + b"\r\n", 1
+            )
         client.sendall(response_head + response_body)
         return True
 

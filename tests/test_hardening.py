@@ -26,7 +26,8 @@ import pytest
 
 from pakman import keys
 from pakman.errors import PublishError
-from pakman.store import S3Store, hash_file
+from pakman.publish import hash_file
+from pakman.publish.s3 import S3Store
 from tests.apkfactory import SigningKey, make_package, signature_stream, write_repo
 from tests.conftest import (
     AUTH,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import time
 from pathlib import Path
 
 import pytest
 
-from pakman import keys, merge, pipeline
+from pakman import keys, merge, pipeline, tree
+from pakman.digest import digest_file
 from pakman.errors import ConfigError, VerificationError
 from pakman.identity import Identity
 from tests.conftest import Built
@@ -82,16 +80,25 @@ def test_deployment_reads_v8_variables() -> None:
 
 
 def test_verification_is_required_unless_skipped(deployment_files: Built) -> None:
+    packages = deployment_files.packages
     with pytest.raises(ConfigError, match="a trusted public key is required"):
-        pipeline.verify(deployment_files.packages, pipeline.Trust(), "publish")
-    assert pipeline.verify(deployment_files.packages, pipeline.Trust(skip=True), "publish") is None
+        pipeline.verify(packages, tree.files(packages), pipeline.Trust(), "publish")
+    skipped = pipeline.verify(packages, tree.files(packages), pipeline.Trust(skip=True), "publish")
+    assert (skipped.fingerprint, dict(skipped.digests)) == (None, {})
     trust = pipeline.trust_files([str(deployment_files.public_key)])
-    fingerprint = pipeline.verify(deployment_files.packages, trust, "publish")
-    assert fingerprint == "sha256:" + keys.fingerprint(deployment_files.public_key.read_bytes())
+    verified = pipeline.verify(packages, tree.files(packages), trust, "publish")
+    assert verified.fingerprint == "sha256:" + keys.fingerprint(
+        deployment_files.public_key.read_bytes()
+    )
+    # The digests of the very bytes verified, for every package and index.
+    files = sorted(p for p in deployment_files.packages.rglob("*") if p.is_file())
+    assert sorted(verified.digests) == files
+    for path in files:
+        assert verified.digests[path] == digest_file(path)
     other = keys.generate(2048)
     wrong = pipeline.trust_pem(other.public_pem, IDENTITY)
     with pytest.raises(VerificationError, match="publish refused: verification failed"):
-        pipeline.verify(deployment_files.packages, wrong, "publish")
+        pipeline.verify(packages, tree.files(packages), wrong, "publish")
 
 
 def test_push_finds_keys_as_v8_jobs_have_them(deployment_files: Built, tmp_path: Path) -> None:
@@ -122,76 +129,16 @@ def test_missing_key_file_is_named(tmp_path: Path) -> None:
 
 def test_an_archive_is_made_when_none_is_given(deployment_files: Built, tmp_path: Path) -> None:
     logged: list[str] = []
-    with pipeline.archive_for(deployment_files.packages, None, logged.append) as made:
+    walked = tree.snapshot(deployment_files.packages)
+    with pipeline.archive_for(walked, None, logged.append) as made:
         assert made.read_bytes() == deployment_files.archive.read_bytes()  # deterministic
+        assert str(made.parent) in pipeline.SCRATCH  # the watchdog removes it too
     assert not made.exists()  # a temporary, gone afterwards
+    assert set() == pipeline.SCRATCH
     assert logged
     assert "no archive given" in logged[0]
-    with pipeline.archive_for(deployment_files.packages, deployment_files.archive) as given:
+    with pipeline.archive_for(walked, deployment_files.archive) as given:
         assert given == deployment_files.archive
-
-
-def test_a_made_archive_is_kept_and_used_again_while_the_tree_is_unchanged(
-    deployment_files: Built, tmp_path: Path
-) -> None:
-    from pakman.hashcache import HashCache
-
-    cache = HashCache(tmp_path / "cache" / "hashes.json")
-    logged: list[str] = []
-    tree = deployment_files.packages
-    with pipeline.archive_for(tree, None, logged.append, cache) as first:
-        assert first.read_bytes() == deployment_files.archive.read_bytes()
-        made = first.stat()
-    assert first.parent.parent == tmp_path / "cache" / "made"
-    assert first.name == "packages.zip"  # what its object key ends with
-    with pipeline.archive_for(tree, None, logged.append, cache) as again:
-        assert again == first
-        assert again.stat().st_mtime_ns == made.st_mtime_ns  # not written again
-    assert "made packages.zip" in logged[0]
-    assert "made from this unchanged tree before" in logged[1]
-    # A changed tree gets a new zip; the old one stays until it is a minute old.
-    (tree / "acme" / "x86_64" / "app0-1.0.0-r0.apk").touch()
-    with pipeline.archive_for(tree, None, logged.append, cache) as changed:
-        assert changed != first
-    assert first.exists()
-    old = time.time() - 120
-    os.utime(first, (old, old))
-    os.utime(changed, (old, old))
-    (tree / "acme" / "x86_64" / "app1-1.0.0-r0.apk").touch()
-    with first.open("rb") as held:
-        fcntl.flock(held, fcntl.LOCK_SH)  # another run is shipping it
-        with pipeline.archive_for(tree, None, logged.append, cache) as newest:
-            assert newest.read_bytes() == deployment_files.archive.read_bytes()
-    assert first.exists()  # held: kept
-    assert not changed.exists()  # old and free: removed
-    assert sorted((tmp_path / "cache" / "made").glob("*/*")) == sorted([first, newest])
-
-
-def test_a_kept_archive_that_was_changed_is_made_again(
-    deployment_files: Built, tmp_path: Path
-) -> None:
-    from pakman.hashcache import HashCache
-
-    cache = HashCache(tmp_path / "cache" / "hashes.json")
-    tree = deployment_files.packages
-    with pipeline.archive_for(tree, None, cache=cache) as first:
-        pass
-    first.write_bytes(b"not the zip any more")
-    with pipeline.archive_for(tree, None, cache=cache) as again:
-        assert again.read_bytes() == deployment_files.archive.read_bytes()
-
-
-def test_an_unwritable_cache_gets_a_temporary_archive(
-    deployment_files: Built, tmp_path: Path
-) -> None:
-    from pakman.hashcache import HashCache
-
-    blocked = tmp_path / "cache"
-    blocked.write_text("a file where the cache folder would be")
-    cache = HashCache(blocked / "hashes.json")
-    with pipeline.archive_for(deployment_files.packages, None, cache=cache) as made:
-        assert made.read_bytes() == deployment_files.archive.read_bytes()
-    assert not made.exists()
 
 
 def test_v8_archive_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,35 +165,42 @@ def test_merge_verifies_the_merged_tree(deployment_files: Built, tmp_path: Path)
     assert merge.consumer_view(tmp_path / "y.zip") == merge.consumer_view(deployment_files.archive)
 
 
-def test_a_retried_publish_re_reads_nothing_it_proved(
+def test_every_run_verifies_reading_each_file_once(
     deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Verification and the archive check are remembered by file identity and key."""
-    import time
+    """Nothing proved in an earlier run is trusted, and nothing is read twice in a run:
+    each package is read once, by verification, whose digests publish ships."""
+    from pakman import apk, digest
+    from pakman.publish import plan as planning
 
-    from pakman import publish as publish_module
-    from pakman import verify as verify_module
-
-    time.sleep(0.15)  # the tree must have changed clearly before it is proved
     store = pipeline.StoreOptions.resolve({}, store=f"file://{tmp_path / 's'}", create_bucket=True)
     trust = pipeline.trust_files([str(deployment_files.public_key)])
     target = pipeline.deployment("acme/app", "a" * 40)
+    reads: list[Path] = []
+    hashed: list[Path] = []
+    read_package, digest_file_ = apk.read_package, digest.digest_file
+
+    def reading(path: Path) -> apk.Package:
+        reads.append(path)
+        return read_package(path)
+
+    def hashing(path: Path) -> digest.Digest:
+        hashed.append(path)
+        return digest_file_(path)
+
+    monkeypatch.setattr(apk, "read_package", reading)
+    monkeypatch.setattr(digest, "digest_file", hashing)  # the pipeline's unverified files
+    monkeypatch.setattr(planning, "digest_file", hashing)  # the archive
     first = pipeline.publish(deployment_files.packages, None, target, trust, store)
     assert len(first.uploaded) == deployment_files.files + 2
-
-    def must_not_run(*_: object) -> None:
-        raise AssertionError("read again")
-
-    monkeypatch.setattr(verify_module, "verify_tree", must_not_run)
-    monkeypatch.setattr(publish_module, "check_archive", must_not_run)
+    packages = sorted(deployment_files.packages.rglob("*.apk"))
+    assert sorted(reads) == packages  # each once
+    assert [p.name for p in hashed] == ["packages.zip"]  # only the archive is hashed apart
+    reads.clear()
     again = pipeline.publish(deployment_files.packages, None, target, trust, store)
     assert again.uploaded == []
-    # Another key is another fact: proved again, not taken from the cache.
-    other = pipeline.trust_pem(keys.generate(2048).public_pem, IDENTITY)
-    with pytest.raises(AssertionError, match="read again"):
-        pipeline.publish(deployment_files.packages, None, target, other, store)
-    monkeypatch.undo()
-    # A package changed since: proved again, and refused.
+    assert sorted(reads) == packages  # verified again, from the bytes
+    # A package changed since: verified again, and refused.
     package = next((deployment_files.packages / "acme" / "x86_64").glob("app0-*.apk"))
     data = bytearray(package.read_bytes())
     data[-40] ^= 0xFF

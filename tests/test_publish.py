@@ -14,10 +14,14 @@ from typing import Any
 
 import pytest
 
+from pakman import publish as publish_module
+from pakman import tree
+from pakman.digest import digest_file
 from pakman.errors import ConfigError, PublishError
 from pakman.identity import Identity
-from pakman.publish import Deployment, publish
-from pakman.store import FileStore, LocalObject, S3Store
+from pakman.publish import Deployment, LocalObject, Store, Summary
+from pakman.publish.filestore import FileStore
+from pakman.publish.s3 import S3Store
 from tests.conftest import Built, build_deployment, run_pakman
 from tests.servers import FaultProxy, S3Server, free_port
 
@@ -26,6 +30,16 @@ DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main
 PREFIX = f"deployments/acme/my-app/{SHA}/"
 SECRET_ID = "AKIAPAKMANTESTSECRETID"
 SECRET_KEY = "pakman-test-SECRET-key-0123456789abcdefABCDEF"
+
+
+def publish(
+    packages: Path, archive: Path, deployment: Deployment, store: Store, **options: Any
+) -> Summary:
+    """The publish step as the pipeline hands it a tree: one walk, every file read once
+    (here without verification, which the pipeline's own tests cover)."""
+    walked = tree.snapshot(packages)
+    digests = {path: digest_file(path) for path in walked.paths}
+    return publish_module.publish(walked, digests, archive, deployment, store, **options)
 
 
 def store_for(server: S3Server, bucket: str, endpoint: str | None = None, **kw: Any) -> S3Store:
@@ -235,11 +249,14 @@ def test_file_store_is_idempotent(tmp_path: Path, deployment_files: Built) -> No
     assert again.uploaded == []
 
 
-def test_a_retried_publish_without_an_archive_does_not_zip_again(
+def test_a_publish_without_an_archive_makes_it_afresh_and_leaves_nothing(
     tmp_path: Path, deployment_files: Built
 ) -> None:
-    """The zip made from the tree is kept with the hash cache and shipped again as is."""
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    """The zip made from the tree is made again by every run (it is deterministic), in a
+    temporary folder that is gone afterwards: no kept copy decides what ships."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(scratch)}
     args = [
         "publish", str(deployment_files.packages), "--repository", "acme/app", "--sha", SHA,
         "--store", f"file://{tmp_path}/store", "--create-bucket",
@@ -249,13 +266,15 @@ def test_a_retried_publish_without_an_archive_does_not_zip_again(
     assert first.returncode == 0, first.stderr
     again = run_pakman(*args, env=env)
     assert again.returncode == 0, again.stderr
-    assert "made packages.zip from the packages tree" in first.stderr
-    assert "made from this unchanged tree before" in again.stderr
+    for run in (first, again):
+        assert "made packages.zip from the packages tree" in run.stderr
     summary = json.loads(again.stdout)
     assert summary["uploaded"] == 0
     assert summary["archive_path"] == json.loads(first.stdout)["archive_path"]
     shipped = tmp_path / "store" / summary["archive_path"]
     assert shipped.read_bytes() == deployment_files.archive.read_bytes()
+    assert list(scratch.iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # pakman keeps no cache
 
 
 def test_stale_archive_is_refused(tmp_path: Path, deployment_files: Built) -> None:
@@ -458,7 +477,8 @@ def test_terminal_gets_a_byte_progress_bar(tmp_path: Path, deployment_files: Bui
 
 def big_object(tmp_path: Path, name: str = "packages.zip") -> tuple[LocalObject, bytes]:
     """A file just over the multipart threshold, hashed, under its content-addressed key."""
-    from pakman.store import MULTIPART_CHUNK, hash_file
+    from pakman.digest import MULTIPART_CHUNK
+    from pakman.publish import hash_file
 
     big = tmp_path / name
     big.write_bytes(os.urandom(4 * MULTIPART_CHUNK + 1234))
@@ -480,7 +500,7 @@ def interrupted_upload(
 ) -> str:
     """What a killed run leaves: a multipart upload with parts 1 and 2 of the data and a
     part 3 that does not match it."""
-    from pakman.store import MULTIPART_CHUNK
+    from pakman.digest import MULTIPART_CHUNK
 
     client = server.client()
     upload = client.create_multipart_upload(
@@ -532,8 +552,8 @@ def test_an_upload_with_another_checksum_is_not_resumed(
 def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
     import zlib
 
-    from pakman.hashcache import HashCache
-    from pakman.store import MULTIPART_CHUNK, hash_file
+    from pakman.digest import MULTIPART_CHUNK
+    from pakman.publish import hash_file
 
     big = tmp_path / "big.zip"
     data = os.urandom(4 * MULTIPART_CHUNK + 99)
@@ -541,12 +561,16 @@ def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
     expected = tuple(
         zlib.crc32(data[i : i + MULTIPART_CHUNK]) for i in range(0, len(data), MULTIPART_CHUNK)
     )
-    cache = HashCache(tmp_path / "cache.json")
-    hashed = hash_file(big, "k", cache)
+    hashed = hash_file(big, "k")
     assert hashed.part_crc32 == expected
     assert hashed.sha256 == hashlib.sha256(data).hexdigest()
     assert hashed.crc32 == zlib.crc32(data)
-    assert hashed.etag is None  # multipart-sized: recognised by its sha256 metadata
+    assert hashed.etag is None  # multipart-sized: its ETag depends on the part size
+    digests = [
+        hashlib.md5(data[i : i + MULTIPART_CHUNK]).digest()
+        for i in range(0, len(data), MULTIPART_CHUNK)
+    ]
+    assert hashed.store_etag() == f"{hashlib.md5(b''.join(digests)).hexdigest()}-5"
     small = tmp_path / "small.apk"
     small.write_bytes(b"abc")
     assert hash_file(small, "s").etag == hashlib.md5(b"abc").hexdigest()
@@ -560,7 +584,7 @@ def test_every_upload_carries_a_crc32_the_server_keeps(
     bytes against them and keeps the (composite) checksum."""
     import zlib
 
-    from pakman.store import MULTIPART_CHUNK
+    from pakman.digest import MULTIPART_CHUNK
 
     publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT,
             store_for(s3_server, bucket))  # fmt: skip
@@ -592,9 +616,10 @@ def test_multipart_object_with_our_sha256_but_other_bytes_is_sent_again(
     forged = dataclasses.replace(forged, part_crc32=())  # parts hashed as they go
     store = store_for(s3_server, bucket)
     stage_and_commit(store, forged)  # stored under local's key, with local's sha256 metadata
+    head = s3_server.client().head_object(Bucket=bucket, Key=local.key)
+    assert head["Metadata"]["sha256"] == local.sha256
     remote = store.head(local.key)
     assert remote is not None
-    assert remote.sha256 == local.sha256
     assert not store.matches(local, remote)
     stage_and_commit(store, local)
     remote = store.head(local.key)

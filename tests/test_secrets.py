@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pakman import keys
 from pakman.instellar import Client, Storage
-from pakman.store import S3Store
+from pakman.publish.s3 import S3Store
 from tests.conftest import git_workspace, run_bootstrap, run_pakman
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"

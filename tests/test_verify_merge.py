@@ -10,7 +10,7 @@ import pytest
 
 from pakman import apk, keys, merge
 from pakman.errors import ConfigError, PackageFormatError
-from pakman.verify import trusted_keys, verify_tree
+from pakman.verify import trusted_keys, verify_root
 from tests import rig
 from tests.apkfactory import Built, SigningKey, make_index, make_package, write_repo
 from tests.conftest import run_pakman
@@ -43,7 +43,7 @@ def repo(tmp_path: Path, key: SigningKey, arch: str = "x86_64", org: str = "acme
 
 def problems(root: Path, key: SigningKey, tmp_path: Path) -> list[str]:
     trusted = trusted_keys({key.name: key.pair.public_pem})
-    return [str(p) for p in verify_tree(root, trusted).problems]
+    return [str(p) for p in verify_root(root, trusted).problems]
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""What one read of a file tells: size, SHA-256, CRC-32, the MD5 S3 uses as a single
+PUT's ETag, and each multipart part's CRC-32.
+
+Verification reads every package and index once (:mod:`pakman.apk`) and feeds the same
+bytes to a :class:`Digester`, so the manifest's SHA-256, the transfer checksums and the
+archive check all describe the very bytes that were verified, without a second read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+MULTIPART_THRESHOLD = 64 * MIB
+MULTIPART_CHUNK = 16 * MIB  # S3 allows 10,000 parts: objects up to 156 GiB
+READ_CHUNK = 1 * MIB
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The digests of one file's bytes, as read in this run."""
+
+    size: int
+    sha256: str
+    crc32: int
+    md5: str | None  # below MULTIPART_THRESHOLD only: a single PUT's ETag
+    part_crc32: tuple[int, ...] = ()  # per MULTIPART_CHUNK part, at or above the threshold
+
+    @property
+    def multipart(self) -> bool:
+        return self.size >= MULTIPART_THRESHOLD
+
+
+class Digester:
+    """Digests bytes as they stream by, in chunks of any size. ``expected_size`` (from
+    stat) spares the MD5 of a file that will be uploaded in parts."""
+
+    def __init__(self, expected_size: int = 0) -> None:
+        self._sha256 = hashlib.sha256()
+        self._md5: Any = None if expected_size >= MULTIPART_THRESHOLD else hashlib.md5()  # noqa: S324 - S3's ETag, not security
+        self._crc = 0
+        self._part = 0
+        self._filled = 0
+        self._parts: list[int] = []
+        self._size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._sha256.update(data)
+        self._crc = zlib.crc32(data, self._crc)
+        if self._md5 is not None:
+            self._md5.update(data)
+        self._size += len(data)
+        view = memoryview(data)
+        while view:
+            take = min(len(view), MULTIPART_CHUNK - self._filled)
+            self._part = zlib.crc32(view[:take], self._part)
+            self._filled += take
+            view = view[take:]
+            if self._filled == MULTIPART_CHUNK:
+                self._parts.append(self._part)
+                self._part, self._filled = 0, 0
+
+    def result(self) -> Digest:
+        multipart = self._size >= MULTIPART_THRESHOLD
+        parts = [*self._parts, self._part] if self._filled else list(self._parts)
+        return Digest(
+            size=self._size,
+            sha256=self._sha256.hexdigest(),
+            crc32=self._crc,
+            md5=None if multipart or self._md5 is None else self._md5.hexdigest(),
+            part_crc32=tuple(parts) if multipart else (),
+        )
+
+
+def digest_file(path: Path) -> Digest:
+    """One read of ``path``."""
+    with path.open("rb") as handle:
+        digester = Digester(os.fstat(handle.fileno()).st_size)
+        while chunk := handle.read(READ_CHUNK):
+            digester.update(chunk)
+    return digester.result()
+
+
+def digest_bytes(data: bytes) -> Digest:
+    digester = Digester()
+    digester.update(data)
+    return digester.result()
+
+
+def crc32_b64(crc: int) -> str:
+    """A CRC-32 as S3 writes it in ``x-amz-checksum-crc32``: big-endian, base64."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()

@@ -1,0 +1,130 @@
+"""A folder laid out like the bucket (``--store file:///srv/pakman``): atomic renames."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from pakman.digest import READ_CHUNK
+from pakman.errors import PublishError
+from pakman.publish.objects import (
+    LocalObject,
+    Progress,
+    RemoteObject,
+    Staged,
+    check_deadline,
+)
+
+
+@dataclass
+class FileStore:
+    """A folder laid out like the bucket: ``file:///srv/pakman``. Writes are atomic renames."""
+
+    root: Path
+    deadline: float | None = None  # time.monotonic() after which no write starts
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def check_deadline(self) -> None:
+        check_deadline(self.deadline, self.describe())
+
+    def connect(self) -> None:
+        pass
+
+    def ensure_ready(self, create: bool) -> None:
+        if not self.root.is_dir():
+            if not create:
+                raise PublishError(f"store {self.describe()}: no such folder (use --create-bucket)")
+            self.root.mkdir(parents=True)
+
+    def _files(self, prefix: str) -> Iterator[Path]:
+        base = self.root / prefix
+        folder = base if prefix.endswith("/") else base.parent
+        if folder.is_dir():
+            for path in folder.rglob("*"):
+                if path.is_file() and not path.name.startswith(".pakman-"):
+                    yield path
+
+    def list(self, prefix: str) -> dict[str, RemoteObject]:
+        found = {}
+        for path in self._files(prefix):
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                found[key] = RemoteObject(key, path.stat().st_size)
+        return found
+
+    def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
+        if local.size != remote.size:
+            return False
+        try:
+            with (self.root / remote.key).open("rb") as handle:
+                return hashlib.file_digest(handle, "sha256").hexdigest() == local.sha256
+        except OSError:
+            return False
+
+    def _write_temporary(self, local: LocalObject, progress: Progress | None) -> Path:
+        target = self.root / local.key
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # A fresh name (O_EXCL), never one another writer could have planted.
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=".pakman-")
+            sent = hashlib.sha256()
+            with os.fdopen(fd, "wb") as handle:
+                if local.body is not None:
+                    handle.write(local.body)
+                    sent.update(local.body)
+                else:
+                    assert local.path is not None
+                    with local.path.open("rb") as source:
+                        while chunk := source.read(READ_CHUNK):
+                            handle.write(chunk)
+                            sent.update(chunk)
+            os.chmod(name, 0o644)
+        except OSError as error:
+            raise PublishError(
+                f"store {self.describe()}: cannot write {local.key}: {error.strerror}"
+            ) from None
+        if sent.hexdigest() != local.sha256:
+            Path(name).unlink(missing_ok=True)
+            raise local.changed()
+        if progress:
+            progress(local.size)
+        return Path(name)
+
+    def put(self, local: LocalObject, progress: Progress | None = None) -> None:
+        self._write_temporary(local, progress).replace(self.root / local.key)
+
+    def stage(self, local: LocalObject, pool: Executor, progress: Progress | None = None) -> Staged:
+        copying = pool.submit(self._write_temporary, local, progress)
+        return _FileStaged(copying, self.root / local.key)
+
+    def get(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def head(self, key: str) -> RemoteObject | None:
+        path = self.root / key
+        return RemoteObject(key, path.stat().st_size) if path.is_file() else None
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+
+@dataclass
+class _FileStaged:
+    copying: Future[Path]
+    target: Path
+
+    def commit(self) -> None:
+        self.copying.result().replace(self.target)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.copying.result().unlink()

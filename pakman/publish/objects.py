@@ -1,0 +1,193 @@
+"""The objects publish moves and what it asks of storage: local files described by the
+digests of the bytes verified in this run, remote objects as a store reports them, and
+the :class:`Store` protocol the S3 and file stores implement."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from pakman.digest import MULTIPART_CHUNK, Digest, crc32_b64
+from pakman.errors import ConfigError, PublishError
+
+
+@dataclass(frozen=True)
+class LocalObject:
+    """A file to publish, described by the digests of the bytes read (and verified) in this
+    run: size, SHA-256, CRC-32 and, below the multipart threshold, the MD5 ETag.
+
+    The SHA-256 names the contents (manifest, object metadata, the archive's key). The
+    CRC-32 is the transfer checksum S3 verifies each body against, as the AWS SDKs and
+    CLI do by default: it costs the client and the server next to nothing. Every upload
+    compares the bytes it sends with these digests.
+    """
+
+    key: str
+    path: Path | None
+    size: int
+    sha256: str
+    etag: str | None  # the MD5 a single PUT gets as its ETag; None for multipart sizes
+    content_type: str
+    crc32: int
+    body: bytes | None = None  # for small generated objects such as the manifest
+    part_crc32: tuple[int, ...] = ()  # per MULTIPART_CHUNK part, for multipart sizes
+
+    @property
+    def crc32_b64(self) -> str:
+        return crc32_b64(self.crc32)
+
+    def stored_checksums(self) -> set[str]:
+        """The CRC-32s S3 may report for these bytes: of the whole object, or for a
+        multipart upload the composite (the CRC-32 of the parts' CRC-32s)."""
+        forms = {self.crc32_b64}
+        if self.part_crc32:
+            joined = b"".join(part.to_bytes(4, "big") for part in self.part_crc32)
+            forms.add(crc32_b64(zlib.crc32(joined)))
+        return forms
+
+    def store_etag(self) -> str:
+        """The ETag a store without checksums gives these bytes: the MD5 of a single PUT,
+        or the composite MD5 of the planned parts. Read again only for such a store."""
+        if self.body is not None:
+            return hashlib.md5(self.body).hexdigest()  # noqa: S324 - S3's ETag
+        if self.etag is not None:
+            return self.etag
+        assert self.path is not None
+        digests = []
+        with self.path.open("rb") as handle:
+            while part := handle.read(MULTIPART_CHUNK):
+                digests.append(hashlib.md5(part).digest())  # noqa: S324 - S3's ETag
+        return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"  # noqa: S324
+
+    def changed(self) -> ConfigError:
+        """The error for a file whose bytes are no longer those that were verified."""
+        return ConfigError(
+            f"{self.path}: changed after it was verified (its bytes now differ from those"
+            " read at the start of this run): nothing claims it; re-run on a tree that"
+            " nothing is writing to"
+        )
+
+
+def local_object(key: str, path: Path, digest: Digest) -> LocalObject:
+    """The object of ``path`` under ``key``, from the digests of one read of it."""
+    return LocalObject(
+        key,
+        path,
+        digest.size,
+        digest.sha256,
+        digest.md5,
+        content_type(key),
+        digest.crc32,
+        part_crc32=digest.part_crc32,
+    )
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    etag: str | None = None
+    crc32: str | None = None  # the checksum S3 stored, when a HEAD fetched it
+
+
+CONTENT_TYPES = {
+    ".zip": "application/zip",
+    ".tar.gz": "application/gzip",
+    ".json": "application/json",
+    # Alpine's .apk has no registered type (application/vnd.android.package-archive is
+    # Android's): octet-stream keeps proxies and browsers from guessing.
+    ".apk": "application/octet-stream",
+}
+
+
+def content_type(name: str) -> str:
+    """The Content-Type stored with an object."""
+    return next(
+        (kind for suffix, kind in CONTENT_TYPES.items() if name.endswith(suffix)),
+        "application/octet-stream",
+    )
+
+
+def hash_file(path: Path, key: str) -> LocalObject:
+    """The object of ``path`` under ``key``, read once now (for files not verified)."""
+    from pakman.digest import digest_file
+
+    return local_object(key, path, digest_file(path))
+
+
+def bytes_object(key: str, body: bytes) -> LocalObject:
+    """A small in-memory object (the manifest)."""
+    md5 = hashlib.md5(body).hexdigest()  # noqa: S324
+    sha256 = hashlib.sha256(body).hexdigest()
+    return LocalObject(key, None, len(body), sha256, md5, content_type(key), zlib.crc32(body), body)
+
+
+class Store(Protocol):
+    """What the publisher needs from storage."""
+
+    def describe(self) -> str: ...
+
+    def connect(self) -> None: ...
+
+    def ensure_ready(self, create: bool) -> None: ...
+
+    def list(self, prefix: str) -> dict[str, RemoteObject]: ...
+
+    def matches(self, local: LocalObject, remote: RemoteObject) -> bool: ...
+
+    def put(self, local: LocalObject, progress: Progress | None = None) -> None: ...
+
+    def stage(
+        self, local: LocalObject, pool: Executor, progress: Progress | None = None
+    ) -> Staged: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def head(self, key: str) -> RemoteObject | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def check_deadline(self) -> None: ...
+
+
+Progress = Callable[[int], None]
+
+
+class Staged(Protocol):
+    """An upload whose bytes move now but which becomes visible only on commit."""
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass
+class Deferred:
+    """Staging for objects too small to split: the whole PUT happens at commit."""
+
+    action: Callable[[], None]
+
+    def commit(self) -> None:
+        self.action()
+
+    def abort(self) -> None:
+        pass
+
+
+def check_deadline(deadline: float | None, where: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise PublishError(f"storage {where}: gave up: the run passed its deadline (--timeout)")
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -1,0 +1,225 @@
+"""What a publish will do: the object keys of a deployment, the archive checked against
+the verified bytes, and, from one read of storage, what it already holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import zipfile
+import zlib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pakman import tree
+from pakman.digest import Digest, digest_file
+from pakman.errors import ConfigError
+from pakman.identity import Identity
+from pakman.publish.objects import LocalObject, RemoteObject, Store, local_object
+
+MANIFEST = "manifest.json"
+
+
+MANIFEST_FORMAT = 1
+
+
+COMMIT_SHA = re.compile(r"[0-9a-f]{7,64}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What is being published: the package identity and the commit it came from."""
+
+    identity: Identity
+    sha: str
+    ref: str = ""
+    key_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        # It names a storage prefix and reaches the API's URL path: hex digits only.
+        if not COMMIT_SHA.fullmatch(self.sha):
+            raise ConfigError(
+                f"--sha: must be a commit sha of 7 to 64 hex digits (got {self.sha[:80]!r})"
+            )
+
+    @property
+    def prefix(self) -> str:
+        return f"deployments/{self.identity.organization}/{self.identity.slug}/{self.sha}/"
+
+    @property
+    def manifest_key(self) -> str:
+        return self.prefix + MANIFEST
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every object to publish, in commit order, and which of them storage already holds."""
+
+    deployment: Deployment
+    packages: tuple[LocalObject, ...]
+    archive: LocalObject
+    skip: frozenset[str] = frozenset()
+    stale_manifest: bool = False  # storage holds a manifest that this publish will replace
+
+    @property
+    def archive_path(self) -> str:
+        return self.archive.key
+
+
+def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
+    """The archive must hold exactly the packages tree, so a stale or forged zip never ships.
+
+    Every entry must be ``<repo>/<arch>/<file>`` (no absolute or ``..`` names, no
+    duplicates, nothing but package files), match its tree file's size and CRC-32, and
+    its stored bytes must really have that CRC: the central directory alone is not trusted.
+    """
+    expected = {"/".join(o.key.split("/")[-2:]): o for o in packages}
+    problems: list[str] = []
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            seen: dict[str, str] = {}
+            for info in zipped.infolist():
+                name = info.filename
+                parts = name.split("/")
+                if info.is_dir() and len(parts) <= 4 and ".." not in parts and name[:1] != "/":
+                    continue
+                if (
+                    name.startswith("/")
+                    or "\\" in name
+                    or ".." in parts
+                    or len(parts) != 3
+                    or not tree.is_package_file(parts[-1])
+                ):
+                    problems.append(
+                        f"{archive}: unexpected entry {name!r} (not {tree.TREE_LAYOUT})"
+                    )
+                    continue
+                key = "/".join(parts[-2:])
+                if key in seen:
+                    problems.append(f"{archive}: {key} twice ({seen[key]!r} and {name!r})")
+                    continue
+                seen[key] = name
+                local = expected.get(key)
+                if local is None:
+                    problems.append(f"{archive}: has {name}, not in the packages tree")
+                elif info.file_size != local.size or local.crc32 != info.CRC:
+                    problems.append(f"{archive}: {name} differs from {local.path}")
+                elif not _stored_crc_matches(zipped, info):
+                    problems.append(f"{archive}: {name} is corrupt (its bytes fail their CRC)")
+            problems += [f"{archive}: lacks {key}" for key in sorted(set(expected) - set(seen))]
+    except (OSError, zipfile.BadZipFile, zlib.error) as error:
+        raise ConfigError(f"{archive}: not a readable zip ({error.__class__.__name__})") from None
+    if problems:
+        raise ConfigError(*problems, "rebuild the archive with 'pakman merge'")
+
+
+def _stored_crc_matches(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Read the entry's bytes: zipfile checks them against its CRC at the end."""
+    try:
+        with zipped.open(info) as member:
+            while member.read(1 << 20):
+                pass
+    except zipfile.BadZipFile:
+        return False
+    return True
+
+
+def plan(
+    snapshot: tree.Snapshot,
+    digests: Mapping[Path, Digest],
+    archive: Path,
+    deployment: Deployment,
+) -> Plan:
+    """Lay out the object keys of the snapshot's files, described by the digests of the
+    bytes verified in this run, and of the archive, read and checked against those same
+    digests now (no storage access)."""
+    if not archive.is_file():
+        raise ConfigError(f"{archive}: no such archive (make it with 'pakman merge')")
+    packages = tuple(
+        local_object(deployment.prefix + key, path, digests[path])
+        for key, path in snapshot.files.items()
+    )
+    # Both read the archive: side by side, as hashing and CRC checks release the GIL.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashing = pool.submit(digest_file, archive)
+        check_archive(archive, packages)
+        archived = hashing.result()
+    key = f"archives/{archived.sha256}/{archive.name}"
+    return Plan(deployment, packages, local_object(key, archive, archived))
+
+
+def manifest_body(plan: Plan) -> dict[str, Any]:
+    """The manifest without its timestamp: what decides whether it must be rewritten."""
+    d = plan.deployment
+    return {
+        "format": MANIFEST_FORMAT,
+        "repository": d.identity.repository,
+        "organization": d.identity.organization,
+        "package": d.identity.slug,
+        "sha": d.sha,
+        "ref": d.ref,
+        "build": d.identity.build,
+        "key_fingerprint": d.key_fingerprint,
+        "archive": {
+            "key": plan.archive.key,
+            "size": plan.archive.size,
+            "sha256": plan.archive.sha256,
+        },
+        "objects": [{"key": o.key, "size": o.size, "sha256": o.sha256} for o in plan.packages],
+    }
+
+
+def _existing_manifest(store: Store, key: str) -> dict[str, Any] | None:
+    raw = store.get(key)
+    if raw is None:
+        return None
+    try:
+        existing = json.loads(raw)
+    except ValueError:
+        return None
+    return existing if isinstance(existing, dict) else None
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What storage holds for a deployment: one listing of its prefix, and its manifest."""
+
+    objects: dict[str, RemoteObject]
+    manifest: dict[str, Any] | None
+
+
+def survey(store: Store, deployment: Deployment) -> Survey:
+    """Read what storage holds; it needs no hashes, so it can run while files hash."""
+    return Survey(store.list(deployment.prefix), _existing_manifest(store, deployment.manifest_key))
+
+
+def matching(plan: Plan, store: Store, listed: dict[str, RemoteObject]) -> set[str]:
+    """The keys of the plan's objects that storage holds with the same bytes: ``listed``
+    (the deployment's prefix) and one HEAD of the archive, which lives elsewhere."""
+    remote = dict(listed)
+    archived = store.head(plan.archive.key)
+    if archived is not None:
+        remote[archived.key] = archived
+    return {
+        local.key
+        for local in (*plan.packages, plan.archive)
+        if local.key in remote and store.matches(local, remote[local.key])
+    }
+
+
+def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
+    """Skip every object whose size and checksum already match what storage holds."""
+    skip = matching(plan, store, seen.objects)
+    existing = None if seen.manifest is None else dict(seen.manifest)
+    stale = False
+    if existing is not None:
+        existing.pop("created_at", None)
+        complete = len(skip) == len(plan.packages) + 1
+        if complete and existing == manifest_body(plan):
+            skip.add(plan.deployment.manifest_key)
+        else:
+            stale = True  # retracted before anything changes, rewritten last
+    return dataclasses.replace(plan, skip=frozenset(skip), stale_manifest=stale)

@@ -1,0 +1,311 @@
+"""An S3-compatible bucket through botocore: bounded retries, CRC-32 transfer checksums,
+answers confirmed, objects matched only by what the store computed of the bytes it holds."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+from pakman.digest import MULTIPART_CHUNK, MULTIPART_THRESHOLD
+from pakman.errors import ConfigError, PublishError
+from pakman.publish.errors import S3Errors
+from pakman.publish.multipart import Multipart, UploadedPart
+from pakman.publish.objects import (
+    Deferred,
+    LocalObject,
+    Progress,
+    RemoteObject,
+    Staged,
+    check_deadline,
+    redact_url,
+)
+
+_T = TypeVar("_T")
+
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+# S3's bucket naming rules; the name reaches hosts and URL paths.
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+
+
+@dataclass
+class S3Store:
+    """An S3-compatible bucket, reached through botocore with bounded retries."""
+
+    bucket: str
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    addressing_style: str = "auto"
+    verify_tls: bool = True
+    concurrency: int = 8
+    max_attempts: int = 5
+    deadline: float | None = None  # time.monotonic() after which no request starts
+    _client: S3Client | None = field(default=None, init=False, repr=False)
+
+    def describe(self) -> str:
+        where = f" at {redact_url(self.endpoint)}" if self.endpoint else ""
+        return f"s3://{self.bucket}{where}"
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.access_key_id, self.secret_access_key) if s]
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            import botocore.session
+            from botocore.config import Config
+
+            if self.addressing_style not in ("auto", "path", "virtual"):
+                raise ConfigError(
+                    "--addressing-style: must be auto, path or virtual"
+                    f" (got {self.addressing_style!r})"
+                )
+            style = cast(Literal["auto", "path", "virtual"], self.addressing_style)
+            config = Config(
+                # Exponential backoff with jitter on 5xx, throttling, timeouts and resets,
+                # bounded in attempts; each attempt is bounded by the timeouts below.
+                retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=self.concurrency + 4,
+                s3={"addressing_style": style, "payload_signing_enabled": False},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            # botocore directly: boto3 adds nothing used here but ~0.15 s of imports.
+            session = botocore.session.get_session()
+            self._client = cast(
+                "S3Client",
+                session.create_client(
+                    "s3",
+                    endpoint_url=self.endpoint,
+                    region_name=self.region or "us-east-1",
+                    aws_access_key_id=self.access_key_id,
+                    aws_secret_access_key=self.secret_access_key,
+                    verify=self.verify_tls,
+                    config=config,
+                ),
+            )
+        return self._client
+
+    def connect(self) -> None:
+        """Make the client (botocore's import and models): CPU work, no request."""
+        _ = self.client
+
+    def ensure_ready(self, create: bool) -> None:
+        if not create:
+            return  # the first listing reports a missing bucket just as well, one request sooner
+        from botocore.exceptions import ClientError
+
+        with self.errors():
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as error:
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status != 404:
+                    raise
+                self.client.create_bucket(Bucket=self.bucket)
+
+    def list(self, prefix: str) -> dict[str, RemoteObject]:
+        def listing() -> dict[str, RemoteObject]:
+            found = {}
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    found[key] = RemoteObject(key, item["Size"], item.get("ETag", "").strip('"'))
+            return found
+
+        with self.errors():
+            return self._read(listing)
+
+    def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
+        """Whether storage holds these bytes, judged only by what the store computed over
+        the bytes it holds: its stored checksum, else an ETag equal to the MD5 of the local
+        bytes (a single PUT) or the composite ETag of the planned parts. Metadata (the
+        sha256 pakman stores beside an object) is never evidence."""
+        if local.size != remote.size:
+            return False
+        if local.etag is not None and remote.etag == local.etag:
+            return True  # a single PUT's ETag is the MD5 of the bytes the store holds
+        if remote.crc32 is None:
+            remote = self.head(remote.key) or remote
+        if remote.crc32 is not None:
+            # Real S3 writes a composite checksum as "<crc>-<parts>".
+            return remote.crc32.split("-")[0] in local.stored_checksums()
+        return remote.etag is not None and remote.etag == local.store_etag()
+
+    def put(self, local: LocalObject, progress: Progress | None = None) -> None:
+        """One PUT, for objects below the multipart threshold (bigger ones are staged)."""
+        if local.body is not None:
+            body = local.body
+        else:
+            assert local.path is not None
+            body = local.path.read_bytes()
+            if len(body) != local.size or zlib.crc32(body) != local.crc32:
+                raise local.changed()  # what is sent must be what was verified
+        with self.errors():
+            # The server checks the body against ChecksumCRC32 and rejects a mismatch.
+            answer = self.client.put_object(
+                Bucket=self.bucket,
+                Key=local.key,
+                Body=body,
+                ChecksumAlgorithm="CRC32",  # names the checksum sent, as the AWS SDKs do
+                ChecksumCRC32=local.crc32_b64,
+                ContentType=local.content_type,
+                Metadata={"sha256": local.sha256},
+            )
+        self.confirm(answer, f"PUT {local.key}", local.crc32_b64, lambda: local.etag)
+        if progress:
+            progress(local.size)
+
+    def stage(self, local: LocalObject, pool: Executor, progress: Progress | None = None) -> Staged:
+        """Big objects: send the parts now, complete the multipart upload on commit."""
+        if local.path is None or local.size < MULTIPART_THRESHOLD:
+            return Deferred(lambda: self.put(local, progress))
+        # A key that names its content (the archive's) can resume an interrupted upload:
+        # its parts are re-used where their MD5 matches, and it is kept if this run fails.
+        staged = self._start_multipart(local, resumable=local.sha256 in local.key)
+        path = local.path
+        for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
+            length = min(MULTIPART_CHUNK, local.size - offset)
+            staged.parts.append(pool.submit(staged.send, path, number, offset, length, progress))
+        return staged
+
+    def _start_multipart(self, local: LocalObject, *, resumable: bool) -> Multipart:
+        upload_id, uploaded = self._unfinished(local.key) if resumable else (None, {})
+        if upload_id is None:
+            with self.errors():
+                created = self.client.create_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=local.key,
+                    ContentType=local.content_type,
+                    Metadata={"sha256": local.sha256},
+                    ChecksumAlgorithm="CRC32",
+                )
+            upload_id = created.get("UploadId")
+            if not isinstance(upload_id, str) or not upload_id:
+                raise PublishError(
+                    f"storage {self.describe()}: the answer to starting the multipart upload"
+                    f" of {local.key} has no UploadId: is the endpoint really S3?"
+                )
+        return Multipart(self, local, upload_id, uploaded=uploaded, keep_on_failure=resumable)
+
+    def _unfinished(self, key: str) -> tuple[str | None, dict[int, UploadedPart]]:
+        """The newest unfinished CRC-32 multipart upload of ``key`` and its parts.
+
+        Uploads with another checksum algorithm (or none) cannot take CRC-32 parts, so
+        they are left alone.
+        """
+        with self.errors():
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            uploads = [
+                u
+                for u in listing.get("Uploads", [])
+                if u.get("Key") == key and u.get("ChecksumAlgorithm") == "CRC32"
+            ]
+            if not uploads:
+                return None, {}
+            upload_id = max(uploads, key=lambda u: u["Initiated"])["UploadId"]
+            parts = {}
+            paginator = self.client.get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                for part in page.get("Parts", []):
+                    parts[part["PartNumber"]] = UploadedPart(
+                        part["ETag"].strip('"'), part["Size"], part.get("ChecksumCRC32")
+                    )
+        return upload_id, parts
+
+    def _read(self, call: Callable[[], _T]) -> _T:
+        """A read (GET, HEAD, a listing), retried when its answer broke off while its body
+        was read: botocore retries a reset before the answer, not one inside it (urllib3's
+        ProtocolError escapes it). With backoff, ``max_attempts`` in all."""
+        import urllib3
+        from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return call()
+            except (urllib3.exceptions.HTTPError, ResponseStreamingError, IncompleteReadError):
+                if attempt == self.max_attempts:
+                    raise
+                self.check_deadline()
+                time.sleep(min(0.05 * 2**attempt, 2.0) * (0.5 + random.random() / 2))
+        raise AssertionError("unreachable")
+
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        def get() -> bytes | None:
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+
+        with self.errors():
+            return self._read(get)
+
+    def head(self, key: str) -> RemoteObject | None:
+        from botocore.exceptions import ClientError
+
+        def read() -> Any:
+            try:
+                return self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            except ClientError as error:
+                if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    return None
+                raise
+
+        with self.errors():
+            head = self._read(read)
+        if head is None:
+            return None
+        return RemoteObject(
+            key, head["ContentLength"], head.get("ETag", "").strip('"'), head.get("ChecksumCRC32")
+        )
+
+    def delete(self, key: str) -> None:
+        with self.errors():
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def errors(self) -> S3Errors:
+        self.check_deadline()
+        return S3Errors(self)
+
+    def check_deadline(self) -> None:
+        check_deadline(self.deadline, self.describe())
+
+    def confirm(self, answer: Any, what: str, crc32: str, md5: Callable[[], str | None]) -> None:
+        """The server must confirm the bytes it stored: its CRC-32 echo or its ETag (MD5).
+
+        An endpoint that answers 200 to anything (a captive portal, a misrouted proxy)
+        confirms neither, and nothing is reported as uploaded that was not. The MD5 is
+        only computed for a server that does not echo checksums.
+        """
+        answer = answer if isinstance(answer, dict) else {}
+        echoed = answer.get("ChecksumCRC32")
+        etag = str(answer.get("ETag") or "").strip('"')
+        if echoed == crc32 or (not echoed and etag and etag == md5()):
+            return
+        raise PublishError(
+            f"storage {self.describe()}: the answer to {what} does not confirm the bytes sent"
+            f" (ETag {etag[:40]!r}{', checksum differs' if echoed else ''}):"
+            " is the endpoint really S3-compatible?"
+        )

@@ -1,0 +1,244 @@
+"""Carrying a plan out: uploads side by side, big ones in parts, the manifest last, the
+stored objects read back before and after it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pakman import tree
+from pakman.digest import MULTIPART_THRESHOLD, Digest
+from pakman.errors import ConfigError, PublishError
+from pakman.publish.objects import LocalObject, Store, bytes_object
+from pakman.publish.plan import (
+    Deployment,
+    Plan,
+    Survey,
+    manifest_body,
+    matching,
+    plan,
+    reconcile,
+    survey,
+)
+
+T = TypeVar("T")
+
+
+# Given the total bytes, a context that yields the per-chunk progress callback.
+ProgressFactory = Callable[[int], AbstractContextManager[Callable[[int], None] | None]]
+
+
+@dataclass
+class Summary:
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    bytes: int = 0
+    seconds: float = 0.0
+    archive_path: str = ""
+    manifest: str = ""
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uploaded": len(self.uploaded),
+            "skipped": len(self.skipped),
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "mb_per_s": round(self.bytes / 1e6 / self.seconds, 2) if self.seconds else 0.0,
+            "archive_path": self.archive_path,
+            "manifest": self.manifest,
+            "dry_run": self.dry_run,
+            "uploaded_keys": self.uploaded,
+        }
+
+    def line(self) -> str:
+        d = self.as_dict()
+        verb = "would upload" if self.dry_run else "uploaded"
+        return (
+            f"{verb} {d['uploaded']} object(s), skipped {d['skipped']}, "
+            f"{self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s ({d['mb_per_s']} MB/s)"
+        )
+
+
+def execute(
+    plan: Plan,
+    store: Store,
+    *,
+    concurrency: int = 8,
+    dry_run: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+    progress: Callable[[int], None] | None = None,
+) -> Summary:
+    """Upload what is missing, then the manifest, last, once everything is in place.
+
+    Big objects (the archive, big packages) go up in parts alongside the small ones and
+    complete after them.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"--concurrency: must be at least 1 (got {concurrency})")
+    started = time.monotonic()
+    summary = Summary(
+        archive_path=plan.archive.key, manifest=plan.deployment.manifest_key, dry_run=dry_run
+    )
+    lock = threading.Lock()
+
+    def record(local: LocalObject) -> None:
+        skipped = local.key in plan.skip
+        with lock:
+            if skipped:
+                summary.skipped.append(local.key)
+            else:
+                summary.uploaded.append(local.key)
+                summary.bytes += local.size
+        verb = "skip" if skipped else "plan" if dry_run else "put"
+        log(f"{verb:<6} {local.key} ({local.size} bytes)")
+
+    def upload(local: LocalObject, progress: Callable[[int], None] | None = progress) -> None:
+        if local.key not in plan.skip and not dry_run:
+            store.check_deadline()
+            store.put(local, progress)
+        elif progress:
+            progress(local.size)
+        record(local)
+
+    objects = (*plan.packages, plan.archive)
+    changing = any(o.key not in plan.skip for o in objects)
+    if (plan.stale_manifest or changing) and not dry_run:
+        # Retract the manifest first, even one this run did not see (another publish of the
+        # same sha may have written it since): while objects change, the deployment must
+        # not look complete.
+        store.delete(plan.deployment.manifest_key)
+        log(f"delete {plan.deployment.manifest_key} (stale)")
+
+    def pending(local: LocalObject) -> bool:
+        return local.key not in plan.skip and not dry_run
+
+    # Big objects go up in parts spread over the pool, queued first because they take
+    # longest; each multipart upload completes as soon as its own parts are in, beside the
+    # small uploads. Objects may become visible in any order: the archive's key names its
+    # content, and only the manifest, written last, says the deployment is whole.
+    big = [p for p in plan.packages if p.size >= MULTIPART_THRESHOLD and pending(p)]
+    if pending(plan.archive):
+        big.append(plan.archive)
+    with (
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
+        ThreadPoolExecutor(max_workers=max(1, len(big))) as completing,
+    ):
+        staged = [(local, store.stage(local, pool, progress)) for local in big]
+        committed = [completing.submit(st.commit) for _, st in staged]
+        small = [pool.submit(upload, local) for local in objects if local not in big]
+        try:
+            wait([*small, *committed], return_when=FIRST_EXCEPTION)
+            for future in (*small, *committed):
+                future.result()  # the first failure stops here, before the manifest
+        except BaseException:
+            for future in small:
+                future.cancel()
+            for _, upload_staged in staged:
+                upload_staged.abort()
+            raise
+        for local, _ in staged:
+            record(local)
+    manifest_key = plan.deployment.manifest_key
+    body = {**manifest_body(plan), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    manifest = bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode())
+    writing_manifest = manifest_key not in plan.skip and not dry_run
+    if writing_manifest:
+        # The manifest says what storage holds: read it back first, and again after, in
+        # case another publish of this sha changed an object meanwhile.
+        confirm_stored(plan, store)
+    upload(manifest, progress=None)  # not part of the total the progress bar shows
+    if writing_manifest:
+        try:
+            confirm_stored(plan, store)
+        except PublishError:
+            store.delete(manifest_key)
+            raise
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def confirm_stored(plan: Plan, store: Store) -> None:
+    """Storage must hold exactly the bytes of every object the manifest will list.
+
+    One listing of the prefix and one HEAD of the archive; a mismatch means another
+    publish of the same sha wrote different bytes, and no manifest may claim otherwise.
+    """
+    held = matching(plan, store, store.list(plan.deployment.prefix))
+    differ = [local.key for local in (*plan.packages, plan.archive) if local.key not in held]
+    if differ:
+        more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+        raise PublishError(
+            f"storage {store.describe()}: {differ[0]}{more} does not hold the bytes this run"
+            " uploaded: another publish of this sha changed it meanwhile; no manifest was"
+            " written, re-run to publish one consistent deployment"
+        )
+
+
+def _in_background(work: Callable[[], T]) -> Future[T]:
+    """Run ``work`` on a daemon thread: a run that fails locally first does not wait for it."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as error:  # handed to the thread that waits
+            future.set_exception(error)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+def publish(
+    snapshot: tree.Snapshot,
+    digests: Mapping[Path, Digest],
+    archive: Path,
+    deployment: Deployment,
+    store: Store,
+    *,
+    concurrency: int = 8,
+    dry_run: bool = False,
+    create_bucket: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+    progress_factory: ProgressFactory | None = None,
+) -> Summary:
+    """Plan, compare with storage, and upload what is missing. Safe to re-run at any point.
+
+    ``digests`` describe the bytes of the snapshot's files read in this run (verified);
+    every upload checks that it sends those bytes. The archive must hold exactly them. A
+    deadline set on the store stops every request that would start after it.
+    """
+
+    def look() -> Survey | None:
+        if not dry_run:
+            store.ensure_ready(create_bucket)
+        try:
+            return survey(store, deployment)
+        except PublishError:
+            if dry_run and create_bucket:
+                return None  # the store does not exist yet: everything would be uploaded
+            raise
+
+    # The requests that read storage wait on the network while the files hash. Making the
+    # client is CPU work in Python, so it comes first rather than beside the hashing.
+    # Creating a bucket waits until the files are known to be good.
+    store.connect()
+    looking = _in_background(look) if not create_bucket else None
+    local = plan(snapshot, digests, archive, deployment)
+    seen = look() if looking is None else looking.result()
+    reconciled = local if seen is None else reconcile(local, store, seen)
+    total = sum(o.size for o in (*local.packages, local.archive))
+    bar = progress_factory(total) if progress_factory else contextlib.nullcontext(None)
+    with bar as progress:
+        return execute(
+            reconciled, store, concurrency=concurrency, dry_run=dry_run, log=log, progress=progress
+        )

@@ -1,0 +1,334 @@
+"""Only bytes read in this run are trusted: nothing remembered decides what is verified,
+shipped or deleted.
+
+Each case was a way through the caches pakman used to keep (a hash cache with "proved"
+facts, a kept archive with a clean-up), reproduced here as a hostile user or a racing
+writer would: a second local user's planted cache, a planted link, rewrites while a run
+reads, a filesystem with 1-second timestamps, a store or proxy that lies, a FIFO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from pakman import keys, merge, pipeline
+from pakman import verify as verify_module
+from pakman.errors import ConfigError, VerificationError
+from tests import rig
+from tests.conftest import SHA, Built, build_deployment, run_pakman
+from tests.servers import FaultProxy, S3Server
+from tests.test_hardening import one_line_error, publish_args
+
+NOBODY = 65534  # a second local user
+
+
+def _tamper(package: Path) -> None:
+    """Other bytes, same size, same inode: the signature no longer verifies."""
+    data = bytearray(package.read_bytes())
+    data[-40] ^= 0xFF
+    with package.open("r+b") as handle:
+        handle.write(bytes(data))
+
+
+def _old_fact(kind: str, paths: list[Path], *extra: str) -> tuple[str, int]:
+    """The "proved before" key the old hash cache trusted: public data only."""
+    digest = hashlib.sha256(kind.encode())
+    newest = 0
+    for path in sorted(paths):
+        st = path.stat()
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+        real = os.path.join(os.path.realpath(path.parent), path.name)
+        signature = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        digest.update(json.dumps([real, *signature]).encode())
+    for item in extra:
+        digest.update(b"\0" + item.encode())
+    return digest.hexdigest(), newest
+
+
+def _packages(built: Built) -> list[Path]:
+    return sorted(p for p in built.packages.rglob("*") if p.is_file())
+
+
+def _store_args(built: Built, store: Path, *extra: str) -> list[str]:
+    return [*publish_args(built, "--store", f"file://{store}", "--create-bucket"), *extra]
+
+
+def _manifests(store: Path) -> list[Path]:
+    return sorted(store.rglob("manifest.json")) if store.exists() else []
+
+
+def test_a_cache_planted_by_another_user_is_never_read(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    """With XDG_CACHE_HOME on a shared folder, another account plants a "verified" fact for
+    a tampered tree (computable from paths, stat fields and the key's fingerprint)."""
+    rig.need_root()
+    shared = tmp_path / "shared-cache"
+    (shared / "pakman").mkdir(parents=True)
+    _tamper(next((deployment_files.packages / "acme" / "x86_64").glob("app0-*.apk")))
+    fingerprint = keys.fingerprint(deployment_files.public_key.read_bytes())
+    proved, newest = _old_fact(
+        "verified", _packages(deployment_files), f"acme-app.rsa.pub={fingerprint}"
+    )
+    planted = shared / "pakman" / "hashes-v3.json"
+    planted.write_text(json.dumps({f"fact:{proved}": [newest, time.time_ns() + 10**9]}))
+    os.chown(planted, NOBODY, NOBODY)
+    os.chown(shared / "pakman", NOBODY, NOBODY)
+    store = tmp_path / "store"
+    result = run_pakman(*_store_args(deployment_files, store), env={"XDG_CACHE_HOME": str(shared)})
+    one_line_error(result, 1, "publish refused: verification failed")
+    assert "acme/x86_64/app0-1.0.0-r0.apk" in result.stderr
+    assert "verified before" not in result.stderr
+    assert not store.exists() or list(store.rglob("*.apk")) == []
+
+
+def test_no_run_deletes_through_a_planted_link(deployment_files: Built, tmp_path: Path) -> None:
+    """The old clean-up of kept archives followed a link planted in its folder and removed
+    a packages.zip over a minute old wherever it pointed."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "packages.zip").write_bytes(b"someone's own zip")
+    old = time.time() - 3600
+    os.utime(victim / "packages.zip", (old, old))
+    made = tmp_path / "cache" / "pakman" / "made"
+    made.mkdir(parents=True)
+    (made / ("0" * 64)).symlink_to(victim)
+    result = run_pakman(
+        *_store_args(deployment_files, tmp_path / "store"),
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (victim / "packages.zip").read_bytes() == b"someone's own zip"
+
+
+def _publish(built: Built, store: Path) -> Any:
+    trust = pipeline.trust_files([str(built.public_key)])
+    options = pipeline.StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
+    target = pipeline.deployment("acme/app", SHA)
+    return pipeline.publish(built.packages, None, target, trust, options)
+
+
+def test_a_package_rewritten_while_the_archive_is_made_is_refused(
+    deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The made archive is checked against the verified bytes, like a given one: the old
+    code trusted it by construction and shipped an entry other than the stored object."""
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("app1-*.apk"))
+    write_zip = merge.write_zip
+
+    def racing(merged: merge.Merged, output: Path) -> str:
+        _tamper(package)  # a writer gets in between verification and zipping
+        return write_zip(merged, output)
+
+    monkeypatch.setattr(merge, "write_zip", racing)
+    store = tmp_path / "store"
+    with pytest.raises(
+        ConfigError, match=r"packages\.zip: acme/x86_64/app1-1\.0\.0-r0\.apk differs"
+    ):
+        _publish(deployment_files, store)
+    assert _manifests(store) == []
+
+
+def test_a_package_rewritten_after_verification_is_never_uploaded(
+    deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is uploaded is what was verified: every upload compares the bytes it sends
+    with the verified digests. The old code hashed the files again after verifying them."""
+    package = next((deployment_files.packages / "acme" / "aarch64").glob("app2-*.apk"))
+    # The archive a writer would leave: made from the tree as it will be after the rewrite.
+    later = tmp_path / "later"
+    shutil.copytree(deployment_files.packages, later)
+    _tamper(later / package.relative_to(deployment_files.packages))
+    archive = tmp_path / "given.zip"
+    merge.write_zip(merge.collect([later]), archive)
+    verify_tree = verify_module.verify_tree
+
+    def racing(*args: Any, **kwargs: Any) -> verify_module.Report:
+        report = verify_tree(*args, **kwargs)
+        _tamper(package)  # now the tree and the archive agree, on unverified bytes
+        return report
+
+    monkeypatch.setattr(verify_module, "verify_tree", racing)
+    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    store = tmp_path / "store"
+    options = pipeline.StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
+    target = pipeline.deployment("acme/app", SHA)
+    with pytest.raises(ConfigError) as raised:
+        pipeline.publish(deployment_files.packages, archive, target, trust, options)
+    assert "acme/aarch64/app2-1.0.0-r0.apk" in str(raised.value)
+    assert _manifests(store) == []
+    shipped = store / target.prefix / "aarch64" / package.name
+    assert not shipped.exists() or shipped.read_bytes() != package.read_bytes()
+
+
+@pytest.fixture
+def coarse_timestamps(tmp_path: Path) -> Iterator[Path]:
+    """A filesystem whose timestamps have 1-second granularity: ext4 with 128-byte inodes
+    (as many NFS and FUSE mounts), on a loop device."""
+    rig.need_root()
+    mkfs = rig.need_tool("mkfs.ext4")
+    image = tmp_path / "coarse.img"
+    with image.open("wb") as handle:
+        handle.truncate(64 * 1024 * 1024)
+    subprocess.run([mkfs, "-q", "-F", "-I", "128", str(image)], check=True, capture_output=True)
+    mount = tmp_path / "coarse"
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_same_second_rewrite_on_a_coarse_filesystem_is_read_again(
+    coarse_timestamps: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 1-second timestamps a rewrite in the same second leaves every stat field as it
+    was: the old cache took the tree as proved and kept the stale bytes published."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    built = build_deployment(coarse_timestamps / "tree")
+    probe = built.packages / "acme" / "x86_64" / "app0-1.0.0-r0.apk"
+    assert probe.stat().st_mtime_ns % 1_000_000_000 == 0  # the granularity is real
+    # Start 0.2 s into a second: every stamp reads as the second's start, and a run ends
+    # well within it (the old cache's 100 ms margin assumed nanosecond stamps).
+    while not 0.2 < time.time() % 1 < 0.4:
+        time.sleep(0.005)
+    for path in _packages(built):  # every file stamped in this same second
+        os.utime(path)
+    store = tmp_path / "store"
+    _publish(built, store)
+    _tamper(probe)
+    with pytest.raises(VerificationError, match=r"acme/x86_64/app0-1\.0\.0-r0\.apk"):
+        _publish(built, store)
+
+
+def test_an_object_whose_metadata_matches_but_bytes_do_not_is_sent_again(
+    moto: S3Server, deployment_files: Built
+) -> None:
+    """moto, a store that keeps no checksum: our own sha256 in the metadata is only a
+    claim, and the ETag (the MD5 of the bytes it holds) decides."""
+    from botocore.config import Config
+
+    bucket = "metadata-claims"
+    client = moto.client()
+    client.create_bucket(Bucket=bucket)
+    plain = boto3.client(  # a PUT without a checksum: the store keeps none
+        "s3",
+        endpoint_url=moto.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=moto.access_key_id,
+        aws_secret_access_key=moto.secret_access_key,
+        config=Config(request_checksum_calculation="when_required"),
+    )
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("app0-*.apk"))
+    key = f"deployments/acme/app/{SHA}/x86_64/{package.name}"
+    real = hashlib.sha256(package.read_bytes()).hexdigest()
+    other = os.urandom(package.stat().st_size)
+    plain.put_object(Bucket=bucket, Key=key, Body=other, Metadata={"sha256": real})
+    assert "ChecksumCRC32" not in client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    result = run_pakman(*publish_args(deployment_files, "--bucket", bucket), env=moto.env())
+    assert result.returncode == 0, result.stderr
+    stored = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert stored == package.read_bytes()
+
+
+def test_a_store_that_keeps_other_bytes_and_lies_about_it_gets_no_manifest(
+    moto: S3Server, deployment_files: Built
+) -> None:
+    """A proxy changes every body, sends no checksum upstream and answers with the client's
+    own CRC-32: each answer looks right, and the read-back catches the stored bytes."""
+    bucket = "lying-store"
+    moto.client().create_bucket(Bucket=bucket)
+    proxy = FaultProxy(moto.port, "lie").start()
+    try:
+        env = {**moto.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        result = run_pakman(*publish_args(deployment_files, "--bucket", bucket), env=env)
+    finally:
+        proxy.stop()
+    one_line_error(result, 3, "does not hold the bytes this run uploaded")
+    listing = moto.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert f"deployments/acme/app/{SHA}/manifest.json" not in {o["Key"] for o in listing}
+
+
+@pytest.mark.parametrize("planted", ["fifo", "dev-zero"])
+def test_nothing_at_the_old_cache_path_is_read(
+    planted: str, deployment_files: Built, tmp_path: Path
+) -> None:
+    """A FIFO there hung publish until its watchdog; a link to /dev/zero ended in
+    MemoryError. pakman keeps no cache, so it opens neither."""
+    cache = tmp_path / "cache" / "pakman"
+    cache.mkdir(parents=True)
+    path = cache / "hashes-v3.json"
+    if planted == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    result = run_pakman(
+        *_store_args(deployment_files, tmp_path / "store"),
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_sigterm_while_the_archive_is_made_leaves_no_temporary_files(tmp_path: Path) -> None:
+    built = build_deployment(tmp_path / "big", count=3, size=60 * 1024 * 1024)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pakman.cli", *_store_args(built, tmp_path / "store")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("pakman-archive-*/*")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert list(scratch.glob("pakman-archive-*")), "the archive was never being made"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 143
+    assert list(scratch.iterdir()) == []
+    assert process.stderr is not None
+    assert b"Traceback" not in process.stderr.read()
+
+
+def test_pakman_writes_no_cache(deployment_files: Built, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        result = run_pakman(
+            *_store_args(deployment_files, tmp_path / "store"), env={"XDG_CACHE_HOME": str(cache)}
+        )
+        assert result.returncode == 0, result.stderr
+    assert not cache.exists()
+
+
+def test_the_archive_key_and_manifest_describe_the_bytes_stored(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    result = run_pakman(
+        *publish_args(deployment_files, "--bucket", bucket, "--json"), env=s3_server.env()
+    )
+    assert result.returncode == 0, result.stderr
+    client = s3_server.client()
+    manifest = json.loads(
+        client.get_object(Bucket=bucket, Key=f"deployments/acme/app/{SHA}/manifest.json")[
+            "Body"
+        ].read()
+    )
+    for item in [*manifest["objects"], manifest["archive"]]:
+        body = client.get_object(Bucket=bucket, Key=item["key"])["Body"].read()
+        assert (len(body), hashlib.sha256(body).hexdigest()) == (item["size"], item["sha256"])
