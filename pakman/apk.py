@@ -285,7 +285,13 @@ def parse_index_text(text: str) -> tuple[dict[str, str], ...]:
 
 def read_index(path: Path) -> Index:
     """Read a signed v2 APKINDEX.tar.gz."""
-    data = _read(path)
+    return parse_index(_read(path), path)
+
+
+def parse_index(data: bytes, path: Path) -> Index:
+    """A signed v2 APKINDEX.tar.gz from its bytes (``path`` names it in errors)."""
+    if len(data) > MAX_INFLATED:
+        raise PackageFormatError(f"{path}: larger than an index can be")
     signature, signed = _streams(data, path, 2)
     members = _members(signed, path, "index")
     if "APKINDEX" not in members:

@@ -21,6 +21,7 @@ from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
 
 if TYPE_CHECKING:
+    from pakman.pipeline import StoreOptions
     from pakman.publish import ProgressFactory, Summary
     from pakman.verify import Report
 
@@ -47,6 +48,16 @@ EPILOG = {
       --repository acme/app --sha "$GITHUB_SHA" --ref "$GITHUB_REF" --key acme-app.rsa.pub
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... pakman publish ~/packages \\
       --archive packages.zip --bucket releases --endpoint https://s3.example.com --dry-run""",
+    "repo": """examples:
+  # Add this build's packages to the repository in your bucket, keeping 5 versions each:
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... pakman repo packages/ \\
+      --key acme-app.rsa.pub --private-key acme-app.rsa --bucket releases \\
+      --endpoint https://s3.example.com
+  # What would change, as JSON, for a folder served over HTTP:
+  pakman repo packages/ --key acme-app.rsa.pub --private-key acme-app.rsa \\
+      --store file:///srv/apk --create-bucket --branch v3.23 --keep 3 --dry-run --json
+  # Hosts then add https://s3.example.com/releases/alpine/v3.23/acme to
+  # /etc/apk/repositories and acme-app.rsa.pub to /etc/apk/keys/.""",
     "push": """examples:
   # The v8 deploy step, unchanged (INSTELLAR_* and GITHUB_* variables):
   pakman push --archive packages.zip""",
@@ -58,7 +69,7 @@ JSON_NOTE = """
   {"ok": true|false, ...the command's fields..., "exit_code": N, "errors": ["...", ...]}
   A refusal (bad input, exit 2) has no command fields; errors holds each error line, and
   they are on stderr too. With stdout closed nothing is printed: the exit code is the job's."""
-for _name in ("verify", "publish", "push"):
+for _name in ("verify", "publish", "push", "repo"):
     EPILOG[_name] += "\n" + JSON_NOTE
 
 
@@ -281,12 +292,11 @@ def _watchdog(args: argparse.Namespace) -> None:
     signal.setitimer(signal.ITIMER_REAL, seconds + GRACE_SECONDS)
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def _store_options(args: argparse.Namespace) -> StoreOptions:
+    """``--bucket``/``--store`` and the S3 options publish and repo share."""
     from pakman import pipeline
 
-    _watchdog(args)
-    target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
-    store = pipeline.StoreOptions.resolve(
+    return pipeline.StoreOptions.resolve(
         os.environ,
         bucket=args.bucket,
         store=args.store,
@@ -294,9 +304,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
         region=args.region,
         addressing_style=args.addressing_style,
         verify_tls=not args.no_verify_tls,
-        concurrency=args.concurrency,
+        concurrency=getattr(args, "concurrency", pipeline.DEFAULT_CONCURRENCY),
         create_bucket=args.create_bucket,
     )
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pakman import pipeline
+
+    _watchdog(args)
+    target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
+    store = _store_options(args)
     summary = pipeline.publish(
         Path(args.packages_dir),
         Path(args.archive) if args.archive else None,
@@ -309,6 +327,43 @@ def cmd_publish(args: argparse.Namespace) -> int:
         progress_factory=None if args.dry_run else _progress_factory(),
     )
     _summarise(args, summary)
+    return 0
+
+
+def cmd_repo(args: argparse.Namespace) -> int:
+    from pakman import config, pipeline
+    from pakman.identity import resolve_alpine
+
+    _watchdog(args)
+    stack = None
+    config_path = Path(args.config)
+    if args.branch is None and config_path.is_file():
+        stack = config.load(config_path).alpine_version
+    try:
+        private_pem = Path(args.private_key).read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            f"--private-key: {args.private_key}: cannot read: {error.strerror}"
+        ) from None
+    store = _store_options(args)
+    summary = pipeline.repo(
+        [Path(d) for d in args.directories],
+        Path(args.key),
+        private_pem,
+        store,
+        branch=resolve_alpine(args.branch, stack),
+        prefix=args.prefix,
+        keep=args.keep,
+        replace=args.replace,
+        dry_run=args.dry_run,
+        timeout=args.timeout,
+        log=_log(not sys.stderr.isatty() or args.dry_run),
+    )
+    if args.json:
+        _result(args, summary.as_dict())
+    else:
+        for line in summary.lines():
+            print(line)
     return 0
 
 
@@ -463,6 +518,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the plan; read storage, write nothing"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = add(
+        "repo",
+        cmd_repo,
+        "Add verified packages to a signed apk repository in a bucket or folder.",
+    )
+    p.add_argument("directories", nargs="+", metavar="DIR", help="packages trees (<org>/<arch>/)")
+    p.add_argument("--key", required=True, help="the public key: packages are verified with it")
+    p.add_argument(
+        "--private-key", required=True, help="its private key: signs the index (never copied)"
+    )
+    p.add_argument("--bucket", help="S3 bucket; credentials from AWS_* as for publish")
+    p.add_argument("--store", help="file:///path for a folder, or s3://bucket")
+    p.add_argument(
+        "--endpoint", help="S3-compatible endpoint URL (default: AWS or $AWS_ENDPOINT_URL)"
+    )
+    p.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
+    p.add_argument("--addressing-style", default="auto", choices=("auto", "path", "virtual"))
+    p.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS certificates")
+    p.add_argument("--create-bucket", action="store_true", help="create the bucket or folder")
+    p.add_argument(
+        "--branch", help="Alpine branch, e.g. v3.23 (default: the config's stack, else v3.23)"
+    )
+    p.add_argument("--config", default="instellar.yml", help="config whose stack names the branch")
+    p.add_argument("--prefix", default="alpine", help="folder of the repository (default: alpine)")
+    p.add_argument(
+        "--keep", type=int, default=5, help="newest versions kept per package (default: 5)"
+    )
+    p.add_argument(
+        "--replace", action="store_true", help="replace a version already there with other bytes"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    _add_timeout(p)
 
     p = add(
         "push",

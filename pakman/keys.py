@@ -44,7 +44,7 @@ def load_public(pem: bytes, what: str = "public key") -> RSAPublicKey:
     return key
 
 
-def _load_private(pem: bytes, what: str) -> RSAPrivateKey:
+def load_private(pem: bytes, what: str) -> RSAPrivateKey:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
@@ -77,7 +77,7 @@ def check_pair(
     private_bytes = private_pem.encode() if isinstance(private_pem, str) else private_pem
     if not private_bytes.strip():
         raise KeyMaterialError(f"{private_name}: is empty")
-    private = _load_private(private_bytes, private_name)
+    private = load_private(private_bytes, private_name)
     derived = public_pem_of(private)
     if public_pem is None or not str(public_pem).strip():
         return KeyPair(private_bytes, derived)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pakman.errors import ConfigError, VerificationError, check_credential
 from pakman.identity import Identity
 
 if TYPE_CHECKING:
+    from pakman.apk import Package
     from pakman.config import Config
     from pakman.deploy import Pushed
     from pakman.digest import Digest
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from pakman.publish import Deployment, ProgressFactory, Summary
     from pakman.publish.filestore import FileStore
     from pakman.publish.s3 import S3Store
+    from pakman.serve.repository import Summary as RepoSummary
     from pakman.tree import Snapshot
 
 Log = Callable[[str], None]
@@ -105,6 +108,7 @@ class Verified:
 
     fingerprint: str | None
     digests: Mapping[Path, Digest] = field(default_factory=dict)
+    packages: Mapping[Path, Package] = field(default_factory=dict)  # as verification read them
 
 
 def verify(
@@ -137,7 +141,8 @@ def verify(
             *(str(problem) for problem in report.problems),
             f"{what} refused: verification failed ({len(report.problems)} problem(s))",
         )
-    return Verified("sha256:" + fingerprint(next(iter(trust.keys.values()))), report.digests)
+    fingerprint_ = "sha256:" + fingerprint(next(iter(trust.keys.values())))
+    return Verified(fingerprint_, report.digests, report.verified)
 
 
 # --- merge ----------------------------------------------------------------------------
@@ -481,3 +486,57 @@ def push(
             log=log,
             progress_factory=progress_factory,
         )
+
+
+# --- serve: a signed apk repository ---------------------------------------------------
+
+REPO_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def repo(
+    inputs: Sequence[Path],
+    key: Path,
+    private_pem: bytes,
+    store: StoreOptions,
+    *,
+    branch: str,
+    prefix: str = "alpine",
+    keep: int = 5,
+    replace: bool = False,
+    dry_run: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    log: Log = _quiet,
+) -> RepoSummary:
+    """Verify the packages of ``inputs`` with ``key``, then add them to the signed apk
+    repository in ``store`` (:mod:`pakman.serve.repository`), signing its index with
+    the private key, which must be the pair of ``key``."""
+    from pakman import keys
+    from pakman.serve import repository
+    from pakman.tree import snapshot
+
+    if not REPO_PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
+        raise ConfigError(f"--prefix: must be a relative path of safe names (got {prefix!r})")
+    deadline = time.monotonic() + check_timeout(timeout)
+    trust = trust_files([str(key)])
+    name = repository.check_key_name(key.name)
+    pem = trust.keys[name]
+    keys.check_pair(private_pem, pem, private_name="--private-key", public_name="--key")
+    walked = [snapshot(top) for top in inputs]
+    verified: dict[Path, Package] = {}
+    for tree in walked:
+        verified.update(verify(tree.top, tree.paths, trust, "repo", log).packages)
+    opened = store.open()
+    opened.deadline = deadline
+    if not dry_run:
+        opened.ensure_ready(store.create_bucket)
+    options = repository.Options(branch, prefix, keep, replace, dry_run)
+    return repository.add(
+        walked,
+        verified,
+        opened,
+        options,
+        key_name=name,
+        public=keys.load_public(pem, f"--key: {name}"),
+        private_pem=private_pem,
+        log=log,
+    )

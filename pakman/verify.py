@@ -46,6 +46,7 @@ class Report:
     # Every file verified, with the digests of the bytes read to verify it: what publish
     # ships and describes, so nothing is read (or trusted) twice.
     digests: dict[Path, Digest] = field(default_factory=dict, repr=False)
+    verified: dict[Path, apk.Package] = field(default_factory=dict, repr=False)  # packages
 
     @property
     def ok(self) -> bool:
@@ -218,6 +219,7 @@ def verify_tree(
             else:
                 good[path.name] = result
                 report.digests[path] = result.digest
+                report.verified[path] = result
         index = folder / INDEX_NAME
         if index in folders[folder]:
             report.indexes += 1

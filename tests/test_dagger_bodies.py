@@ -389,3 +389,32 @@ def test_build_returns_the_merged_outputs_when_every_platform_succeeds(
     engine = BuildEngine()
     assert isinstance(build_body(tmp_path, monkeypatch, engine), EngineOutput)
     assert sorted(engine.finished) == ["linux/amd64", "linux/arm64"]
+
+
+def test_repo_body_adds_to_the_repository_in_the_bucket(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    from pakman.serve import index
+    from tests.apkfactory import SigningKey, make_package, write_repo
+
+    key = SigningKey(keys.generate(2048), "acme-app.rsa.pub")
+    write_repo(tmp_path / "packages" / "acme", key, [make_package(key, "app", "1.0.0-r0")])
+    module: Any = Pakman()
+    result = run(
+        module.repo(
+            packages=HostDirectory(tmp_path / "packages"),
+            repository="acme/app",
+            public_key=PlainSecret(key.pair.public_pem.decode()),
+            private_key=PlainSecret(key.pair.private_pem.decode()),
+            bucket=bucket,
+            access_key_id=PlainSecret(s3_server.access_key_id),
+            secret_access_key=PlainSecret(s3_server.secret_access_key),
+            endpoint=s3_server.endpoint,
+        )
+    )
+    where = "alpine/v3.23/acme/x86_64/APKINDEX.tar.gz"
+    assert json.loads(result)["indexes"][where]["added"] == ["app-1.0.0-r0.apk"]
+    stored = s3_server.client().get_object(Bucket=bucket, Key=where)["Body"].read()
+    trusted = {key.name: keys.load_public(key.pair.public_pem)}
+    assert [r["P"] for r in index.read(stored, where, trusted)] == ["app"]
+    assert "PRIVATE KEY" not in result

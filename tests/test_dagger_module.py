@@ -38,6 +38,7 @@ def test_exact_function_set() -> None:
         "merge",
         "publish",
         "deploy",
+        "repo",
         "keygen",
         "check",
     }
@@ -132,6 +133,7 @@ def test_outside_world_and_fresh_keys_are_never_cached() -> None:
     assert FUNCTIONS["publish"].cache_policy == "never"
     assert FUNCTIONS["deploy"].cache_policy == "never"
     assert FUNCTIONS["keygen"].cache_policy == "never"
+    assert FUNCTIONS["repo"].cache_policy == "never"
     assert FUNCTIONS["build"].cache_policy is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,24 @@ def test_this_repositorys_example_names_its_package_and_version() -> None:
 
 
 def test_readme_calls_the_module_remotely_with_a_source() -> None:
+    """Called remotely, a function's default --source is the module's own repository."""
+    from tests.test_dagger_module import FUNCTIONS
+
+    takes_source = {
+        name
+        for name, fn in FUNCTIONS.items()
+        if any(p.name == "source" for p in fn.parameters.values())
+    }
     readme = (ROOT / "README.md").read_text()
     assert "@v9" not in readme
+    called = 0
     for line in readme.splitlines():
-        if "dagger call -m github.com/" in line or "dagger -m github.com/" in line:
+        found = re.search(r"dagger (?:call )?-m github\.com/\S+ (?:--\S+ \S+ )*([a-z-]+)", line)
+        if found and found.group(1) in takes_source:
+            called += 1
             block = readme[readme.index(line) : readme.index(line) + 400]
             assert "--source" in block, line
+    assert called >= 1  # the main job, on the first screen
 
 
 def test_ci_runs_the_engine_checks() -> None:

@@ -113,6 +113,26 @@ class FileStore:
         path = self.root / key
         return RemoteObject(key, path.stat().st_size) if path.is_file() else None
 
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object and its version (the SHA-256 of its bytes), or None."""
+        data = self.get(key)
+        return None if data is None else (data, hashlib.sha256(data).hexdigest())
+
+    def write_if(self, local: LocalObject, version: str | None) -> bool:
+        """Write ``local`` only while the object is still at ``version`` (None: absent),
+        under a lock beside it: False when another writer changed it meanwhile."""
+        import fcntl
+
+        target = self.root / local.key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / ".pakman-lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read_versioned(local.key)
+            if (current[1] if current else None) != version:
+                return False
+            self.put(local)
+            return True
+
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
 

@@ -262,6 +262,48 @@ class S3Store:
         with self.errors():
             return self._read(get)
 
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object and its ETag, or None: what a conditional write names."""
+        from botocore.exceptions import ClientError
+
+        def get() -> tuple[bytes, str] | None:
+            try:
+                answer = self.client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+            return answer["Body"].read(), str(answer.get("ETag") or "")
+
+        with self.errors():
+            return self._read(get)
+
+    def write_if(self, local: LocalObject, version: str | None) -> bool:
+        """PUT ``local`` only while the object is still at ``version`` (its ETag; None:
+        absent), with If-Match or If-None-Match: False when another writer won."""
+        from botocore.exceptions import ClientError
+
+        assert local.body is not None  # an index, made in memory
+        condition = {"IfMatch": version} if version else {"IfNoneMatch": "*"}
+        with self.errors():
+            try:
+                answer = self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=local.key,
+                    Body=local.body,
+                    ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=local.crc32_b64,
+                    ContentType=local.content_type,
+                    **condition,  # type: ignore[arg-type]
+                )
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+        self.confirm(answer, f"PUT {local.key}", local.crc32_b64, lambda: local.etag)
+        return True
+
     def head(self, key: str) -> RemoteObject | None:
         from botocore.exceptions import ClientError
 

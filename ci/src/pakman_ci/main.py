@@ -118,6 +118,32 @@ async def _trust(
     return pipeline.trust_pem(pem, identity, skip=skip_verify)
 
 
+async def _store_options(
+    bucket: str,
+    options: tuple[str, str, AddressingStyle, bool, bool],
+    credentials: tuple[dagger.Secret, dagger.Secret],
+    concurrency: int = pipeline.DEFAULT_CONCURRENCY,
+) -> pipeline.StoreOptions:
+    """The bucket options publish and repo share: (endpoint, region, addressing style,
+    verify TLS, create the bucket), with the credentials read from their Secrets."""
+    endpoint, region, addressing_style, verify_tls, create_bucket = options
+    access_key_id, secret_access_key = credentials
+    access, secret = await access_key_id.plaintext(), await secret_access_key.plaintext()
+    with _reported():
+        return pipeline.StoreOptions.resolve(
+            {},  # the engine's environment is not the caller's
+            bucket=bucket,
+            endpoint=endpoint,
+            region=region,
+            addressing_style=addressing_style,
+            verify_tls=verify_tls,
+            concurrency=concurrency,
+            create_bucket=create_bucket,
+            access_key_id=access,
+            secret_access_key=secret,
+        )
+
+
 @object_type
 class Pakman:
     """Build signed Alpine packages from instellar.yml and ship them to S3-compatible storage."""
@@ -370,18 +396,12 @@ class Pakman:
         """Verify, then upload packages and archive to S3, manifest last; safe to re-run."""
         with _reported():
             target = pipeline.deployment(repository, sha, ref, build_number)
-            store = pipeline.StoreOptions.resolve(
-                {},  # the engine's environment is not the caller's
-                bucket=bucket,
-                endpoint=endpoint,
-                region=region,
-                addressing_style=addressing_style,
-                verify_tls=verify_tls,
-                concurrency=concurrency,
-                create_bucket=create_bucket,
-                access_key_id=await access_key_id.plaintext(),
-                secret_access_key=await secret_access_key.plaintext(),
-            )
+        store = await _store_options(
+            bucket,
+            (endpoint, region, addressing_style, verify_tls, create_bucket),
+            (access_key_id, secret_access_key),
+            concurrency,
+        )
         trust = await _trust(public_key, target.identity, skip_verify)
         async with _inputs(packages, archive) as (tree, zip_path):
             summary = await _in_thread(
@@ -445,6 +465,66 @@ class Pakman:
                 )
             )
         return json.dumps(pushed.as_dict(), indent=2)
+
+    @uncached
+    async def repo(
+        self,
+        packages: Packages,
+        repository: Repository,
+        public_key: PublicKey,
+        private_key: Annotated[
+            dagger.Secret, Doc("The abuild private key (PEM) that signs the index")
+        ],
+        bucket: Annotated[str, Doc("S3 bucket holding the repository")],
+        access_key_id: Annotated[
+            dagger.Secret, Doc("S3 access key id, e.g. env:AWS_ACCESS_KEY_ID")
+        ],
+        secret_access_key: Annotated[
+            dagger.Secret, Doc("S3 secret access key, e.g. env:AWS_SECRET_ACCESS_KEY")
+        ],
+        endpoint: Annotated[str, Doc("S3-compatible endpoint URL (default: AWS)")] = "",
+        region: Annotated[str, Doc("S3 region (default: us-east-1)")] = "",
+        addressing_style: Annotated[
+            AddressingStyle, Doc("S3 addressing style")
+        ] = AddressingStyle.AUTO,
+        verify_tls: Annotated[bool, Doc("Verify the endpoint's TLS certificate")] = True,
+        create_bucket: Annotated[bool, Doc("Create the bucket if it is missing")] = False,
+        prefix: Annotated[str, Doc("Folder of the repository in the bucket")] = "alpine",
+        keep: Annotated[int, Doc("Newest versions kept per package name")] = 5,
+        replace: Annotated[bool, Doc("Replace a version already there with other bytes")] = False,
+        dry_run: Annotated[bool, Doc("Print what would change; write nothing")] = False,
+        timeout: Timeout = pipeline.DEFAULT_TIMEOUT,
+    ) -> str:
+        """Verify, then add packages to a signed apk repository in the bucket (apk add/upgrade)."""
+        with _reported():
+            identity = Identity(repository)
+        store = await _store_options(
+            bucket,
+            (endpoint, region, addressing_style, verify_tls, create_bucket),
+            (access_key_id, secret_access_key),
+        )
+        private_pem = (await private_key.plaintext()).encode()
+        with tempfile.TemporaryDirectory(prefix="pakman-repo-") as tmp:
+            tree = await _export(packages, Path(tmp) / "packages")
+            # The public key under the name abuild signs with, as hosts will trust it.
+            key = Path(tmp) / f"{identity.key_name}.pub"
+            key.write_text(await public_key.plaintext())
+            summary = await _in_thread(
+                functools.partial(
+                    pipeline.repo,
+                    [tree],
+                    key,
+                    private_pem,
+                    store,
+                    branch=self._branch(None),
+                    prefix=prefix,
+                    keep=keep,
+                    replace=replace,
+                    dry_run=dry_run,
+                    timeout=timeout,
+                )
+            )
+        return json.dumps(summary.as_dict(), indent=2)
 
     @uncached
     def keygen(self, repository: Repository) -> dagger.Directory:

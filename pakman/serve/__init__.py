@@ -1,0 +1,7 @@
+"""Serve packages as a signed apk repository in the user's bucket (``pakman repo``).
+
+:mod:`.index` writes and signs the v2 ``APKINDEX.tar.gz``; :mod:`.merge` decides, as a
+pure function, what the next index holds (added, unchanged, replaced, pruned);
+:mod:`.repository` reads the current index, uploads packages, commits the index with a
+conditional write and prunes, in that order.
+"""
