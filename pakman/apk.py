@@ -49,7 +49,7 @@ class Package:
     control: bytes  # the raw control gzip stream, as signed
     info: dict[str, tuple[str, ...]]
     data_sha256: str  # of the raw data gzip stream
-    digest: Digest  # of the whole file, from the same read
+    digest: Digest | None = None  # of the whole file, from the same read, when asked for
 
     @property
     def checksum(self) -> str:
@@ -228,18 +228,19 @@ HEAD_CHUNK = 256 * 1024  # signature and control streams fit in this, nearly alw
 READ_CHUNK = 1024 * 1024
 
 
-def read_package(path: Path) -> Package:
+def read_package(path: Path, *, digest: bool = False) -> Package:
     """Read a v2 package file: its head in memory, its data stream hashed as it streams by.
 
     Memory stays bounded whatever the package's size; only a head (signature and control
-    streams) that runs past the inflation cap is refused.
+    streams) that runs past the inflation cap is refused. With ``digest``, the whole
+    file's digests come from the same read (what publish ships).
     """
     try:
         handle = path.open("rb")
     except OSError as error:
         raise PackageFormatError(f"{path}: cannot read: {error.strerror}") from None
     with handle:
-        whole = Digester(os.fstat(handle.fileno()).st_size)
+        whole = Digester(os.fstat(handle.fileno()).st_size) if digest else None
         head = handle.read(HEAD_CHUNK)
         while True:
             try:
@@ -250,11 +251,13 @@ def read_package(path: Path) -> Package:
                 if not more or len(head) > MAX_INFLATED:
                     raise
                 head += more
-        whole.update(head)
+        if whole is not None:
+            whole.update(head)
         data_hash = hashlib.sha256(payload)
         while block := handle.read(READ_CHUNK):
             data_hash.update(block)
-            whole.update(block)
+            if whole is not None:
+                whole.update(block)
         size = handle.tell()
     members = _members(control, path, "control")
     if ".PKGINFO" not in members:
@@ -266,7 +269,7 @@ def read_package(path: Path) -> Package:
         control=bytes(control),
         info=parse_pkginfo(members[".PKGINFO"].decode("utf-8", "replace")),
         data_sha256=data_hash.hexdigest(),
-        digest=whole.result(),
+        digest=whole.result() if whole is not None else None,
     )
 
 

@@ -112,10 +112,17 @@ class Verified:
 
 
 def verify(
-    tree: Path, files: Sequence[Path], trust: Trust, what: str, log: Log = _quiet
+    tree: Path,
+    files: Sequence[Path],
+    trust: Trust,
+    what: str,
+    log: Log = _quiet,
+    *,
+    digests: bool = False,
 ) -> Verified:
     """Verify every package and index of ``files`` (one walk of ``tree``), reading each
-    once; nothing proved in an earlier run is trusted.
+    once; nothing proved in an earlier run is trusted. With ``digests`` (what is shipped),
+    the digests of the bytes verified come from that same read.
 
     Raises :class:`VerificationError` listing every problem, so nothing unverified goes on.
     """
@@ -135,7 +142,7 @@ def verify(
     from pakman.keys import fingerprint
     from pakman.verify import trusted_keys, verify_tree
 
-    report = verify_tree(tree, files, trusted_keys(trust.keys))
+    report = verify_tree(tree, files, trusted_keys(trust.keys), digests=digests)
     if not report.ok:
         raise VerificationError(
             *(str(problem) for problem in report.problems),
@@ -370,7 +377,7 @@ def _shipping(
 
     deadline = time.monotonic() + check_timeout(timeout)
     walked = snapshot(tree)
-    verified = verify(tree, walked.paths, trust, what, log)
+    verified = verify(tree, walked.paths, trust, what, log, digests=True)
     digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
     with archive_for(walked, archive, log) as zip_path:
         yield _Ready(
@@ -524,7 +531,7 @@ def repo(
     walked = [snapshot(top) for top in inputs]
     verified: dict[Path, Package] = {}
     for tree in walked:
-        verified.update(verify(tree.top, tree.paths, trust, "repo", log).packages)
+        verified.update(verify(tree.top, tree.paths, trust, "repo", log, digests=True).packages)
     opened = store.open()
     opened.deadline = deadline
     if not dry_run:

@@ -95,9 +95,11 @@ def check_signature(
     )
 
 
-def _check_package(path: Path, trusted: Mapping[str, RSAPublicKey]) -> apk.Package | str:
+def _check_package(
+    path: Path, trusted: Mapping[str, RSAPublicKey], digest: bool = False
+) -> apk.Package | str:
     try:
-        package = apk.read_package(path)
+        package = apk.read_package(path, digest=digest)
     except PackageFormatError as error:
         return str(error).split(": ", 1)[1]
     problem = check_signature(package.signatures, package.control, trusted)
@@ -142,7 +144,7 @@ FORK_MIN = 64  # packages: below this, a second process costs more than it saves
 
 
 def _check_packages(
-    paths: list[Path], trusted: Mapping[str, RSAPublicKey], workers: int | None
+    paths: list[Path], trusted: Mapping[str, RSAPublicKey], workers: int | None, digest: bool
 ) -> dict[Path, apk.Package | str]:
     """Check every package, on every core.
 
@@ -154,13 +156,14 @@ def _check_packages(
     cores = workers or os.cpu_count() or 1
     lone = threading.active_count() == 1  # forking beside other threads is not safe
     if len(paths) >= FORK_MIN and cores > 1 and hasattr(os, "fork") and lone:
-        return _check_forked(paths, trusted)
+        return _check_forked(paths, trusted, digest)
     with ThreadPoolExecutor(max_workers=min(4, cores)) as pool:
-        return dict(zip(paths, pool.map(lambda p: _check_package(p, trusted), paths), strict=True))
+        checked = pool.map(lambda p: _check_package(p, trusted, digest), paths)
+        return dict(zip(paths, checked, strict=True))
 
 
 def _check_forked(
-    paths: list[Path], trusted: Mapping[str, RSAPublicKey]
+    paths: list[Path], trusted: Mapping[str, RSAPublicKey], digest: bool
 ) -> dict[Path, apk.Package | str]:
     mine, theirs = paths[0::2], paths[1::2]
     read_end, write_end = os.pipe()
@@ -170,18 +173,19 @@ def _check_forked(
         try:
             os.close(read_end)
             with os.fdopen(write_end, "wb") as out:
-                out.write(pickle.dumps([_check_package(p, trusted) for p in theirs]))
+                out.write(pickle.dumps([_check_package(p, trusted, digest) for p in theirs]))
             code = 0
         finally:
             os._exit(code)
     os.close(write_end)
-    results: dict[Path, apk.Package | str] = {p: _check_package(p, trusted) for p in mine}
+    results: dict[Path, apk.Package | str] = {p: _check_package(p, trusted, digest) for p in mine}
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read()
     _, status = os.waitpid(pid, 0)
     # Our own child's answer; should it have died, its half is checked here instead.
     handed = pickle.loads(data) if status == 0 and data else None  # noqa: S301
-    results.update(zip(theirs, handed or [_check_package(p, trusted) for p in theirs], strict=True))
+    again = handed or [_check_package(p, trusted, digest) for p in theirs]
+    results.update(zip(theirs, again, strict=True))
     return results
 
 
@@ -195,16 +199,19 @@ def verify_tree(
     files: Sequence[Path],
     trusted: Mapping[str, RSAPublicKey],
     workers: int | None = None,
+    *,
+    digests: bool = False,
 ) -> Report:
     """Verify every package and index of ``files`` (one walk of ``root``), folder by folder
-    (one per arch), each file read once."""
+    (one per arch), each file read once; with ``digests``, the digests of every file come
+    from that read (``Report.digests``), for publishing what was verified."""
     folders: dict[Path, list[Path]] = defaultdict(list)
     for path in files:
         folders[path.parent].append(path)
 
     report = Report()
     package_paths = sorted(p for paths in folders.values() for p in paths if p.suffix == ".apk")
-    results = _check_packages(package_paths, trusted, workers)
+    results = _check_packages(package_paths, trusted, workers, digests)
 
     def rel(path: Path) -> str:
         return str(path.relative_to(root))
@@ -218,14 +225,15 @@ def verify_tree(
                 report.problems.append(Problem(rel(path), result))
             else:
                 good[path.name] = result
-                report.digests[path] = result.digest
                 report.verified[path] = result
+                if result.digest is not None:
+                    report.digests[path] = result.digest
         index = folder / INDEX_NAME
         if index in folders[folder]:
             report.indexes += 1
             problems, digest = _check_index(index, good, trusted)
             report.problems.extend(Problem(rel(index), problem) for problem in problems)
-            if digest is not None:
+            if digest is not None and digests:
                 report.digests[index] = digest
         else:
             report.problems.append(Problem(rel(folder), f"no {INDEX_NAME} beside the packages"))

@@ -86,7 +86,7 @@ def test_verification_is_required_unless_skipped(deployment_files: Built) -> Non
     skipped = pipeline.verify(packages, tree.files(packages), pipeline.Trust(skip=True), "publish")
     assert (skipped.fingerprint, dict(skipped.digests)) == (None, {})
     trust = pipeline.trust_files([str(deployment_files.public_key)])
-    verified = pipeline.verify(packages, tree.files(packages), trust, "publish")
+    verified = pipeline.verify(packages, tree.files(packages), trust, "publish", digests=True)
     assert verified.fingerprint == "sha256:" + keys.fingerprint(
         deployment_files.public_key.read_bytes()
     )
@@ -180,9 +180,10 @@ def test_every_run_verifies_reading_each_file_once(
     hashed: list[Path] = []
     read_package, digest_file_ = apk.read_package, digest.digest_file
 
-    def reading(path: Path) -> apk.Package:
+    def reading(path: Path, *, digest: bool = False) -> apk.Package:
+        assert digest  # what is shipped is described by the bytes verification read
         reads.append(path)
-        return read_package(path)
+        return read_package(path, digest=digest)
 
     def hashing(path: Path) -> digest.Digest:
         hashed.append(path)

@@ -287,7 +287,7 @@ def _add(tree: Path, key: SigningKey, store: Any, keep: int = 1) -> Any:
 
     walked = snapshot(tree)
     trust = pipeline.trust_pem(key.pair.public_pem, Identity("acme/app"))
-    verified = pipeline.verify(tree, walked.paths, trust, "repo")
+    verified = pipeline.verify(tree, walked.paths, trust, "repo", digests=True)
     return repository.add(
         [walked],
         verified.packages,

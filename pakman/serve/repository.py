@@ -166,6 +166,7 @@ def _commit(
 
 
 def _upload(store: Store, key: str, new: NewPackage, log: Log) -> None:
+    assert new.package.digest is not None  # verified for shipping: read with its digests
     local = local_object(key, new.path, new.package.digest)
     remote = store.head(key)
     if remote is not None and store.matches(local, remote):
