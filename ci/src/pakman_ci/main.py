@@ -53,6 +53,15 @@ Archive = Annotated[
 Sha = Annotated[str, Doc("The commit sha the packages were built from")]
 Ref = Annotated[str, Doc("The git ref, e.g. refs/heads/main")]
 Concurrency = Annotated[int, Doc("Parallel uploads")]
+Endpoint = Annotated[str, Doc("S3-compatible endpoint URL (default: AWS)")]
+Region = Annotated[str, Doc("S3 region (default: us-east-1)")]
+Addressing = Annotated[AddressingStyle, Doc("S3 addressing style")]
+VerifyTls = Annotated[bool, Doc("Verify the endpoint's TLS certificate")]
+CreateBucket = Annotated[bool, Doc("Create the bucket if it is missing")]
+AccessKeyId = Annotated[dagger.Secret, Doc("S3 access key id, e.g. env:AWS_ACCESS_KEY_ID")]
+SecretAccessKey = Annotated[
+    dagger.Secret, Doc("S3 secret access key, e.g. env:AWS_SECRET_ACCESS_KEY")
+]
 Timeout = Annotated[int, Doc("Give up after this many seconds; a re-run resumes")]
 
 
@@ -371,25 +380,19 @@ class Pakman:
         repository: Repository,
         sha: Sha,
         bucket: Annotated[str, Doc("S3 bucket")],
-        access_key_id: Annotated[
-            dagger.Secret, Doc("S3 access key id, e.g. env:AWS_ACCESS_KEY_ID")
-        ],
-        secret_access_key: Annotated[
-            dagger.Secret, Doc("S3 secret access key, e.g. env:AWS_SECRET_ACCESS_KEY")
-        ],
+        access_key_id: AccessKeyId,
+        secret_access_key: SecretAccessKey,
         public_key: OptionalPublicKey = None,
         skip_verify: SkipVerify = False,
         archive: Archive = None,
         ref: Ref = "",
         build_number: BuildNumber = 0,
-        endpoint: Annotated[str, Doc("S3-compatible endpoint URL (default: AWS)")] = "",
-        region: Annotated[str, Doc("S3 region (default: us-east-1)")] = "",
-        addressing_style: Annotated[
-            AddressingStyle, Doc("S3 addressing style")
-        ] = AddressingStyle.AUTO,
-        verify_tls: Annotated[bool, Doc("Verify the endpoint's TLS certificate")] = True,
+        endpoint: Endpoint = "",
+        region: Region = "",
+        addressing_style: Addressing = AddressingStyle.AUTO,
+        verify_tls: VerifyTls = True,
         concurrency: Concurrency = pipeline.DEFAULT_CONCURRENCY,
-        create_bucket: Annotated[bool, Doc("Create the bucket if it is missing")] = False,
+        create_bucket: CreateBucket = False,
         dry_run: Annotated[bool, Doc("Print the plan; read storage, write nothing")] = False,
         timeout: Timeout = pipeline.DEFAULT_TIMEOUT,
     ) -> str:
@@ -476,19 +479,13 @@ class Pakman:
             dagger.Secret, Doc("The abuild private key (PEM) that signs the index")
         ],
         bucket: Annotated[str, Doc("S3 bucket holding the repository")],
-        access_key_id: Annotated[
-            dagger.Secret, Doc("S3 access key id, e.g. env:AWS_ACCESS_KEY_ID")
-        ],
-        secret_access_key: Annotated[
-            dagger.Secret, Doc("S3 secret access key, e.g. env:AWS_SECRET_ACCESS_KEY")
-        ],
-        endpoint: Annotated[str, Doc("S3-compatible endpoint URL (default: AWS)")] = "",
-        region: Annotated[str, Doc("S3 region (default: us-east-1)")] = "",
-        addressing_style: Annotated[
-            AddressingStyle, Doc("S3 addressing style")
-        ] = AddressingStyle.AUTO,
-        verify_tls: Annotated[bool, Doc("Verify the endpoint's TLS certificate")] = True,
-        create_bucket: Annotated[bool, Doc("Create the bucket if it is missing")] = False,
+        access_key_id: AccessKeyId,
+        secret_access_key: SecretAccessKey,
+        endpoint: Endpoint = "",
+        region: Region = "",
+        addressing_style: Addressing = AddressingStyle.AUTO,
+        verify_tls: VerifyTls = True,
+        create_bucket: CreateBucket = False,
         prefix: Annotated[str, Doc("Folder of the repository in the bucket")] = "alpine",
         keep: Annotated[int, Doc("Newest versions kept per package name")] = 5,
         replace: Annotated[bool, Doc("Replace a version already there with other bytes")] = False,
