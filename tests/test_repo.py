@@ -473,3 +473,23 @@ def test_version_order_is_the_real_apks(alpine: rig.Overlay) -> None:
         if real != own
     ]
     assert differ == []
+
+
+def test_the_branch_comes_from_the_configs_stack(tmp_path: Path, key: SigningKey) -> None:
+    store = tmp_path / "store"
+    config = tmp_path / "instellar.yml"
+    config.write_text("stack: alpine/3.20\ntype: static\ndependencies: {}\nbuild: {command: make}\n")
+    public, private = _keys(tmp_path, key)
+    done = run_pakman(
+        "repo", str(build(tmp_path / "1", key, "1.0.0-r0")), "--key", str(public),
+        "--private-key", str(private), "--store", f"file://{store}", "--create-bucket",
+        "--config", str(config), "--prefix", "pkgs/alpine",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (store / "pkgs/alpine/v3.20/acme/x86_64/APKINDEX.tar.gz").is_file()
+    unsafe = run_pakman(
+        "repo", str(tmp_path / "1"), "--key", str(public), "--private-key", str(private),
+        "--store", f"file://{store}", "--prefix", "../elsewhere",
+    )  # fmt: skip
+    assert unsafe.returncode == 2
+    assert "--prefix: must be a relative path of safe names" in unsafe.stderr
