@@ -478,7 +478,7 @@ def test_version_order_is_the_real_apks(alpine: rig.Overlay) -> None:
 def test_the_branch_comes_from_the_configs_stack(tmp_path: Path, key: SigningKey) -> None:
     store = tmp_path / "store"
     config = tmp_path / "instellar.yml"
-    config.write_text("stack: alpine/3.20\ntype: static\ndependencies: {}\nbuild: {command: make}\n")
+    config.write_text("stack: alpine/3.20\ntype: static\ndependencies: {}\nbuild: {command: x}\n")
     public, private = _keys(tmp_path, key)
     done = run_pakman(
         "repo", str(build(tmp_path / "1", key, "1.0.0-r0")), "--key", str(public),
