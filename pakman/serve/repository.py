@@ -73,13 +73,19 @@ class Summary:
                 f"{key}: {verb}add {len(merged.added)}, replace {len(merged.replaced)},"
                 f" keep {len(merged.kept)}, prune {len(merged.pruned)}"
             )
-            out += [f"  {kind} {name}" for kind in ("added", "replaced", "pruned")
-                    for name in getattr(merged, kind)]  # fmt: skip
+            for kind, names in (
+                ("added", merged.added),
+                ("replaced", merged.replaced),
+                ("pruned", merged.pruned),
+            ):
+                out += [f"  {kind} {name}" for name in names]
         return out
 
 
 @dataclass(frozen=True)
 class NewPackage:
+    """A verified package of the run, and the index it goes to."""
+
     path: Path
     package: apk.Package
     org: str
