@@ -95,17 +95,24 @@ def test_redaction_catches_escaped_and_encoded_forms() -> None:
 # --- storage transport -----------------------------------------------------------------
 
 
+def _publish_through_cuts(
+    s3_server: S3Server, bucket: str, built: Built, every: int
+) -> tuple[subprocess.CompletedProcess[str], FaultProxy]:
+    """Publish through a proxy that cuts the first ``every`` error answers' bodies."""
+    proxy = FaultProxy(s3_server.port, "cut-errors", every=every).start()
+    try:
+        env = {**s3_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        return run_pakman(*publish_args(built, "--bucket", bucket), env=env), proxy
+    finally:
+        proxy.stop()
+
+
 def test_a_cut_error_body_is_retried(
     s3_server: S3Server, bucket: str, deployment_files: Built
 ) -> None:
     """A NoSuchKey answer (the manifest not there yet) broken off halfway, then a reset:
     urllib3's ProtocolError used to escape as 'unexpected', exit 1."""
-    proxy = FaultProxy(s3_server.port, "cut-errors", every=2).start()
-    try:
-        env = {**s3_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
-        result = run_pakman(*publish_args(deployment_files, "--bucket", bucket), env=env)
-    finally:
-        proxy.stop()
+    result, proxy = _publish_through_cuts(s3_server, bucket, deployment_files, every=2)
     assert proxy.faults == 2  # both cut, then retried
     assert result.returncode == 0, result.stderr
     keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]}
@@ -115,12 +122,7 @@ def test_a_cut_error_body_is_retried(
 def test_error_bodies_that_always_break_off_are_a_storage_error(
     s3_server: S3Server, bucket: str, deployment_files: Built
 ) -> None:
-    proxy = FaultProxy(s3_server.port, "cut-errors", every=1000).start()
-    try:
-        env = {**s3_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
-        result = run_pakman(*publish_args(deployment_files, "--bucket", bucket), env=env)
-    finally:
-        proxy.stop()
+    result, _ = _publish_through_cuts(s3_server, bucket, deployment_files, every=1000)
     one_line_error(result, 3, f"storage s3://{bucket}", "the answer broke off after 5 attempts")
     assert "ProtocolError" in result.stderr
 

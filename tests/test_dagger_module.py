@@ -142,6 +142,18 @@ def test_the_main_module_has_no_checks() -> None:
     assert {name for name, fn in FUNCTIONS.items() if fn.check} == set()
 
 
+def _tests_module_probe(probe: str) -> Any:
+    """Run ``probe`` where the tests module is the main object; what it printed, as JSON."""
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGGER_MAIN_OBJECT": "Tests"},
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
 def test_the_tests_module_holds_the_selftest() -> None:
     """ci/tests is its own module (depending on the root one); introspected in a subprocess,
     where it is the main object."""
@@ -159,14 +171,7 @@ def test_the_tests_module_holds_the_selftest() -> None:
             "platforms": json.loads(p["platforms"].default_value),
         }))
     """)
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DAGGER_MAIN_OBJECT": "Tests"},
-        check=True,
-    )
-    assert json.loads(result.stdout) == {
+    assert _tests_module_probe(probe) == {
         "check": True,
         "cache": "never",
         "hello": "/examples/hello",
@@ -277,12 +282,5 @@ def test_the_selftest_reads_both_keys_from_one_keygen_result() -> None:
         public, private = asyncio.run(fresh_keys(Module()))
         print(json.dumps([public, private]))
     """)
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DAGGER_MAIN_OBJECT": "Tests"},
-        check=True,
-    )
-    public, private = json.loads(result.stdout)
+    public, private = _tests_module_probe(probe)
     assert public.split("-")[1] == private.split("-")[1], (public, private)
