@@ -82,9 +82,10 @@ def main() -> None:
         with rig.overlay(root) as alpine:
             alpine.bind(base, "/work", readonly=True)
             script = "cd /work/packages && apk --keys-dir /work/keys verify " + " ".join(files)
-            cmd = ["chroot", str(alpine.root), "/bin/busybox", "ash", "-c", script]
-            apk_t = timed(cmd, runs)
-        print(f"apk verify (chroot):        {apk_t:6.2f} s")
+            # Each run mounts the root in namespaces of its own: that cost is not apk's.
+            setup_t = timed(alpine.command("true"), runs)
+            apk_t = timed(alpine.command(script), runs) - setup_t
+        print(f"apk verify (chroot):        {apk_t:6.2f} s (root setup {setup_t:.3f} s left out)")
         print(f"ratio verify / apk verify:  {verify_t / apk_t:6.2f}x (target <= 0.7x)")
 
 

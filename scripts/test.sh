@@ -39,8 +39,9 @@ fi
 export PATH="$versitygw_dir:$PATH"
 
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" -e ./ci -e ./ci/tests
+.venv/bin/python -m pip install -q --disable-pip-version-check pip==26.3
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt \
+  -e ".[test]" -e ./ci -e ./ci/tests
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,31 +100,66 @@ def build_root() -> Path:
     return root
 
 
+# One run in an overlay root: everything is mounted in private mount and PID namespaces,
+# so nothing of it reaches the host's mount table, and whatever the script started ends
+# with it (unshare --kill-child). The upper layer keeps what a run wrote for the next.
+_RUN = r"""
+set -eu
+lower=$1 base=$2 binds=$3 script=$4
+r=$base/merged
+mount -t overlay overlay -o "lowerdir=$lower,upperdir=$base/upper,workdir=$base/work" "$r"
+mount -t proc proc "$r/proc"
+mount --rbind /dev "$r/dev"
+while read -r mode from to; do
+  mkdir -p "$r$to"; mount --bind "$from" "$r$to"
+  if [ "$mode" = ro ]; then mount -o remount,bind,ro "$r$to"; fi
+done < "$binds"
+exec chroot "$r" /bin/busybox ash -c "$script"
+"""
+
+
 @dataclass
 class Overlay:
     """A throw-away writable root over the clean one, with /proc and /dev."""
 
-    root: Path
-    mounts: list[Path] = field(default_factory=list)
+    lower: Path
+    base: Path
+    binds: list[tuple[Path, str, bool]] = field(default_factory=list)
 
-    def bind(self, host: Path, inside: str, *, readonly: bool = False) -> Path:
-        target = self.root / inside.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "--bind", str(host), str(target)], check=True)
-        if readonly:
-            subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
-        self.mounts.append(target)
-        return target
+    @property
+    def upper(self) -> Path:
+        """What the runs wrote, by its path in the root; a file put here is in the root."""
+        return self.base / "upper"
+
+    def bind(self, host: Path, inside: str, *, readonly: bool = False) -> None:
+        """Mount ``host`` at ``inside`` for every later run."""
+        self.binds.append((host, inside, readonly))
+
+    def put(self, inside: str, text: str, mode: int = 0o644) -> None:
+        """Write a file into the root, as if a run had."""
+        target = self.upper / inside.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(mode)
+
+    def command(self, script: str) -> list[str]:
+        """The command that runs ``script`` with real busybox ash inside the root."""
+        table = self.base / "binds"
+        table.write_text(
+            "".join(f"{'ro' if ro else 'rw'} {host} {inside}\n" for host, inside, ro in self.binds)
+        )
+        return [
+            "unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+            "--kill-child", "sh", "-c", _RUN, "run",
+            str(self.lower), str(self.base), str(table), script,
+        ]  # fmt: skip
 
     def run(
         self, script: str, *, check: bool = True, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run ``script`` with real busybox ash inside the root."""
-        result = subprocess.run(
-            ["chroot", str(self.root), "/bin/busybox", "ash", "-c", script],
-            capture_output=True,
-            text=True,
-            check=False,
+        result = run_killing_group(
+            self.command(script),
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **(env or {})},
             timeout=120,
         )
@@ -135,33 +171,38 @@ class Overlay:
         return result
 
 
+def run_killing_group(
+    command: list[str], *, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a session of its own: on timeout the whole group is killed,
+    so nothing it started lives on holding the output pipes."""
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @contextlib.contextmanager
 def overlay(clean_root: Path) -> Iterator[Overlay]:
-    """A fresh overlay root (about 30 ms); torn down with everything mounted in it."""
+    """A fresh overlay root: its runs mount it in namespaces of their own, so the host's
+    mount table never changes and nothing is left to unmount."""
+    need_tool("unshare")
     with tempfile.TemporaryDirectory(prefix="pakman-overlay-") as tmp:
         base = Path(tmp)
-        upper, work, merged = base / "upper", base / "work", base / "merged"
-        for directory in (upper, work, merged):
-            directory.mkdir()
-        subprocess.run(
-            [
-                "mount",
-                "-t",
-                "overlay",
-                "overlay",
-                "-o",
-                f"lowerdir={clean_root},upperdir={upper},workdir={work}",
-                str(merged),
-            ],
-            check=True,
-        )
-        try:
-            subprocess.run(["mount", "-t", "proc", "proc", str(merged / "proc")], check=True)
-            subprocess.run(["mount", "--rbind", "/dev", str(merged / "dev")], check=True)
-            subprocess.run(["mount", "--make-rslave", str(merged / "dev")], check=True)
-            yield Overlay(merged)
-        finally:
-            subprocess.run(["umount", "-R", str(merged)], check=False)
+        for directory in ("upper", "work", "merged"):
+            (base / directory).mkdir()
+        yield Overlay(clean_root, base)
 
 
 # What a host installing a default-type package has beside the Alpine root: bash and jq

@@ -43,6 +43,24 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
 
 
+@contextlib.contextmanager
+def serving(*servers: socketserver.BaseServer) -> Iterator[None]:
+    """Serve each on a thread of its own until the block ends.
+
+    The listening socket is non-blocking: a connection dropped between ``select`` and
+    ``accept`` would otherwise block the loop in ``accept``, and ``shutdown`` with it.
+    """
+    for server in servers:
+        server.socket.setblocking(False)  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
 @dataclass
 class S3Server:
     endpoint: str
@@ -381,7 +399,7 @@ class Instellar:
         default_factory=dict
     )
     port: int = 0
-    _server: ThreadingHTTPServer | None = None
+    _serving: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def endpoint(self) -> str:
@@ -465,15 +483,13 @@ class Instellar:
             def do_POST(self) -> None:
                 self._handle("POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = server.server_address[1]
+        self._serving.enter_context(serving(server))
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        self._serving.close()
 
 
 Respond = Callable[[BaseHTTPRequestHandler, str], None]
@@ -501,13 +517,8 @@ def http_server(respond: Respond) -> Iterator[str]:
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", **headers: str) -> None:

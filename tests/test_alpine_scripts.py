@@ -87,9 +87,7 @@ def test_openrc_accepts_the_init_script(name: str, alpine: rig.Overlay, tmp_path
     cfg, _ = _render_into(name, tmp_path)
     assert cfg.run is not None
     service = cfg.run.name
-    target = alpine.root / "etc" / "init.d" / service
-    target.write_text((tmp_path / f"{service}.initd").read_text())
-    target.chmod(0o755)
+    alpine.put(f"/etc/init.d/{service}", (tmp_path / f"{service}.initd").read_text(), 0o755)
     result = alpine.run(f"/etc/init.d/{service} describe")
     out = result.stdout + result.stderr
     assert f"{service} service" in out

@@ -148,7 +148,7 @@ def test_package_holds_the_application_and_no_source_links(
     app = {**APP, "nginx.conf": "server {}"} if cfg.type == "static" else APP
     _srcdir_like_abuild(alpine, app)
     alpine.run("cd /work; . ./APKBUILD; srcdir=/build/src; pkgdir=/build/pkg; package")
-    pkg = alpine.root / "build" / "pkg"
+    pkg = alpine.upper / "build" / "pkg"
     links = [str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_symlink()]
     assert links == []
     if cfg.package is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +19,7 @@ from pakman import config, render
 from pakman.identity import Identity
 from tests import rig
 from tests.conftest import V8_CONFIGS
-from tests.servers import UnixHTTPServer, lxd_handler
+from tests.servers import UnixHTTPServer, lxd_handler, serving
 
 VARIABLES = {"PLAIN": "1", "SPACES": "two words", "EQUALS": "a=b", "QUOTE": 'it\'s "quoted"'}
 
@@ -43,12 +42,8 @@ def servers(
     socket_path = tmp_path / "lxd.sock"
     lxd = UnixHTTPServer(str(socket_path), lxd_handler(routes, seen))
     api = ThreadingHTTPServer(("127.0.0.1", 0), lxd_handler(routes, seen))
-    for server in (lxd, api):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield routes, seen, socket_path, api.server_address[1]
-    for server in (lxd, api):
-        server.shutdown()
-        server.server_close()
+    with serving(lxd, api):
+        yield routes, seen, socket_path, api.server_address[1]
 
 
 def run(script: Path, socket_path: Path) -> dict[str, str]:

@@ -27,7 +27,7 @@ from pakman.serve import index
 from tests import rig
 from tests.apkfactory import SigningKey, make_index, make_package, write_repo
 from tests.conftest import run_pakman
-from tests.servers import S3Server
+from tests.servers import S3Server, serving
 
 FOLDER = "alpine/v3.23/acme/x86_64"
 
@@ -85,10 +85,8 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
     )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def _apk(alpine: rig.Overlay, url: str, args: str, keys_dir: str = "/work/keys") -> Any:

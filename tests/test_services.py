@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from pakman import config, render
 from pakman.identity import Identity
 from tests import rig
-from tests.servers import UnixHTTPServer, lxd_handler
+from tests.servers import UnixHTTPServer, lxd_handler, serving
 
 # A service that shows what it was started with, and an extra command that does the same.
 CONFIG = """\
@@ -105,11 +104,8 @@ def lxd(tmp_path: Path) -> Iterator[Path]:
     folder.mkdir()
     data = json.dumps({"data": {"attributes": {"variables": VARIABLES}}}).encode()
     routes = {"/1.0/config/user.INSTELLAR_INSTALLATION_DATA": (200, base64.b64encode(data))}
-    server = UnixHTTPServer(str(folder / "sock"), lxd_handler(routes, []))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder
-    server.shutdown()
-    server.server_close()
+    with serving(UnixHTTPServer(str(folder / "sock"), lxd_handler(routes, []))):
+        yield folder
 
 
 def _boot(alpine_root: Path, tmp_path: Path, lxd: Path, scenario: str) -> dict[str, str]:
