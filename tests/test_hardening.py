@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pakman import keys
+from pakman import keys, pipeline
 from pakman.errors import PublishError
 from pakman.publish import hash_file
 from pakman.publish.s3 import S3Store
@@ -138,6 +138,53 @@ def test_concurrent_publishes_of_one_sha_never_leave_a_false_manifest(
         for entry in manifest["objects"]:
             data = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
             assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
+
+
+def test_a_run_that_overwrote_after_anothers_manifest_retracts_it(
+    tmp_path: Path, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run two's uploads straddle a whole run one: one's manifest, written before two's
+    last upload, lists bytes two then replaced. Two fails its check, and must take that
+    manifest down with it."""
+    one, two = (_tree(tmp_path / name, name.encode()) for name in ("one", "two"))
+    options = pipeline.StoreOptions.resolve(
+        s3_server.env(),
+        bucket=bucket,
+        concurrency=1,
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    )
+    target = pipeline.deployment("acme/app", SHA)
+    put = S3Store.put
+    raced: list[str] = []
+
+    def racing(self: S3Store, local: Any, progress: Any = None) -> None:
+        # With one upload at a time, two's last package goes up last, before its manifest:
+        # run one, whole, just before it.
+        if not raced and local.key.endswith("x86_64/app5-1.0.0-r0.apk"):
+            raced.append(local.key)
+            pipeline.publish(one.packages, None, target, _trust(one), options)
+            assert _manifest(s3_server, bucket) is not None
+        put(self, local, progress)
+
+    monkeypatch.setattr(S3Store, "put", racing)
+    with pytest.raises(PublishError, match="another publish of this sha"):
+        pipeline.publish(two.packages, None, target, _trust(two), options)
+    assert raced
+    assert _manifest(s3_server, bucket) is None  # one's manifest no longer told the truth
+
+
+def _trust(built: Built) -> pipeline.Trust:
+    return pipeline.trust_files([str(built.public_key)])
+
+
+def _manifest(server: S3Server, bucket: str) -> dict[str, Any] | None:
+    client = server.client()
+    try:
+        body = client.get_object(Bucket=bucket, Key=f"deployments/acme/app/{SHA}/manifest.json")
+    except client.exceptions.NoSuchKey:
+        return None
+    return dict(json.loads(body["Body"].read()))
 
 
 def ok_to_everything(handler: BaseHTTPRequestHandler, method: str) -> None:

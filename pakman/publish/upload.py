@@ -111,13 +111,55 @@ def execute(
         record(local)
 
     objects = (*plan.packages, plan.archive)
-    changing = any(o.key not in plan.skip for o in objects)
-    if (plan.stale_manifest or changing) and not dry_run:
+    changing = any(o.key not in plan.skip for o in objects) and not dry_run
+    manifest_key = plan.deployment.manifest_key
+    if (plan.stale_manifest and not dry_run) or changing:
         # Retract the manifest first, even one this run did not see (another publish of the
         # same sha may have written it since): while objects change, the deployment must
         # not look complete.
-        store.delete(plan.deployment.manifest_key)
-        log(f"delete {plan.deployment.manifest_key} (stale)")
+        store.delete(manifest_key)
+        log(f"delete {manifest_key} (stale)")
+    wrote = False
+    try:
+        _upload_all(plan, store, objects, upload, record, concurrency, dry_run, progress)
+        body = {
+            **manifest_body(plan),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        manifest = bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode())
+        writing_manifest = manifest_key not in plan.skip and not dry_run
+        if writing_manifest:
+            # The manifest says what storage holds: read it back first, and again after,
+            # in case another publish of this sha changed an object meanwhile.
+            confirm_stored(plan, store)
+        wrote = writing_manifest
+        upload(manifest, progress=None)  # not part of the total the progress bar shows
+        if writing_manifest:
+            confirm_stored(plan, store)
+    except BaseException:
+        if changing or wrote:
+            # Every upload of this run has ended here. One may have replaced an object that
+            # a concurrent publish of this sha listed in its manifest after this run began:
+            # that manifest no longer tells the truth, so it goes too.
+            with contextlib.suppress(Exception):
+                store.delete(manifest_key)
+        raise
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _upload_all(
+    plan: Plan,
+    store: Store,
+    objects: tuple[LocalObject, ...],
+    upload: Callable[[LocalObject], None],
+    record: Callable[[LocalObject], None],
+    concurrency: int,
+    dry_run: bool,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Every object not skipped, side by side; returns once all are in, or raises once
+    every upload has stopped."""
 
     def pending(local: LocalObject) -> bool:
         return local.key not in plan.skip and not dry_run
@@ -148,23 +190,6 @@ def execute(
             raise
         for local, _ in staged:
             record(local)
-    manifest_key = plan.deployment.manifest_key
-    body = {**manifest_body(plan), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    manifest = bytes_object(manifest_key, json.dumps(body, indent=2, sort_keys=True).encode())
-    writing_manifest = manifest_key not in plan.skip and not dry_run
-    if writing_manifest:
-        # The manifest says what storage holds: read it back first, and again after, in
-        # case another publish of this sha changed an object meanwhile.
-        confirm_stored(plan, store)
-    upload(manifest, progress=None)  # not part of the total the progress bar shows
-    if writing_manifest:
-        try:
-            confirm_stored(plan, store)
-        except PublishError:
-            store.delete(manifest_key)
-            raise
-    summary.seconds = time.monotonic() - started
-    return summary
 
 
 def confirm_stored(plan: Plan, store: Store) -> None:
