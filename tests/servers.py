@@ -43,6 +43,16 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ask a server to stop; kill it if it has not within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def serving(*servers: socketserver.BaseServer) -> Iterator[None]:
     """Serve each on a thread of its own until the block ends.
@@ -128,8 +138,7 @@ def moto_server(auth: bool = False) -> Iterator[S3Server]:
         key = iam.create_access_key(UserName="publisher")["AccessKey"]
         yield S3Server(endpoint, port, key["AccessKeyId"], key["SecretAccessKey"], process.pid)
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process)
 
 
 @contextlib.contextmanager
@@ -161,8 +170,7 @@ def versitygw_server() -> Iterator[S3Server]:
             endpoint = f"http://127.0.0.1:{port}"
             yield S3Server(endpoint, port, access_key_id, secret_access_key, process.pid)
         finally:
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 # --- a fault-injecting HTTP proxy ------------------------------------------------------
