@@ -67,7 +67,10 @@ def serving(*servers: socketserver.BaseServer) -> Iterator[None]:
         yield
     finally:
         for server in servers:
-            server.shutdown()
+            # Bounded: a loop stuck anyway must not hang the test that used it.
+            stopping = threading.Thread(target=server.shutdown, daemon=True)
+            stopping.start()
+            stopping.join(10)
             server.server_close()
 
 
