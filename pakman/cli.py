@@ -351,7 +351,7 @@ def cmd_repo(args: argparse.Namespace) -> int:
         Path(args.key),
         private_pem,
         store,
-        branch=resolve_alpine(args.branch, stack),
+        branch=resolve_alpine(args.branch, stack, option="--branch"),
         prefix=args.prefix,
         keep=args.keep,
         replace=args.replace,

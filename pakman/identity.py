@@ -175,9 +175,12 @@ def alpine_image_tag(branch: str) -> str:
     return branch.removeprefix("v")
 
 
-def resolve_alpine(requested: str | None, stack_version: str | None) -> str:
-    """Pick the Alpine branch: an explicit request, else the config's stack, else the default."""
-    for source, value in (("alpine", requested), ("stack", stack_version)):
+def resolve_alpine(
+    requested: str | None, stack_version: str | None, *, option: str = "alpine"
+) -> str:
+    """Pick the Alpine branch: an explicit request (named ``option`` in errors), else the
+    config's stack, else the default."""
+    for source, value in ((option, requested), ("stack", stack_version)):
         if value:
             branch = alpine_branch(value)
             if branch is None:

@@ -418,3 +418,29 @@ def test_repo_body_adds_to_the_repository_in_the_bucket(
     trusted = {key.name: keys.load_public(key.pair.public_pem)}
     assert [r["P"] for r in index.read(stored, where, trusted)] == ["app"]
     assert "PRIVATE KEY" not in result
+    # As the CLI's --branch: given, or else the stack of the source's config.
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "instellar.yml").write_text(
+        "stack: alpine/3.20\ntype: static\ndependencies: {}\nbuild: {command: x}\n"
+    )
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"source": HostDirectory(source)}, "v3.20"),
+        ({"branch": "edge", "source": HostDirectory(source)}, "edge"),
+    ]
+    for extra, branch in cases:
+        again = run(
+            module.repo(
+                packages=HostDirectory(tmp_path / "packages"),
+                repository="acme/app",
+                public_key=PlainSecret(key.pair.public_pem.decode()),
+                private_key=PlainSecret(key.pair.private_pem.decode()),
+                bucket=bucket,
+                access_key_id=PlainSecret(s3_server.access_key_id),
+                secret_access_key=PlainSecret(s3_server.secret_access_key),
+                endpoint=s3_server.endpoint,
+                **extra,
+            )
+        )
+        indexes = list(json.loads(again)["indexes"])
+        assert indexes == [f"alpine/{branch}/acme/x86_64/APKINDEX.tar.gz"]

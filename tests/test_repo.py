@@ -491,3 +491,9 @@ def test_the_branch_comes_from_the_configs_stack(tmp_path: Path, key: SigningKey
     )  # fmt: skip
     assert unsafe.returncode == 2
     assert "--prefix: must be a relative path of safe names" in unsafe.stderr
+    bad = run_pakman(
+        "repo", str(tmp_path / "1"), "--key", str(public), "--private-key", str(private),
+        "--store", f"file://{store}", "--branch", "v3.23/../x",
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: --branch: not an Alpine version"), bad.stderr

@@ -491,10 +491,22 @@ class Pakman:
         replace: Annotated[bool, Doc("Replace a version already there with other bytes")] = False,
         dry_run: Annotated[bool, Doc("Print what would change; write nothing")] = False,
         timeout: Timeout = pipeline.DEFAULT_TIMEOUT,
+        branch: Annotated[
+            str,
+            Doc("Alpine branch, e.g. v3.23 (default: --alpine, else the stack of --source)"),
+        ] = "",
+        source: Annotated[
+            dagger.Directory | None, Doc("Application source whose config's stack names the branch")
+        ] = None,
     ) -> str:
         """Verify, then add packages to a signed apk repository in the bucket (apk add/upgrade)."""
         with _reported():
             identity = Identity(repository)
+        cfg = await self._read_config(source) if source is not None and not branch else None
+        with _reported():
+            branch = resolve_alpine(
+                branch or self.alpine, cfg.alpine_version if cfg else None, option="branch"
+            )
         store = await _store_options(
             bucket,
             (endpoint, region, addressing_style, verify_tls, create_bucket),
@@ -513,7 +525,7 @@ class Pakman:
                     key,
                     private_pem,
                     store,
-                    branch=self._branch(None),
+                    branch=branch,
                     prefix=prefix,
                     keep=keep,
                     replace=replace,
