@@ -609,13 +609,24 @@ def test_multipart_object_with_our_sha256_but_other_bytes_is_sent_again(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """Metadata is only a claim: the checksum S3 computed of the stored bytes decides."""
+    from boto3.s3.transfer import TransferConfig
+
+    from pakman.digest import MULTIPART_CHUNK
+
     local, data = big_object(tmp_path)
-    forged = dataclasses.replace(local, path=tmp_path / "forged")
-    assert forged.path is not None
-    forged.path.write_bytes(os.urandom(len(data)))  # same size, other bytes
-    forged = dataclasses.replace(forged, part_crc32=())  # parts hashed as they go
+    forged = tmp_path / "forged"
+    forged.write_bytes(os.urandom(len(data)))  # same size, other bytes
+    # Stored under local's key with local's sha256 metadata, by another S3 client.
+    s3_server.client().upload_file(
+        str(forged),
+        bucket,
+        local.key,
+        ExtraArgs={"Metadata": {"sha256": local.sha256}, "ChecksumAlgorithm": "CRC32"},
+        Config=TransferConfig(
+            multipart_threshold=MULTIPART_CHUNK, multipart_chunksize=MULTIPART_CHUNK
+        ),
+    )
     store = store_for(s3_server, bucket)
-    stage_and_commit(store, forged)  # stored under local's key, with local's sha256 metadata
     head = s3_server.client().head_object(Bucket=bucket, Key=local.key)
     assert head["Metadata"]["sha256"] == local.sha256
     remote = store.head(local.key)

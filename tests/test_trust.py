@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from pakman import verify as verify_module
 from pakman.errors import ConfigError, VerificationError
 from tests import rig
 from tests.conftest import SHA, Built, build_deployment, run_pakman
+from tests.forge import forge
 from tests.servers import FaultProxy, S3Server
 from tests.test_hardening import one_line_error, publish_args
 
@@ -332,3 +334,106 @@ def test_the_archive_key_and_manifest_describe_the_bytes_stored(
     for item in [*manifest["objects"], manifest["archive"]]:
         body = client.get_object(Bucket=bucket, Key=item["key"])["Body"].read()
         assert (len(body), hashlib.sha256(body).hexdigest()) == (item["size"], item["sha256"])
+
+
+# --- CRC-32 is a transfer checksum, never the evidence: forged, it must not pass ---------
+
+
+def _s3_options(server: S3Server, bucket: str) -> pipeline.StoreOptions:
+    return pipeline.StoreOptions.resolve(
+        {},
+        bucket=bucket,
+        endpoint=server.endpoint,
+        concurrency=1,
+        access_key_id=server.access_key_id,
+        secret_access_key=server.secret_access_key,
+    )
+
+
+def _stored_keys(server: S3Server, bucket: str) -> list[str]:
+    listed = server.client().list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def test_an_archive_entry_with_a_forged_crc_is_refused(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    """Same size, same CRC-32, other bytes: the check took the entry by its CRC."""
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("app1-*.apk"))
+    forged_tree = tmp_path / "forged"
+    shutil.copytree(deployment_files.packages, forged_tree)
+    data = package.read_bytes()
+    forged = forge(data, len(data) // 2, zlib.crc32)
+    (forged_tree / package.relative_to(deployment_files.packages)).write_bytes(forged)
+    archive = tmp_path / "forged.zip"
+    merge.write_zip(merge.collect([forged_tree]), archive)
+    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    store = tmp_path / "store"
+    options = pipeline.StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
+    target = pipeline.deployment("acme/app", SHA)
+    with pytest.raises(ConfigError, match=f"x86_64/{package.name} differs from"):
+        pipeline.publish(deployment_files.packages, archive, target, trust, options)
+    assert not store.exists() or [p for p in store.rglob("*") if p.is_file()] == []
+
+
+def test_a_package_forged_before_its_put_is_never_sent(
+    deployment_files: Built,
+    s3_server: S3Server,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rewritten between the plan and its PUT, with the size and CRC-32 kept: the server
+    would accept the body (its CRC-32 is right); the SHA-256 of what is sent refuses it."""
+    from pakman.publish.s3 import S3Store
+
+    package = next((deployment_files.packages / "acme" / "aarch64").glob("app2-*.apk"))
+    data = package.read_bytes()
+    put = S3Store.put
+
+    def racing(self: S3Store, local: Any, progress: Any = None) -> None:
+        if local.key.endswith(f"aarch64/{package.name}"):
+            package.write_bytes(forge(data, len(data) // 2, zlib.crc32))
+        put(self, local, progress)
+
+    monkeypatch.setattr(S3Store, "put", racing)
+    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    target = pipeline.deployment("acme/app", SHA)
+    with pytest.raises(ConfigError, match=f"{package.name}: changed after it was verified"):
+        pipeline.publish(
+            deployment_files.packages,
+            deployment_files.archive,
+            target,
+            trust,
+            _s3_options(s3_server, bucket),
+        )
+    stored = _stored_keys(s3_server, bucket)
+    assert not any(key.endswith(f"aarch64/{package.name}") for key in stored), stored
+    assert not any(key.endswith("manifest.json") for key in stored), stored
+
+
+def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
+    tmp_path: Path, s3_server: S3Server, bucket: str
+) -> None:
+    """Every part keeps its CRC-32, and so does the whole: S3 would complete the upload.
+    The SHA-256 of the parts as sent, in order, refuses it before completion."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pakman.digest import MULTIPART_CHUNK, digest_file
+    from pakman.publish.objects import local_object
+
+    big = tmp_path / "big.apk"
+    data = os.urandom(4 * MULTIPART_CHUNK + 1234)
+    big.write_bytes(data)
+    local = local_object("deployments/acme/app/x/big.apk", big, digest_file(big))
+    assert len(local.part_crc32) == 5
+    at = MULTIPART_CHUNK + 1000  # in part 2
+
+    def checks(candidate: bytes) -> int:
+        part = candidate[MULTIPART_CHUNK : 2 * MULTIPART_CHUNK]
+        return zlib.crc32(candidate) | zlib.crc32(part) << 32
+
+    big.write_bytes(forge(data, at, checks))
+    store = _s3_options(s3_server, bucket).open()
+    with ThreadPoolExecutor(4) as pool, pytest.raises(ConfigError, match="changed after"):
+        store.stage(local, pool).commit()
+    assert _stored_keys(s3_server, bucket) == []

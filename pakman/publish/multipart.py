@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,6 +36,36 @@ class UploadedPart:
         return self.etag == hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part ETag
 
 
+class InOrder:
+    """The SHA-256 of parts read side by side, fed in part order: each part waits for the
+    one before it, so the digest is of exactly the bytes sent, whatever the threads do."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._next = 1
+        self._stopped = False
+        self._turn = threading.Condition()
+
+    def feed(self, number: int, data: bytes) -> None:
+        with self._turn:
+            self._turn.wait_for(lambda: self._next == number or self._stopped)
+            if self._stopped:
+                raise PublishError("upload stopped")
+            self._digest.update(data)
+            self._next += 1
+            self._turn.notify_all()
+
+    def stop(self) -> None:
+        """A part that will never be fed: release every part waiting its turn."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+
+    def hexdigest(self) -> str:
+        with self._turn:
+            return self._digest.hexdigest()
+
+
 @dataclass
 class Multipart:
     store: S3Store
@@ -44,17 +75,24 @@ class Multipart:
     uploaded: dict[int, UploadedPart] = field(default_factory=dict)  # from a run before
     keep_on_failure: bool = False
     reused: int = 0
+    sent: InOrder = field(default_factory=InOrder)
 
     def send(
         self, path: Path, number: int, offset: int, length: int, progress: Progress | None
     ) -> dict[str, Any]:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read(length)
-        crc = zlib.crc32(data)
-        known = self.local.part_crc32
-        if len(data) != length or (len(known) >= number and known[number - 1] != crc):
-            raise self.local.changed()  # what is sent must be what was verified
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+            crc = zlib.crc32(data)
+            known = self.local.part_crc32
+            if len(data) != length or (len(known) >= number and known[number - 1] != crc):
+                raise self.local.changed()  # what is sent must be what was verified
+            # ... and by SHA-256 too, checked on commit: a CRC-32 is forged with four bytes.
+            self.sent.feed(number, data)
+        except BaseException:
+            self.sent.stop()
+            raise
         checksum = crc32_b64(crc)
         earlier = self.uploaded.get(number)
         if earlier and earlier.holds(data, checksum):
@@ -85,6 +123,8 @@ class Multipart:
     def commit(self) -> None:
         try:
             parts = [future.result() for future in self.parts]
+            if self.sent.hexdigest() != self.local.sha256:
+                raise self.local.changed()
             with self.store.errors():
                 answer = self.store.client.complete_multipart_upload(
                     Bucket=self.store.bucket,
@@ -105,6 +145,7 @@ class Multipart:
     def abort(self) -> None:
         for future in self.parts:
             future.cancel()
+        self.sent.stop()
         if self.keep_on_failure:
             return  # the next run resumes it; a bucket lifecycle rule reaps abandoned ones
         with contextlib.suppress(Exception):

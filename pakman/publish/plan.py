@@ -4,6 +4,7 @@ the verified bytes, and, from one read of storage, what it already holds."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import zipfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pakman import tree
-from pakman.digest import Digest, digest_file
+from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
 from pakman.identity import Identity
 from pakman.publish.objects import LocalObject, RemoteObject, Store, local_object
@@ -73,8 +74,9 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
     """The archive must hold exactly the packages tree, so a stale or forged zip never ships.
 
     Every entry must be ``<repo>/<arch>/<file>`` (no absolute or ``..`` names, no
-    duplicates, nothing but package files), match its tree file's size and CRC-32, and
-    its stored bytes must really have that CRC: the central directory alone is not trusted.
+    duplicates, nothing but package files), and its bytes, as a reader extracts them, must
+    have the SHA-256 of the verified tree file. A size and CRC-32 that match are not
+    enough: a CRC-32 is easily forged.
     """
     expected = {"/".join(o.key.split("/")[-2:]): o for o in packages}
     problems: list[str] = []
@@ -107,8 +109,12 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
                     problems.append(f"{archive}: has {name}, not in the packages tree")
                 elif info.file_size != local.size or local.crc32 != info.CRC:
                     problems.append(f"{archive}: {name} differs from {local.path}")
-                elif not _stored_crc_matches(zipped, info):
-                    problems.append(f"{archive}: {name} is corrupt (its bytes fail their CRC)")
+                elif (found := _entry_sha256(zipped, info)) != local.sha256:
+                    problems.append(
+                        f"{archive}: {name} is corrupt (its bytes fail their CRC)"
+                        if found is None
+                        else f"{archive}: {name} differs from {local.path}"
+                    )
             problems += [f"{archive}: lacks {key}" for key in sorted(set(expected) - set(seen))]
     except (OSError, zipfile.BadZipFile, zlib.error) as error:
         raise ConfigError(f"{archive}: not a readable zip ({error.__class__.__name__})") from None
@@ -116,15 +122,16 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
         raise ConfigError(*problems, "rebuild the archive with 'pakman merge'")
 
 
-def _stored_crc_matches(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
-    """Read the entry's bytes: zipfile checks them against its CRC at the end."""
+def _entry_sha256(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    """The SHA-256 of the entry's bytes as extracted; None if they fail their own CRC."""
+    digest = hashlib.sha256()
     try:
         with zipped.open(info) as member:
-            while member.read(1 << 20):
-                pass
+            while block := member.read(READ_CHUNK):
+                digest.update(block)
     except zipfile.BadZipFile:
-        return False
-    return True
+        return None
+    return digest.hexdigest()
 
 
 def plan(

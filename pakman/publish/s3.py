@@ -3,10 +3,10 @@ answers confirmed, objects matched only by what the store computed of the bytes 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -157,8 +157,10 @@ class S3Store:
         else:
             assert local.path is not None
             body = local.path.read_bytes()
-            if len(body) != local.size or zlib.crc32(body) != local.crc32:
-                raise local.changed()  # what is sent must be what was verified
+            # What is sent must be what was verified: by SHA-256, as a CRC-32 is forged
+            # with four bytes.
+            if len(body) != local.size or hashlib.sha256(body).hexdigest() != local.sha256:
+                raise local.changed()
         with self.errors():
             # The server checks the body against ChecksumCRC32 and rejects a mismatch.
             answer = self.client.put_object(
