@@ -400,18 +400,25 @@ def test_repo_body_adds_to_the_repository_in_the_bucket(
     key = SigningKey(keys.generate(2048), "acme-app.rsa.pub")
     write_repo(tmp_path / "packages" / "acme", key, [make_package(key, "app", "1.0.0-r0")])
     module: Any = Pakman()
-    result = run(
-        module.repo(
-            packages=HostDirectory(tmp_path / "packages"),
-            repository="acme/app",
-            public_key=PlainSecret(key.pair.public_pem.decode()),
-            private_key=PlainSecret(key.pair.private_pem.decode()),
-            bucket=bucket,
-            access_key_id=PlainSecret(s3_server.access_key_id),
-            secret_access_key=PlainSecret(s3_server.secret_access_key),
-            endpoint=s3_server.endpoint,
+
+    def repo(**extra: Any) -> str:
+        return str(
+            run(
+                module.repo(
+                    packages=HostDirectory(tmp_path / "packages"),
+                    repository="acme/app",
+                    public_key=PlainSecret(key.pair.public_pem.decode()),
+                    private_key=PlainSecret(key.pair.private_pem.decode()),
+                    bucket=bucket,
+                    access_key_id=PlainSecret(s3_server.access_key_id),
+                    secret_access_key=PlainSecret(s3_server.secret_access_key),
+                    endpoint=s3_server.endpoint,
+                    **extra,
+                )
+            )
         )
-    )
+
+    result = repo()
     where = "alpine/v3.23/acme/x86_64/APKINDEX.tar.gz"
     assert json.loads(result)["indexes"][where]["added"] == ["app-1.0.0-r0.apk"]
     stored = s3_server.client().get_object(Bucket=bucket, Key=where)["Body"].read()
@@ -429,18 +436,6 @@ def test_repo_body_adds_to_the_repository_in_the_bucket(
         ({"branch": "edge", "source": HostDirectory(source)}, "edge"),
     ]
     for extra, branch in cases:
-        again = run(
-            module.repo(
-                packages=HostDirectory(tmp_path / "packages"),
-                repository="acme/app",
-                public_key=PlainSecret(key.pair.public_pem.decode()),
-                private_key=PlainSecret(key.pair.private_pem.decode()),
-                bucket=bucket,
-                access_key_id=PlainSecret(s3_server.access_key_id),
-                secret_access_key=PlainSecret(s3_server.secret_access_key),
-                endpoint=s3_server.endpoint,
-                **extra,
-            )
-        )
+        again = repo(**extra)
         indexes = list(json.loads(again)["indexes"])
         assert indexes == [f"alpine/{branch}/acme/x86_64/APKINDEX.tar.gz"]
