@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +17,28 @@ import pytest
 
 # The Dagger SDK reads this at import time; set it before anything imports dagger.
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "Pakman")
-# Keep pakman's hash cache out of the user's home, for this process and the CLI runs.
+# A cache folder of the tests' own, for this process and the CLI runs: pakman must write
+# nothing there (tests/test_trust.py), and nothing of the user's may count.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pakman-test-cache-")
 
 from tests import rig, servers
+
+EXIT_GRACE = 60.0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave with pytest's own status even if the interpreter's exit then hangs (on a
+    worker thread some test left blocked): a hung exit would look like a hung run."""
+
+    def leave() -> None:
+        time.sleep(EXIT_GRACE)
+        sys.stderr.write(f"pytest: exit still blocked after {EXIT_GRACE:g} s: leaving\n")
+        sys.stderr.flush()
+        os._exit(int(exitstatus))
+
+    threading.Thread(target=leave, daemon=True).start()
+
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
