@@ -119,7 +119,7 @@ def execute(
         # not look complete.
         store.delete(manifest_key)
         log(f"delete {manifest_key} (stale)")
-    wrote = False
+    manifest_sent = False  # set once the manifest may be in storage
     try:
         _upload_all(plan, store, objects, upload, record, concurrency, dry_run, progress)
         body = {
@@ -132,12 +132,12 @@ def execute(
             # The manifest says what storage holds: read it back first, and again after,
             # in case another publish of this sha changed an object meanwhile.
             confirm_stored(plan, store)
-        wrote = writing_manifest
+        manifest_sent = writing_manifest
         upload(manifest, progress=None)  # not part of the total the progress bar shows
         if writing_manifest:
             confirm_stored(plan, store)
     except BaseException:
-        if changing or wrote:
+        if changing or manifest_sent:
             # Every upload of this run has ended here. One may have replaced an object that
             # a concurrent publish of this sha listed in its manifest after this run began:
             # that manifest no longer tells the truth, so it goes too.
