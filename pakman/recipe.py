@@ -22,6 +22,8 @@ PACKAGES = ("alpine-sdk", "coreutils", "tar", "zip", "sudo", "git")
 # A pinned image for the module's small helper containers (git describe, the selftest).
 TOOLS_IMAGE = "alpine:3.23"
 # Never part of the build container: git's history would make every fetch a cache miss.
+# The module filters it out of the source (a content-hashed snapshot) before the copy: an
+# exclude on the copy itself keeps the unfiltered source, .git and all, in the copy's key.
 SNAPSHOT_EXCLUDE = (".git",)
 # What the module leaves out of a --source (the engine's patterns: anchored at the source's
 # root, `*` within one name, `**` across folders). Only what pakman itself writes, and
@@ -36,8 +38,13 @@ SOURCE_IGNORE = (
     "packages/*/*/APKINDEX.tar.gz",
     "packages.zip",  # merge's output
 )
+# What `repo` reads of a --source: its config only. Everything else is left out of the
+# upload (the engine's patterns, in order: a later `!` pattern takes a path back in).
+CONFIG_ONLY = ("*", "!**/*.yml", "!**/*.yaml")
 # The step named when a platform fails after its commands, while its output is read.
 OUTPUT_STEP = "collect the packages"
+# The step named when the build container itself cannot be made (image, mounts).
+SETUP_STEP = "set up the build container"
 
 # Docker/OCI platform -> Alpine architecture.
 PLATFORMS = {
@@ -103,7 +110,15 @@ class Cache:
     path: str
     key: str
     owner: str = ""
-    locked: bool = False  # serialise writers, for caches that are not safe to share
+    # Mounted LOCKED only while the root steps run, then unmounted. The engine holds a
+    # LOCKED volume's lock for the whole of every exec it is mounted in, so a lock held
+    # into abuild would run two builds of one branch and arch one after the other.
+    setup_only: bool = False
+
+    @property
+    def locked(self) -> bool:
+        """Serialise writers: only the setup caches, which apk writes in place."""
+        return self.setup_only
 
 
 @dataclass(frozen=True)
@@ -143,8 +158,8 @@ def builder(branch: str, platform: str) -> BuilderRecipe:
     arch = alpine_arch(platform)
     scope = f"{branch}-{arch}"
     caches = (
-        # apk's cache is shared by root installs; LOCKED because apk writes it in place.
-        Cache("/var/cache/apk", f"pakman-apk-{scope}", locked=True),
+        # apk's cache, for the build tools' install only: apk writes it in place.
+        Cache("/var/cache/apk", f"pakman-apk-{scope}", setup_only=True),
         *(Cache(path, f"pakman-{name}-{scope}", owner=BUILDER) for name, path in USER_CACHES),
     )
     # The engine creates a cache mount's missing parents as root, and the build user could
@@ -167,6 +182,9 @@ def builder(branch: str, platform: str) -> BuilderRecipe:
                 f"chown -R {BUILDER}:{BUILDER} {HOME} /var/cache/distfiles",
             ),
         ),
+        # The apk cache is unmounted after these steps; apk must not write to the empty
+        # folder left behind (abuild installs makedepends with apk).
+        Step("disable the apk cache", ("rm", "-f", "/etc/apk/cache")),
     )
     return BuilderRecipe(
         image=f"alpine:{alpine_image_tag(branch)}",
@@ -237,6 +255,15 @@ BINFMT_HINT = (
     " `docker run --privileged --rm tonistiigi/binfmt --install all`"
     " (on GitHub Actions: docker/setup-qemu-action), or build on a native {platform} runner."
 )
+
+
+def step_name(command: list[str] | tuple[str, ...], steps: tuple[Step, ...]) -> str:
+    """The step that ran ``command`` (the engine reports the exec that failed, which may be
+    an earlier one than the step being synced), else the command itself."""
+    for step in steps:
+        if tuple(command) == step.args:
+            return step.name
+    return " ".join(command)
 
 
 def failure_message(platform: str, step: str, exit_code: int, output: str, lines: int = 60) -> str:

@@ -22,6 +22,7 @@ import pytest
 from pakman import keys
 from tests import rig
 from tests.conftest import AUTH, PACKAGE_TOKEN, ROOT, SHA, V8_CONFIGS, Built, run_pakman
+from tests.dagger_standin import Engine, engine_error
 from tests.servers import Instellar, S3Server
 
 try:
@@ -31,6 +32,7 @@ except ImportError:  # a skip locally; under CI=true, a failure
     raise
 
 T = TypeVar("T")
+KEYS = keys.generate(2048)
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -59,6 +61,8 @@ class HostFile:
         self.path = path
 
     async def contents(self) -> str:
+        if not self.path.is_file():  # as the engine answers
+            raise engine_error(f"{self.path.name}: no such file or directory")
         return self.path.read_text()
 
     async def export(self, path: str) -> str:
@@ -266,90 +270,30 @@ def test_merge_body_verifies_then_zips_like_the_cli(
         )
 
 
-class EngineContainer:
-    """What build's body calls on a dagger.Container. Builder calls return the container;
-    ``sync()`` runs the pending exec, failing where the test says; reading the output
-    folder fails for the platforms in ``broken_output``."""
-
-    def __init__(self, engine: BuildEngine, platform: str) -> None:
-        self.engine, self.platform = engine, platform
-        self.pending: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: self
-
-    def with_exec(self, args: list[str]) -> EngineContainer:
-        self.pending = args
-        return self
-
-    async def stdout(self) -> str:  # the git probe: no repository, the defaults
-        return ""
-
-    async def sync(self) -> EngineContainer:
-        await asyncio.sleep(0.05)  # other platforms run meanwhile
-        failing = self.engine.failing_exec.get(self.platform)
-        if failing is not None and self.pending[: len(failing)] == failing:
-            error = Exception.__new__(dagger.ExecError)  # as the SDK raises it, minus the query
-            error.exit_code, error.stdout, error.stderr = 1, "", "abuild: no such package"
-            raise error
-        return self
-
-    def directory(self, path: str) -> EngineOutput:
-        return EngineOutput(self.engine, self.platform)
+PLATFORMS = [dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64")]
+PUBLIC_PEM, PRIVATE_PEM = KEYS.public_pem.decode(), KEYS.private_pem.decode()
 
 
-class EngineOutput:
-    def __init__(self, engine: BuildEngine, platform: str) -> None:
-        self.engine, self.platform = engine, platform
-
-    async def sync(self) -> EngineOutput:
-        if self.platform in self.engine.broken_output:
-            raise RuntimeError("the engine lost the output's snapshot")
-        await asyncio.sleep(0.2)  # a platform that finishes well after the other failed
-        self.engine.finished.append(self.platform)
-        return self
-
-    def __getattr__(self, name: str) -> Any:  # with_new_file, with_directory
-        return lambda *args, **kwargs: self
+def hello(tmp_path: Path, name: str = "hello") -> Path:
+    source = tmp_path / name
+    shutil.copytree(ROOT / "examples" / "hello", source)
+    return source
 
 
-class BuildEngine:
-    """What build's body calls on ``dag``: containers per platform, a folder to merge into."""
-
-    def __init__(
-        self,
-        broken_output: tuple[str, ...] = (),
-        failing_exec: dict[str, list[str]] | None = None,
-    ) -> None:
-        self.broken_output = broken_output
-        self.failing_exec = failing_exec or {}
-        self.finished: list[str] = []
-
-    def container(self, platform: Any = None) -> EngineContainer:
-        return EngineContainer(self, str(platform or "linux/amd64"))
-
-    def directory(self) -> EngineOutput:
-        return EngineOutput(self, "merged")
-
-    def cache_volume(self, key: str) -> str:
-        return key
-
-
-def build_body(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: BuildEngine) -> Any:
+def build_body(monkeypatch: pytest.MonkeyPatch, engine: Engine, source: Path, **extra: Any) -> Any:
     from pakman_ci import main as module_main
 
-    source = tmp_path / "hello"
-    shutil.copytree(ROOT / "examples" / "hello", source)
     monkeypatch.setattr(module_main, "dag", engine)
     module: Any = Pakman()
     return run(
         module.build(
-            source=HostDirectory(source),
+            source=engine.host_directory(source),
             repository="pakman/hello",
-            private_key=PlainSecret("private"),
-            public_key=PlainSecret("public"),
-            platforms=[dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64")],
+            private_key=engine.secret("private", PRIVATE_PEM),
+            public_key=engine.secret("public", PUBLIC_PEM),
+            platforms=extra.pop("platforms", PLATFORMS),
             version="1.0.0",
+            **extra,
         )
     )
 
@@ -359,9 +303,9 @@ def test_build_reports_a_failed_output_step_and_lets_other_platforms_finish(
 ) -> None:
     """An error after the exec loop used to escape as 'unhandled errors in a TaskGroup'
     and cancel the other platforms."""
-    engine = BuildEngine(broken_output=("linux/arm64",))
+    engine = Engine(lost_outputs=("linux/arm64",))
     with pytest.raises(PakmanFailure) as raised:
-        build_body(tmp_path, monkeypatch, engine)
+        build_body(monkeypatch, engine, hello(tmp_path))
     message = str(raised.value)
     assert message.startswith("build failed for linux/arm64 at 'collect the packages' (exit -1)")
     assert "RuntimeError: the engine lost the output's snapshot" in message
@@ -372,23 +316,109 @@ def test_build_reports_a_failed_output_step_and_lets_other_platforms_finish(
 def test_build_reports_every_failed_platform_in_platform_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = BuildEngine(
-        broken_output=("linux/amd64",), failing_exec={"linux/arm64": ["abuild", "-r"]}
+    engine = Engine(
+        lost_outputs=("linux/amd64",),
+        fails=lambda args, platform: args == ("abuild", "-r") and platform == "linux/arm64",
     )
     with pytest.raises(PakmanFailure) as raised:
-        build_body(tmp_path, monkeypatch, engine)
+        build_body(monkeypatch, engine, hello(tmp_path))
     first, second = str(raised.value).split("\n\nbuild failed for ")
     assert first.startswith("build failed for linux/amd64 at 'collect the packages'")
     assert second.startswith("linux/arm64 at 'abuild -r' (exit 1)")
-    assert "abuild: no such package" in second
+    assert "abuild: failed" in second
 
 
-def test_build_returns_the_merged_outputs_when_every_platform_succeeds(
+def test_build_blames_the_set_up_step_that_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = BuildEngine()
-    assert isinstance(build_body(tmp_path, monkeypatch, engine), EngineOutput)
-    assert sorted(engine.finished) == ["linux/amd64", "linux/arm64"]
+    """Nothing runs until a sync: a failed apk add used to be reported at the first sync,
+    'abuild snapshot'."""
+    engine = Engine(fails=lambda args, platform: args[:3] == ("apk", "add", "--update-cache"))
+    with pytest.raises(PakmanFailure) as raised:
+        build_body(monkeypatch, engine, hello(tmp_path), platforms=PLATFORMS[:1])
+    message = str(raised.value)
+    assert message.startswith("build failed for linux/amd64 at 'install the build tools' (exit 1)")
+    assert "abuild" not in message.splitlines()[0]
+    assert not [e for e in engine.execs if e.args[0] == "abuild"]  # it stopped there
+
+
+def test_the_apk_cache_is_locked_only_while_apk_installs_the_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine holds a LOCKED volume's lock for every exec it is mounted in: mounted
+    into abuild, it would run two builds of one branch and arch one after the other."""
+    engine = Engine()
+    build_body(monkeypatch, engine, hello(tmp_path))
+    installs = [e for e in engine.execs if e.args[:3] == ("apk", "add", "--update-cache")]
+    assert {e.platform for e in installs} == {"linux/amd64", "linux/arm64"}
+    for install in installs:
+        key, sharing = install.caches["/var/cache/apk"]
+        assert (key.startswith("pakman-apk-v3.20-"), sharing) == (True, "LOCKED")
+    builds = [e for e in engine.execs if e.args[0] == "abuild"]
+    assert len(builds) == 4  # snapshot and -r, per platform
+    for build in builds:
+        assert "/var/cache/apk" not in build.caches, build.args
+        assert build.user == "builder"
+        locked = [path for path, (_, sharing) in build.caches.items() if sharing == "LOCKED"]
+        assert locked == [], build.args
+        assert "/home/builder/.npm" in build.caches  # the language caches stay
+
+
+def test_the_build_source_is_filtered_and_keyed_by_what_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine applies Ignore only to the CLI's own uploads: a module caller's or a git
+    source kept node_modules, old packages and .git. And a copy's exclude leaves the whole
+    source in the copy's key: every git fetch, every npm install was a cache miss."""
+    clean = hello(tmp_path, "clean")
+    messy = hello(tmp_path, "messy")
+    for path, data in {
+        "node_modules/left-pad/index.js": "x",
+        "packages/pakman/x86_64/hello-0.9.0-r0.apk": "old",
+        "packages.zip": "old",
+        ".git/FETCH_HEAD": "abc\n",
+        ".venv/bin/python": "",
+    }.items():
+        (messy / path).parent.mkdir(parents=True, exist_ok=True)
+        (messy / path).write_text(data)
+    digests = []
+    for source in (clean, messy):
+        engine = Engine()
+        build_body(monkeypatch, engine, source, platforms=PLATFORMS[:1])
+        workspace = engine.copied["/home/builder/workspace"]
+        assert "hello.sh" in workspace
+        assert [
+            p for p in workspace if p.startswith(("node_modules", "packages", ".git", ".venv"))
+        ] == []
+        digests.append([e.digest for e in engine.execs if e.args[0] == "abuild"])
+    assert digests[0] == digests[1]  # the same cached abuild layers
+
+
+def test_no_call_the_module_makes_carries_private_key_material(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Non-sensitive arguments go verbatim to telemetry and --debug output
+    (dagql/result_call_frame.go); only a Secret's ID may carry a key."""
+    from pakman_ci import main as module_main
+
+    monkeypatch.chdir(tmp_path)  # the module's working folder
+    engine = Engine()
+    monkeypatch.setattr(module_main, "dag", engine)
+    module: Any = Pakman()
+    made = module.keygen(repository="acme/app")
+    made = run(made) if asyncio.iscoroutine(made) else made
+    files = engine.files(made)
+    private, public = files["acme-app.rsa"], files["acme-app.rsa.pub"]
+    assert private[0].startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert (private[1], public[1]) == (0o600, 0o644)
+    assert keys.load_public(public[0])  # a pair: the public half loads
+    build_body(monkeypatch, engine, hello(tmp_path))
+    said = "\n".join(call.args for call in engine.calls)
+    assert engine.calls, "nothing recorded"
+    for pem in (private[0].decode(), PRIVATE_PEM):
+        for line in pem.splitlines()[1:-1]:
+            assert line not in said
+    assert "PRIVATE KEY" not in said
 
 
 def test_repo_body_adds_to_the_repository_in_the_bucket(
@@ -400,8 +430,11 @@ def test_repo_body_adds_to_the_repository_in_the_bucket(
     key = SigningKey(keys.generate(2048), "acme-app.rsa.pub")
     write_repo(tmp_path / "packages" / "acme", key, [make_package(key, "app", "1.0.0-r0")])
     module: Any = Pakman()
+    bare = tmp_path / "bare"  # a source without a config: the default branch, as the CLI
+    bare.mkdir()
 
     def repo(**extra: Any) -> str:
+        extra.setdefault("source", HostDirectory(bare))
         return str(
             run(
                 module.repo(
@@ -439,3 +472,6 @@ def test_repo_body_adds_to_the_repository_in_the_bucket(
         again = repo(**extra)
         indexes = list(json.loads(again)["indexes"])
         assert indexes == [f"alpine/{branch}/acme/x86_64/APKINDEX.tar.gz"]
+    (source / "instellar.yml").write_text("stack: [\n")
+    with pytest.raises(PakmanFailure, match=r"instellar\.yml"):  # a broken one is refused
+        repo(source=HostDirectory(source))

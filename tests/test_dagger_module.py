@@ -212,6 +212,36 @@ def test_dispatch_reports_bad_input_clearly() -> None:
         asyncio.run(module.get_result("Pakman", {}, "recipe", {"platform": "plan9/mips"}))
 
 
+def test_a_refusal_reaches_the_caller_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SDK logs any exception but its own FunctionError with the whole traceback into
+    the function's output (dagger/mod/_module.py: Module.call)."""
+    from dagger.mod._exceptions import FunctionError
+
+    with caplog.at_level("DEBUG"), pytest.raises(FunctionError) as raised:
+        asyncio.run(MODULE.get_result("Pakman", {}, "recipe", {"platform": "plan9/mips"}))
+    assert str(raised.value).startswith("platform: not supported (got 'plan9/mips'")
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert "Traceback" not in caplog.text
+
+
+def test_repo_reads_only_the_config_of_a_default_source() -> None:
+    """Like every other source: the app's root by default (the CLI reads ./instellar.yml),
+    and an upload that leaves out everything but YAML files."""
+    from pakman.recipe import CONFIG_ONLY
+    from tests.enginepatterns import engine_ignores
+
+    p = params("repo")
+    assert p["source"].resolved_type is dagger.Directory
+    assert p["source"].default_path == "/"
+    assert p["source"].ignore == list(CONFIG_ONLY)
+    kept = ["instellar.yml", "deploy/instellar.yml", "config/instellar.yaml"]
+    dropped = ["src/app.py", "node_modules/x/index.js", "packages.zip", ".git/HEAD", "README"]
+    assert [path for path in kept if engine_ignores(path, CONFIG_ONLY)] == []
+    assert [path for path in dropped if not engine_ignores(path, CONFIG_ONLY)] == []
+
+
 def _mypy(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(path)],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 
 import pytest
 
 from pakman import keys, recipe
 from pakman.errors import ConfigError
 from pakman.identity import Identity, resolve_alpine
+from tests.enginepatterns import engine_ignores
 
 IDENTITY = Identity("Acme/My.App", version="1.2.3", build=4)
 
@@ -157,24 +157,6 @@ def test_a_failure_under_emulation_says_how_to_fix_it() -> None:
 def test_images_are_pinned() -> None:
     assert recipe.TOOLS_IMAGE.startswith("alpine:3.")
     assert recipe.builder(resolve_alpine("", None), "linux/amd64").image == "alpine:3.23"
-
-
-def engine_ignores(path: str, patterns: tuple[str, ...]) -> bool:
-    """The engine's exclude rule (buildkit's patternmatcher): a pattern matches the whole
-    path relative to the source, `*` and `?` within one name, `**` across folders, and a
-    path is left out when it or one of its parent folders matches."""
-
-    def regex(pattern: str) -> re.Pattern[str]:
-        out = ""
-        for part in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
-            out += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(
-                part, re.escape(part)
-            )
-        return re.compile(out)
-
-    names = path.split("/")
-    prefixes = ["/".join(names[: i + 1]) for i in range(len(names))]
-    return any(regex(p).fullmatch(prefix) for p in patterns for prefix in prefixes)
 
 
 def test_the_source_keeps_an_applications_own_packages_folder() -> None:

@@ -13,11 +13,12 @@ import json
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, overload
 
 import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, enum_type, function, object_type
+from dagger.mod._exceptions import FunctionError  # not re-exported; the SDK's own class
 
 from pakman import bootstrap, keys, pipeline
 from pakman import config as config_module
@@ -75,8 +76,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 uncached: Callable[[_F], _F] = function(cache="never")  # type: ignore[call-overload]
 
 
-class PakmanFailure(Exception):
-    """A failure reported to the caller as one clear message."""
+class PakmanFailure(FunctionError):
+    """A failure reported to the caller as one clear message.
+
+    The SDK re-raises a ``FunctionError`` as it is; any other exception it logs with its
+    whole traceback into the function's output first.
+    """
 
 
 @contextlib.contextmanager
@@ -86,6 +91,13 @@ def _reported() -> Iterator[None]:
         yield
     except PakmanError as error:
         raise PakmanFailure("\n".join(error.problems)) from None
+
+
+def _filtered(source: dagger.Directory) -> dagger.Directory:
+    """The source without what the module leaves out. The engine applies ``Ignore`` only
+    to a local upload by the CLI, not to a directory passed by a module or from git; and a
+    filtered snapshot is keyed by its contents, so what it leaves out changes no key."""
+    return source.filter(exclude=list(recipes.SOURCE_IGNORE))
 
 
 async def _export(directory: dagger.Directory, path: Path) -> Path:
@@ -164,10 +176,22 @@ class Pakman:
 
     # --- helpers: fold the library's recipes into containers ------------------------
 
-    async def _read_config(self, source: dagger.Directory) -> config_module.Config:
+    @overload
+    async def _read_config(self, source: dagger.Directory) -> config_module.Config: ...
+
+    @overload
+    async def _read_config(
+        self, source: dagger.Directory, *, missing_ok: bool
+    ) -> config_module.Config | None: ...
+
+    async def _read_config(
+        self, source: dagger.Directory, *, missing_ok: bool = False
+    ) -> config_module.Config | None:
         try:
             text = await source.file(self.config).contents()
         except dagger.QueryError:
+            if missing_ok:
+                return None
             raise PakmanFailure(f"{self.config}: no such file in the source") from None
         with _reported():
             return config_module.parse(text, Path(self.config).name)
@@ -214,13 +238,15 @@ class Pakman:
                 cache.path, dag.cache_volume(cache.key), sharing=sharing, owner=cache.owner
             )
 
-        for cache in r.caches:
-            if not cache.owner:
-                ctr = mount(ctr, cache)
+        setup = [cache for cache in r.caches if cache.setup_only]
+        for cache in setup:
+            ctr = mount(ctr, cache)
         for step in r.root_steps:
             ctr = ctr.with_exec(list(step.args))
+        for cache in setup:  # its lock is released with the root steps' last exec
+            ctr = ctr.without_mount(cache.path)
         for cache in r.caches:
-            if cache.owner:  # after the build user and its directories exist
+            if not cache.setup_only:  # after the build user and its directories exist
                 ctr = mount(ctr, cache)
         return ctr.with_user(r.user).with_workdir(r.workdir)
 
@@ -272,6 +298,7 @@ class Pakman:
         dagger applies a returned changeset to the folder it runs in, not to --source:
         call it from the application's root with --source .
         """
+        source = _filtered(source)
         plan = await self._plan(source, repository, version, build_number)
         return source.with_directory(".", self._tree(plan)).changes(source)
 
@@ -292,11 +319,13 @@ class Pakman:
         build_number: BuildNumber = 0,
     ) -> dagger.Directory:
         """Build and sign the packages for every platform concurrently: <org>/<arch>/..."""
+        source = _filtered(source)
         plan = await self._plan(source, repository, version, build_number)
         with _reported():
             recipes.check_platforms(plan.config.architectures, [str(p) for p in platforms])
         branch = self._branch(plan.config)
         steps = recipes.build(plan.identity, plan.identity.source_date_epoch)
+        workspace = source.filter(exclude=list(recipes.SNAPSHOT_EXCLUDE))
         tree = self._tree(plan)
         secrets = {"private_key": private_key, "public_key": public_key}
         outputs: dict[str, dagger.Directory] = {}
@@ -306,18 +335,18 @@ class Pakman:
             # Every failure of this platform is reported as a step's, and never escapes:
             # an exception leaving the task group would cancel the other platforms and
             # reach the caller as a bare "unhandled errors in a TaskGroup".
-            step_name = "prepare the workspace"
+            step_name = recipes.SETUP_STEP
+            known = steps.steps
             try:
-                ctr = (
-                    self._container(branch, platform)
-                    .with_directory(
-                        recipes.WORKSPACE,
-                        source,
-                        exclude=list(recipes.SNAPSHOT_EXCLUDE),
-                        owner=recipes.BUILDER,
-                    )
-                    .with_directory(recipes.WORKSPACE, tree, owner=recipes.BUILDER)
-                )
+                with _reported():
+                    known = recipes.builder(branch, str(platform)).root_steps + steps.steps
+                # Synced on its own: the SDK sends nothing until a sync, and a failed pull
+                # or apk add would otherwise surface at the first abuild step.
+                ctr = await self._container(branch, platform).sync()
+                step_name = "prepare the workspace"
+                ctr = ctr.with_directory(
+                    recipes.WORKSPACE, workspace, owner=recipes.BUILDER
+                ).with_directory(recipes.WORKSPACE, tree, owner=recipes.BUILDER)
                 for mount in steps.secrets:
                     ctr = ctr.with_mounted_secret(
                         mount.path, secrets[mount.secret], owner=mount.owner, mode=mount.mode
@@ -333,9 +362,11 @@ class Pakman:
                 step_name = recipes.OUTPUT_STEP
                 outputs[platform] = await ctr.directory(steps.output).sync()
             except dagger.ExecError as error:
+                # The exec that failed, which laziness may have left to a later sync.
                 output = f"{error.stdout}\n{error.stderr}"
+                failed = recipes.step_name(error.command, known)
                 failures[platform] = recipes.failure_message(
-                    platform, step_name, error.exit_code, output
+                    platform, failed, error.exit_code, output
                 )
             except Exception as error:  # the image, a mount, the engine itself
                 detail = f"{type(error).__name__}: {error}"
@@ -481,6 +512,15 @@ class Pakman:
         bucket: Annotated[str, Doc("S3 bucket holding the repository")],
         access_key_id: AccessKeyId,
         secret_access_key: SecretAccessKey,
+        source: Annotated[
+            dagger.Directory,
+            DefaultPath("/"),
+            Ignore(list(recipes.CONFIG_ONLY)),
+            Doc(
+                "The application repository, whose config's stack names the branch (only its"
+                " YAML files are read). Pass --source . when calling the module remotely"
+            ),
+        ],
         endpoint: Endpoint = "",
         region: Region = "",
         addressing_style: Addressing = AddressingStyle.AUTO,
@@ -495,14 +535,12 @@ class Pakman:
             str,
             Doc("Alpine branch, e.g. v3.23 (default: --alpine, else the stack of --source)"),
         ] = "",
-        source: Annotated[
-            dagger.Directory | None, Doc("Application source whose config's stack names the branch")
-        ] = None,
     ) -> str:
         """Verify, then add packages to a signed apk repository in the bucket (apk add/upgrade)."""
         with _reported():
             identity = Identity(repository)
-        cfg = await self._read_config(source) if source is not None and not branch else None
+        # As the CLI: the config's stack when there is a config; a broken one is refused.
+        cfg = None if branch or self.alpine else await self._read_config(source, missing_ok=True)
         with _reported():
             branch = resolve_alpine(
                 branch or self.alpine, cfg.alpine_version if cfg else None, option="branch"
@@ -536,16 +574,20 @@ class Pakman:
         return json.dumps(summary.as_dict(), indent=2)
 
     @uncached
-    def keygen(self, repository: Repository) -> dagger.Directory:
+    async def keygen(self, repository: Repository) -> dagger.Directory:
         """A new 4096-bit signing key pair, named <org>-<slug>.rsa and .rsa.pub."""
         with _reported():
             name = Identity(repository).key_name
         pair = keys.generate()
-        return (
-            dag.directory()
-            .with_new_file(name, pair.private_pem.decode(), permissions=0o600)
-            .with_new_file(f"{name}.pub", pair.public_pem.decode(), permissions=0o644)
-        )
+        # Written in the module's working folder and handed back from there: a key passed
+        # as a call argument (with_new_file's contents) is sent verbatim to telemetry.
+        folder = Path(tempfile.mkdtemp(prefix="keygen-", dir="."))
+        private = folder / name
+        private.touch(mode=0o600)
+        private.write_bytes(pair.private_pem)
+        (folder / f"{name}.pub").write_bytes(pair.public_pem)
+        (folder / f"{name}.pub").chmod(0o644)
+        return await dag.current_module().workdir(folder.name).sync()
 
     @function
     async def check(self, source: Source) -> str:
