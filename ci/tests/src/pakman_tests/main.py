@@ -11,6 +11,8 @@ from typing import Annotated, Any, TypeVar
 import dagger
 from dagger import DefaultPath, Doc, check, dag, function, object_type
 
+from pakman_tests.install import install_commands
+
 REPOSITORY = "pakman/hello"
 KEY = "pakman-hello.rsa"  # <org>-<slug>.rsa, as the module names it
 IMAGE = "alpine:3.23"  # pinned, like the module's own helper image
@@ -75,30 +77,17 @@ class Tests:
         )
         lines = [f"packages.zip: {await archive.size()} bytes"]
         for platform in platforms:
-            out = await (
+            ctr = (
                 dag.container(platform=platform)
                 .from_(IMAGE)
-                .with_exec(["apk", "add", "--no-cache", "bash"])  # from Alpine's own repos
                 .with_directory("/repo", built)
                 .with_new_file(f"/trusted/{KEY}.pub", public_pem)
-                .with_exec(
-                    [
-                        "apk",
-                        "add",
-                        "--repositories-file",
-                        "/dev/null",
-                        "--repository",
-                        "/repo/pakman",
-                        "--keys-dir",
-                        "/trusted",
-                        "hello",
-                    ]
-                )
-                .with_exec(
-                    ["sh", "-c", "SERVICE_MODE=web timeout 5 /var/lib/hello/service/run; true"]
-                )
-                .stdout()
             )
+            for command in install_commands("/repo/pakman", "/trusted", "hello"):
+                ctr = ctr.with_exec(command)
+            out = await ctr.with_exec(
+                ["sh", "-c", "SERVICE_MODE=web timeout 5 /var/lib/hello/service/run; true"]
+            ).stdout()
             if "hello from pakman" not in out:
                 raise RuntimeError(f"{platform}: the service did not start:\n{out}")
             lines.append(f"{platform}: {out.strip().splitlines()[-1]}")
