@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -314,3 +315,23 @@ def test_the_selftest_reads_both_keys_from_one_keygen_result() -> None:
     """)
     public, private = _tests_module_probe(probe)
     assert public.split("-")[1] == private.split("-")[1], (public, private)
+
+
+def documented(*extra: str) -> dict[str, str]:
+    """The README and the Dagger docs page, by name."""
+    pages = [ROOT / "README.md", ROOT / "docs" / "dagger.md", *(ROOT / e for e in extra)]
+    return {page.name: page.read_text() for page in pages if page.exists()}
+
+
+def test_every_documented_export_of_packages_wipes_the_folder() -> None:
+    """Directory.export merges into the folder (core/schema/directory.go: wipe): an old
+    .apk left beside the new index makes merge refuse the second local build."""
+    exports = 0
+    for name, text in documented().items():
+        for found in re.finditer(r"export --path (\S+?)`?(?=\s|$)(.*)", text):
+            target, rest = found.group(1), found.group(2)
+            if target.endswith(".zip") or target == "keys/":  # a file; a folder of keys
+                continue
+            exports += 1
+            assert rest.lstrip().startswith("--wipe"), f"{name}: {found.group(0)}"
+    assert exports >= 4
