@@ -230,7 +230,8 @@ def _check_index(index: apk.Index, packages: Mapping[str, apk.Package | None]) -
         package = packages[filename]
         if package is not None and record.get("C") != package.checksum:
             problems.append(f"{filename}: integrity error: does not match its index entry (C:)")
-    problems += [f"{name} is not in the index" for name in sorted(set(packages) - listed)]
+    unlisted = sorted(name for name, package in packages.items() if package and name not in listed)
+    problems += [f"{name} is not in the index" for name in unlisted]
     return problems
 
 
