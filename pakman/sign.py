@@ -70,11 +70,16 @@ class SignReport:
         }
 
     def line(self) -> str:
-        return (
+        text = (
             f"signed {self.packages} package(s) and {self.indexes} index(es) with"
             f" {self.key_name} (RSA-{self.algorithm.upper()});"
             f" {len(self.changed)} rewritten, {len(self.files) - len(self.changed)} unchanged"
         )
+        if self.replaced:
+            # Names read from the files: shown escaped, never as terminal control codes.
+            shown = ", ".join(name.encode("unicode_escape").decode() for name in self.replaced)
+            text += f"; replaced signatures by {shown}"
+        return text
 
 
 def check_algorithm(algorithm: str, what: str = "--algorithm") -> Algorithm:

@@ -116,7 +116,7 @@ def test_signed_packages_and_index_pass_real_apk_trusting_only_the_key(
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
         f"signed 2 package(s) and 1 index(es) with {NAME} (RSA-{algorithm.upper()});"
-        " 3 rewritten, 0 unchanged\n"
+        f" 3 rewritten, 0 unchanged; replaced signatures by {throwaway().name}\n"
     )
     for path in sorted((top / FOLDER).iterdir()):
         assert signature_entries(path) == [prefix + NAME]
