@@ -58,6 +58,13 @@ EPILOG = {
       --store file:///srv/apk --create-bucket --branch v3.23 --keep 3 --dry-run --json
   # Hosts then add https://s3.example.com/releases/alpine/v3.23/acme to
   # /etc/apk/repositories and acme-app.rsa.pub to /etc/apk/keys/.""",
+    "sign": """examples:
+  # Build without the key (abuild signs with a throwaway one), then sign with the real key:
+  pakman sign ~/packages --private-key acme-app.rsa --key-name acme-app.rsa.pub
+  # The key from an environment variable (default $ABUILD_PRIVATE_KEY), the name from
+  # --repository or $GITHUB_REPOSITORY, refusing what the throwaway key did not sign:
+  ABUILD_PRIVATE_KEY="$(cat acme-app.rsa)" pakman sign ~/packages --repository acme/app \\
+      --expect-key ~/.abuild/throwaway.rsa.pub --json""",
     "push": """examples:
   # The v8 deploy step, unchanged (INSTELLAR_* and GITHUB_* variables):
   pakman push --archive packages.zip""",
@@ -69,7 +76,7 @@ JSON_NOTE = """
   {"ok": true|false, ...the command's fields..., "exit_code": N, "errors": ["...", ...]}
   A refusal (bad input, exit 2) has no command fields; errors holds each error line, and
   they are on stderr too. With stdout closed nothing is printed: the exit code is the job's."""
-for _name in ("verify", "publish", "push", "repo"):
+for _name in ("verify", "publish", "push", "repo", "sign"):
     EPILOG[_name] += "\n" + JSON_NOTE
 
 
@@ -401,6 +408,95 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+SIGN_KEY_VARIABLE = "ABUILD_PRIVATE_KEY"
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign a packages tree in place with the real key (:func:`pakman.sign.sign_tree`)."""
+    from pakman.identity import Identity
+    from pakman.sign import sign_tree
+
+    if args.private_key:
+        what = f"--private-key: {args.private_key}"
+        try:
+            private_pem = Path(args.private_key).read_bytes()
+        except OSError as error:
+            raise ConfigError(f"{what}: cannot read: {error.strerror}") from None
+    else:
+        what = f"${args.private_key_env}"
+        value = _env(args.private_key_env)
+        if not value:
+            raise ConfigError(
+                f"--private-key: required: a key file, or the key in ${args.private_key_env}"
+            )
+        private_pem = value.encode()
+    key_name = args.key_name
+    if not key_name:
+        if not (args.repository or _env("GITHUB_REPOSITORY")):
+            raise ConfigError(
+                "--key-name: required (e.g. acme-app.rsa.pub), or --repository or"
+                " $GITHUB_REPOSITORY to name it <org>-<slug>.rsa.pub"
+            )
+        key_name = f"{Identity(_repository(args)).key_name}.pub"
+    expect = None
+    if args.expect_key:
+        expect = {}
+        for name in args.expect_key:
+            try:
+                expect[Path(name).name] = Path(name).read_bytes()
+            except OSError as error:
+                raise ConfigError(f"--expect-key: {name}: cannot read: {error.strerror}") from None
+    report = sign_tree(
+        Path(args.directory),
+        private_pem,
+        key_name,
+        algorithm=args.algorithm,
+        expect=expect,
+        what=what,
+    )
+    if args.json:
+        _result(args, report.as_dict())
+    else:
+        print(report.line())
+    return 0
+
+
+def _add_sign(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from pakman.sign import DEFAULT_ALGORITHM, PREFIXES
+
+    p = add(
+        "sign",
+        cmd_sign,
+        "Sign (or re-sign) every package and index of a tree with the real key, in place.",
+    )
+    p.add_argument("directory", help="a packages tree (<repo>/<arch>/...)")
+    p.add_argument("--private-key", metavar="FILE", help="the private key file")
+    p.add_argument(
+        "--private-key-env",
+        metavar="NAME",
+        default=SIGN_KEY_VARIABLE,
+        help="without --private-key, the variable holding the key (default: %(default)s)",
+    )
+    p.add_argument(
+        "--key-name",
+        help="the public key's file name on hosts (default: <org>-<slug>.rsa.pub of --repository)",
+    )
+    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+    p.add_argument(
+        "--algorithm",
+        choices=tuple(PREFIXES),
+        default=DEFAULT_ALGORITHM,
+        help="RSA signature digest (default: %(default)s; sha1 is abuild's)",
+    )
+    p.add_argument(
+        "--expect-key",
+        action="append",
+        metavar="PUB",
+        help="refuse a file not already signed by this key (or the signing key); repeatable",
+    )
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+
+
 def _add_common_bootstrap(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="instellar.yml (default: $GITHUB_WORKSPACE/instellar.yml)")
     parser.add_argument("--workspace", help="the checkout (default: $GITHUB_WORKSPACE or .)")
@@ -552,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     _add_timeout(p)
+
+    _add_sign(add)
 
     p = add(
         "push",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pakman import apk
 from pakman.apkversion import version_key
 from pakman.errors import PackageFormatError, VerificationError
+from pakman.sign import DEFAULT_ALGORITHM, load_key, signature_stream
 
 # apk's order. C..L are always written, the rest only when set.
 FIELDS = ("C", "P", "V", "A", "S", "I", "T", "U", "L", "o", "m", "t", "c", "k", "D", "p", "i")
@@ -68,6 +69,7 @@ def text(records: Iterable[Record]) -> bytes:
 
 
 def _tar(members: list[tuple[str, bytes]], *, cut: bool) -> bytes:
+    """The index stream's tar (short names only: DESCRIPTION, APKINDEX)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
         for name, data in members:
@@ -84,21 +86,21 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def build(records: Iterable[Record], description: str, key_name: str, private_pem: bytes) -> bytes:
-    """A signed index: the signature stream (RSA over SHA-256 of the index stream), then
-    the gzipped tar of ``DESCRIPTION`` and ``APKINDEX``."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    from pakman.keys import load_private
-
+def build(
+    records: Iterable[Record],
+    description: str,
+    key_name: str,
+    private_pem: bytes,
+    *,
+    algorithm: str = DEFAULT_ALGORITHM,
+) -> bytes:
+    """A signed index: the signature stream (:func:`pakman.sign.signature_stream`, the one
+    signer), then the gzipped tar of ``DESCRIPTION`` and ``APKINDEX``."""
     signed = _gzip(
         _tar([("DESCRIPTION", description.encode()), ("APKINDEX", text(records))], cut=False)
     )
-    key = load_private(private_pem, "--private-key")
-    signature = key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
-    stream = _gzip(_tar([(f".SIGN.RSA256.{key_name}", signature)], cut=True))
-    return stream + signed
+    key = load_key(private_pem, "--private-key")
+    return signature_stream(signed, key, key_name, algorithm) + signed
 
 
 def read(data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]) -> tuple[Record, ...]:
