@@ -17,7 +17,6 @@ BUILDER = "builder"
 HOME = f"/home/{BUILDER}"
 WORKSPACE = f"{HOME}/workspace"
 REPODEST = f"{HOME}/packages"
-TRUSTED_KEYS = f"{HOME}/.pakman/trusted-keys"
 PACKAGES = ("alpine-sdk", "coreutils", "tar", "zip", "sudo", "git")
 # A pinned image for the module's small helper containers (git describe, the selftest).
 TOOLS_IMAGE = "alpine:3.23"
@@ -122,16 +121,6 @@ class Cache:
 
 
 @dataclass(frozen=True)
-class SecretMount:
-    """A secret mounted as a file: it never enters a layer or the logs."""
-
-    path: str
-    secret: str  # which argument: "private_key" or "public_key"
-    owner: str
-    mode: int
-
-
-@dataclass(frozen=True)
 class Step:
     """One command, as exec arguments."""
 
@@ -166,7 +155,7 @@ def builder(branch: str, platform: str) -> BuilderRecipe:
     # then not write beside it (~/.cache, ~/.cargo, ~/go/pkg, ~/.local/share, ~/.bundle):
     # every user cache path is made, and owned by the build user, before anything mounts.
     user_dirs = " ".join(
-        sorted({f"{HOME}/.abuild", TRUSTED_KEYS, REPODEST, *(path for _, path in USER_CACHES)})
+        sorted({f"{HOME}/.abuild", REPODEST, *(path for _, path in USER_CACHES)})
     )
     root_steps = (
         Step("enable the apk cache", ("ln", "-sf", "/var/cache/apk", "/etc/apk/cache")),
@@ -196,46 +185,62 @@ def builder(branch: str, platform: str) -> BuilderRecipe:
     )
 
 
+def throwaway_key(arch: str) -> str:
+    """The file name of a build's own signing key, made in the build container for that
+    build (abuild signs every package and index it makes). Named per arch, so each
+    platform's is told apart; trusted nowhere but in that container."""
+    return f"pakman-build-{arch}.rsa"
+
+
+@dataclass(frozen=True)
+class Signing:
+    """Who signs: abuild in the build container with a throwaway key, then PAKman's own
+    code with the real key (``pakman.sign.sign_tree``) where nothing of the application
+    runs: the module's runtime. The build container gets no key material of the real key."""
+
+    throwaway: str  # the throwaway key's public half, in the build container
+    key_name: str  # the real key's name in the final signatures: <org>-<slug>.rsa.pub
+    signer: str = "pakman.sign.sign_tree, in the module's runtime"
+
+
 @dataclass(frozen=True)
 class BuildRecipe:
-    """What runs in the builder for one platform: files, secrets, environment, commands."""
+    """What runs in the builder for one platform: files, environment, commands, and how
+    its output is signed. No secrets: nothing of the real key is mounted or written."""
 
     workdir: str
     env: dict[str, str]
-    secrets: tuple[SecretMount, ...]
-    files: dict[str, str]  # non-secret files to write, path -> contents
+    files: dict[str, str]  # files to write, path -> contents
     steps: tuple[Step, ...]
+    signing: Signing
     output: str = REPODEST
 
 
-def build(identity: Identity, source_date_epoch: int | None) -> BuildRecipe:
-    """abuild snapshot, abuild -r, then apk verify trusting only the project's key."""
+def build(identity: Identity, source_date_epoch: int | None, arch: str) -> BuildRecipe:
+    """A throwaway key, abuild snapshot, abuild -r; the real key signs later, elsewhere."""
     from pakman.keys import abuild_conf
 
-    key = identity.key_name
-    private_path = f"{HOME}/.abuild/{key}"
+    private_path = f"{HOME}/.abuild/{throwaway_key(arch)}"
     env = {"REPODEST": REPODEST, "PACKAGER": f"PAKman <{identity.repository}>"}
     if source_date_epoch is not None:
         env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
-    verify = (
-        f"find {REPODEST} -type f \\( -name '*.apk' -o -name APKINDEX.tar.gz \\) "
-        f"-exec apk verify --keys-dir {TRUSTED_KEYS} {{}} +"
+    # What abuild-keygen does, under a name of our own; the public half is trusted by this
+    # container's apk (abuild -r reads its own repository back) and by nothing else.
+    keygen = (
+        f"openssl genrsa -out {private_path} 2048 2>/dev/null && "
+        f"openssl rsa -in {private_path} -pubout -out {private_path}.pub 2>/dev/null && "
+        f"sudo cp {private_path}.pub /etc/apk/keys/"
     )
     return BuildRecipe(
         workdir=f"{WORKSPACE}/{identity.apk_dir}",
         env=env,
-        secrets=(
-            SecretMount(private_path, "private_key", BUILDER, 0o600),
-            SecretMount(f"{private_path}.pub", "public_key", BUILDER, 0o644),
-            SecretMount(f"/etc/apk/keys/{key}.pub", "public_key", "root", 0o644),
-            SecretMount(f"{TRUSTED_KEYS}/{key}.pub", "public_key", BUILDER, 0o644),
-        ),
         files={f"{HOME}/.abuild/abuild.conf": abuild_conf(private_path)},
         steps=(
+            Step("make a throwaway signing key", ("sh", "-c", keygen)),
             Step("abuild snapshot", ("abuild", "snapshot")),
             Step("abuild -r", ("abuild", "-r")),
-            Step("apk verify", ("sh", "-c", verify)),
         ),
+        signing=Signing(throwaway=f"{private_path}.pub", key_name=f"{identity.key_name}.pub"),
     )
 
 

@@ -14,7 +14,8 @@ What it models, and where the engine does the same:
 - Every call's arguments are recorded as the engine sees them: objects as IDs, plain
   values verbatim (as telemetry and ``--debug`` show non-sensitive arguments).
 
-Packages "built" by a container come from ``build_output``, a function of the platform.
+Packages "built" by a container come from ``build_output``, a function of the platform,
+and a file a step wrote in it from ``container_file``.
 """
 
 from __future__ import annotations
@@ -145,6 +146,9 @@ class Node:
         self.engine.record(self.kind, "contents", {})
         path, directory = self.args["arg0"], self.parent
         assert directory is not None
+        if directory.kind == "Container":  # a file of a container, e.g. one a step wrote
+            self.engine.evaluate(directory)
+            return self.engine.container_file(self.engine.platform(directory), path).decode()
         files = self.engine.files(directory)
         if path not in files:
             raise engine_error(f"{path}: no such file or directory")
@@ -209,6 +213,7 @@ class Engine:
     """What the module's bodies call on ``dag``, and what they made the engine do."""
 
     build_output: Callable[[str], Files] = lambda platform: {}
+    container_file: Callable[[str, str], bytes] = lambda platform, path: b""
     fails: Callable[[tuple[str, ...], str], bool] = lambda args, platform: False
     calls: list[Call] = field(default_factory=list)
     execs: list[Exec] = field(default_factory=list)

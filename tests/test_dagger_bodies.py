@@ -21,8 +21,9 @@ import pytest
 
 from pakman import keys
 from tests import rig
+from tests.apkfactory import SigningKey, make_index, make_package
 from tests.conftest import AUTH, PACKAGE_TOKEN, ROOT, SHA, V8_CONFIGS, Built, run_pakman
-from tests.dagger_standin import Engine, engine_error
+from tests.dagger_standin import Engine, Files, engine_error
 from tests.servers import Instellar, S3Server
 
 try:
@@ -272,6 +273,34 @@ def test_merge_body_verifies_then_zips_like_the_cli(
 
 PLATFORMS = [dagger.Platform("linux/amd64"), dagger.Platform("linux/arm64")]
 PUBLIC_PEM, PRIVATE_PEM = KEYS.public_pem.decode(), KEYS.private_pem.decode()
+ARCHES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+# What abuild signs with in each build container: a key made there for that build.
+THROWAWAY = {
+    arch: SigningKey(keys.generate(2048), f"pakman-build-{arch}.rsa.pub")
+    for arch in ARCHES.values()
+}
+
+
+def abuild_output(platform: str, signer: SigningKey | None = None) -> Files:
+    """What abuild -r leaves in REPODEST: hello and its -openrc, and their index, all
+    signed by the container's throwaway key (or ``signer``)."""
+    arch = ARCHES[platform]
+    key = signer or THROWAWAY[arch]
+    built = [make_package(key, name, "1.0.0-r0", arch) for name in ("hello", "hello-openrc")]
+    files = {f"pakman/{arch}/{b.filename}": (b.data, 0o644) for b in built}
+    files[f"pakman/{arch}/APKINDEX.tar.gz"] = (make_index(key, built, arch), 0o644)
+    return files
+
+
+def throwaway_public(platform: str, path: str) -> bytes:
+    key = THROWAWAY[ARCHES[platform]]
+    assert path == f"/home/builder/.abuild/{key.name}", path
+    return key.pair.public_pem
+
+
+def built_by_abuild(**options: Any) -> Engine:
+    """An engine whose build containers leave what abuild leaves."""
+    return Engine(build_output=abuild_output, container_file=throwaway_public, **options)
 
 
 def hello(tmp_path: Path, name: str = "hello") -> Path:
@@ -284,6 +313,7 @@ def build_body(monkeypatch: pytest.MonkeyPatch, engine: Engine, source: Path, **
     from pakman_ci import main as module_main
 
     monkeypatch.setattr(module_main, "dag", engine)
+    monkeypatch.chdir(source.parent)  # the module's working folder
     module: Any = Pakman()
     return run(
         module.build(
@@ -303,7 +333,7 @@ def test_build_reports_a_failed_output_step_and_lets_other_platforms_finish(
 ) -> None:
     """An error after the exec loop used to escape as 'unhandled errors in a TaskGroup'
     and cancel the other platforms."""
-    engine = Engine(lost_outputs=("linux/arm64",))
+    engine = built_by_abuild(lost_outputs=("linux/arm64",))
     with pytest.raises(PakmanFailure) as raised:
         build_body(monkeypatch, engine, hello(tmp_path))
     message = str(raised.value)
@@ -316,7 +346,7 @@ def test_build_reports_a_failed_output_step_and_lets_other_platforms_finish(
 def test_build_reports_every_failed_platform_in_platform_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = Engine(
+    engine = built_by_abuild(
         lost_outputs=("linux/amd64",),
         fails=lambda args, platform: args == ("abuild", "-r") and platform == "linux/arm64",
     )
@@ -333,7 +363,9 @@ def test_build_blames_the_set_up_step_that_failed(
 ) -> None:
     """Nothing runs until a sync: a failed apk add used to be reported at the first sync,
     'abuild snapshot'."""
-    engine = Engine(fails=lambda args, platform: args[:3] == ("apk", "add", "--update-cache"))
+    engine = built_by_abuild(
+        fails=lambda args, platform: args[:3] == ("apk", "add", "--update-cache")
+    )
     with pytest.raises(PakmanFailure) as raised:
         build_body(monkeypatch, engine, hello(tmp_path), platforms=PLATFORMS[:1])
     message = str(raised.value)
@@ -347,7 +379,7 @@ def test_the_apk_cache_is_locked_only_while_apk_installs_the_tools(
 ) -> None:
     """The engine holds a LOCKED volume's lock for every exec it is mounted in: mounted
     into abuild, it would run two builds of one branch and arch one after the other."""
-    engine = Engine()
+    engine = built_by_abuild()
     build_body(monkeypatch, engine, hello(tmp_path))
     installs = [e for e in engine.execs if e.args[:3] == ("apk", "add", "--update-cache")]
     assert {e.platform for e in installs} == {"linux/amd64", "linux/arm64"}
@@ -383,7 +415,7 @@ def test_the_build_source_is_filtered_and_keyed_by_what_it_keeps(
         (messy / path).write_text(data)
     digests = []
     for source in (clean, messy):
-        engine = Engine()
+        engine = built_by_abuild()
         build_body(monkeypatch, engine, source, platforms=PLATFORMS[:1])
         workspace = engine.copied["/home/builder/workspace"]
         assert "hello.sh" in workspace
@@ -402,7 +434,7 @@ def test_no_call_the_module_makes_carries_private_key_material(
     from pakman_ci import main as module_main
 
     monkeypatch.chdir(tmp_path)  # the module's working folder
-    engine = Engine()
+    engine = built_by_abuild()
     monkeypatch.setattr(module_main, "dag", engine)
     module: Any = Pakman()
     made = module.keygen(repository="acme/app")
@@ -475,3 +507,120 @@ def test_repo_body_adds_to_the_repository_in_the_bucket(
     (source / "instellar.yml").write_text("stack: [\n")
     with pytest.raises(PakmanFailure, match=r"instellar\.yml"):  # a broken one is refused
         repo(source=HostDirectory(source))
+
+
+def test_the_build_container_gets_no_key_material(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """abuild -r runs the application's own install scripts: nothing of the real key may
+    be mounted, written or passed where it runs (issue 26)."""
+    engine = built_by_abuild()
+    build_body(monkeypatch, engine, hello(tmp_path))
+    secret_ids = {
+        repr(engine.secret("private", PRIVATE_PEM)),
+        repr(engine.secret("public", PUBLIC_PEM)),
+    }
+    for call in engine.calls:
+        if call.kind in ("Container", "Directory"):
+            assert call.field not in ("with_mounted_secret", "with_secret_variable"), call
+            assert not any(secret in call.args for secret in secret_ids), call
+    assert [e.secrets for e in engine.execs if e.secrets] == []
+    said = "\n".join(call.args for call in engine.calls)
+    for pem in (PRIVATE_PEM, PUBLIC_PEM):
+        for line in pem.splitlines()[1:-1]:
+            assert line not in said
+    # The container's own throwaway key, made by a step of the recipe, signs in there.
+    keygen = [e for e in engine.execs if e.args[:2] == ("sh", "-c") and "genrsa" in e.args[2]]
+    assert {e.platform for e in keygen} == {"linux/amd64", "linux/arm64"}
+    assert all(e.user == "builder" for e in keygen)
+
+
+def test_build_signs_with_the_real_key_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alpine: rig.Overlay
+) -> None:
+    """The output is what it was: <org>/<arch>/*.apk and an index, signed by the real key
+    under its name; real apk verifies and installs it trusting that key only."""
+    engine = built_by_abuild()
+    result = build_body(monkeypatch, engine, hello(tmp_path))
+    out = tmp_path / "out"
+    for name, (data, _) in engine.files(result).items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        f"pakman/{arch}/{name}"
+        for arch in ("aarch64", "x86_64")
+        for name in ("APKINDEX.tar.gz", "hello-1.0.0-r0.apk", "hello-openrc-1.0.0-r0.apk")
+    ]
+    # The control and data streams are abuild's, byte for byte: only the signature changed.
+    made = abuild_output("linux/amd64")
+    for name in ("hello-1.0.0-r0.apk", "hello-openrc-1.0.0-r0.apk"):
+        before, after = (
+            made[f"pakman/x86_64/{name}"][0],
+            (out / "pakman/x86_64" / name).read_bytes(),
+        )
+        assert before != after
+        assert after.endswith(before[len(before) - 200 :])
+    real = tmp_path / "trusted"
+    real.mkdir()
+    (real / "pakman-hello.rsa.pub").write_text(PUBLIC_PEM)
+    throwaway = tmp_path / "throwaway"
+    for key in THROWAWAY.values():
+        key.write_public(throwaway)
+    alpine.bind(out, "/out", readonly=True)
+    alpine.bind(real, "/trusted", readonly=True)
+    alpine.bind(throwaway, "/throwaway", readonly=True)
+    files = " ".join(f"/out/{p.relative_to(out)}" for p in sorted(out.rglob("*")) if p.is_file())
+    verified = alpine.run(f"apk verify --keys-dir /trusted {files}", check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    refused = alpine.run(f"apk verify --keys-dir /throwaway {files}", check=False)
+    assert refused.returncode != 0  # no signature of the build's keys is left
+    installed = alpine.run(
+        "apk add --repositories-file /dev/null --repository /out/pakman --keys-dir /trusted"
+        " hello hello-openrc && apk info -e hello",
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert installed.stdout.split()[-1] == "hello"
+
+
+def test_build_refuses_packages_its_own_build_keys_did_not_sign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what this build's containers signed is re-signed with the real key."""
+    stranger = SigningKey(keys.generate(2048), "pakman-build-aarch64.rsa.pub")
+    engine = Engine(
+        build_output=lambda platform: abuild_output(
+            platform, stranger if platform == "linux/arm64" else None
+        ),
+        container_file=throwaway_public,
+    )
+    with pytest.raises(PakmanFailure, match=r"pakman/aarch64/hello-1\.0\.0-r0\.apk"):
+        build_body(monkeypatch, engine, hello(tmp_path))
+    # Refused before anything was written: what abuild made is there as it made it.
+    made = {data for p in PLATFORMS for data, _ in engine.build_output(str(p)).values()}
+    left = [p.read_bytes() for p in tmp_path.glob("packages-*/pakman/*/*")]
+    assert len(left) == 6
+    assert set(left) <= made
+
+
+def test_build_refuses_a_public_key_that_is_not_the_private_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pakman_ci import main as module_main
+
+    engine = built_by_abuild()
+    monkeypatch.setattr(module_main, "dag", engine)
+    monkeypatch.chdir(tmp_path)
+    other = keys.generate(2048).public_pem.decode()
+    module: Any = Pakman()
+    with pytest.raises(PakmanFailure, match="build refused: verification failed"):
+        run(
+            module.build(
+                source=engine.host_directory(hello(tmp_path)),
+                repository="pakman/hello",
+                private_key=engine.secret("private", PRIVATE_PEM),
+                public_key=engine.secret("public", other),
+                platforms=PLATFORMS[:1],
+                version="1.0.0",
+            )
+        )

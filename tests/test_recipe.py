@@ -74,33 +74,61 @@ def test_unknown_platform() -> None:
 
 
 def test_build_steps_env_and_workdir() -> None:
-    r = recipe.build(IDENTITY, 1700000000)
+    r = recipe.build(IDENTITY, 1700000000, "aarch64")
     assert r.workdir == "/home/builder/workspace/.apk/acme/My.App"
     assert r.env["SOURCE_DATE_EPOCH"] == "1700000000"
     assert r.env["REPODEST"] == "/home/builder/packages"
-    assert [s.name for s in r.steps] == ["abuild snapshot", "abuild -r", "apk verify"]
-    assert r.steps[0].args == ("abuild", "snapshot")
-    assert r.steps[1].args == ("abuild", "-r")
-    verify = r.steps[2].args[2]
-    assert "apk verify --keys-dir /home/builder/.pakman/trusted-keys" in verify
-    assert "SOURCE_DATE_EPOCH" not in recipe.build(IDENTITY, None).env
+    assert [s.name for s in r.steps] == [
+        "make a throwaway signing key",
+        "abuild snapshot",
+        "abuild -r",
+    ]
+    assert r.steps[1].args == ("abuild", "snapshot")
+    assert r.steps[2].args == ("abuild", "-r")
+    assert "SOURCE_DATE_EPOCH" not in recipe.build(IDENTITY, None, "x86_64").env
 
 
-def test_secrets_appear_only_as_mounts() -> None:
-    r = recipe.build(IDENTITY, None)
-    mounts = {m.path: m for m in r.secrets}
-    private = mounts["/home/builder/.abuild/acme-my-app.rsa"]
-    assert (private.secret, private.owner, private.mode) == ("private_key", "builder", 0o600)
-    assert mounts["/etc/apk/keys/acme-my-app.rsa.pub"].secret == "public_key"
-    assert mounts["/home/builder/.pakman/trusted-keys/acme-my-app.rsa.pub"].secret == "public_key"
-    # abuild.conf points at the mounted key; it holds no key material itself.
-    conf = 'PACKAGER_PRIVKEY="/home/builder/.abuild/acme-my-app.rsa"\n'
-    assert r.files == {"/home/builder/.abuild/abuild.conf": conf}
+def test_the_build_recipe_carries_no_private_key_mount() -> None:
+    """The application's build (abuild -r runs its npm install, mix deps.get...) never
+    meets the real key: abuild signs with a key made for that build, and the real key
+    signs afterwards in pakman's own code (issue 26)."""
+    r = recipe.build(IDENTITY, None, "aarch64")
+    assert "secrets" not in {f.name for f in dataclasses.fields(r)}
+    assert not hasattr(recipe, "SecretMount")
+    throwaway = "/home/builder/.abuild/pakman-build-aarch64.rsa"
+    assert r.files == {"/home/builder/.abuild/abuild.conf": f'PACKAGER_PRIVKEY="{throwaway}"\n'}
+    keygen = r.steps[0].args[2]
+    assert f"openssl genrsa -out {throwaway} 2048" in keygen
+    assert f"sudo cp {throwaway}.pub /etc/apk/keys/" in keygen
+    assert r.signing == recipe.Signing(
+        throwaway=f"{throwaway}.pub",
+        key_name="acme-my-app.rsa.pub",
+        signer="pakman.sign.sign_tree, in the module's runtime",
+    )
+    # The real key's name appears only where the final signatures name it.
+    text = json.dumps(dataclasses.asdict(dataclasses.replace(r, signing=None)))  # type: ignore[arg-type]
+    assert "acme-my-app.rsa" not in text
     # Nothing in the recipe's plain data can carry key material: it is made without keys.
     pair = keys.generate(2048)
-    text = json.dumps(dataclasses.asdict(r))
     assert pair.private_pem.decode().splitlines()[1] not in text
     assert "BEGIN" not in text
+    # Each platform's build key is its own.
+    assert recipe.throwaway_key("x86_64") != recipe.throwaway_key("aarch64")
+
+
+def test_a_failing_command_is_named_by_its_step() -> None:
+    """The engine reports the exec that failed, which may precede the step being synced."""
+    r = recipe.builder("v3.20", "linux/amd64")
+    install = next(s for s in r.root_steps if s.name == "install the build tools")
+    assert recipe.step_name(list(install.args), r.root_steps) == "install the build tools"
+    assert recipe.step_name(["make", "-j2"], r.root_steps) == "make -j2"
+
+
+def test_the_apk_cache_is_mounted_for_the_setup_only() -> None:
+    r = recipe.builder("v3.20", "linux/amd64")
+    assert [c.path for c in r.caches if c.setup_only] == ["/var/cache/apk"]
+    assert [c.path for c in r.caches if c.locked] == ["/var/cache/apk"]
+    assert r.root_steps[-1].args == ("rm", "-f", "/etc/apk/cache")  # apk caches no more
 
 
 def test_failure_message_names_the_platform_and_strips_keys() -> None:

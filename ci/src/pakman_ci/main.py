@@ -20,13 +20,14 @@ import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, enum_type, function, object_type
 from dagger.mod._exceptions import FunctionError  # not re-exported; the SDK's own class
 
-from pakman import bootstrap, keys, pipeline
+from pakman import bootstrap, keys, pipeline, sign
 from pakman import config as config_module
 from pakman import recipe as recipes  # the module has its own function named recipe
 from pakman.errors import PakmanError
 from pakman.identity import GitFacts, Identity, git_probe, read_git_probe, resolve_alpine
 from pakman.instellar import DEFAULT_ENDPOINT
 from pakman.pipeline import AddressingStyle
+from pakman.tree import files as package_files
 
 Source = Annotated[
     dagger.Directory,
@@ -308,7 +309,11 @@ class Pakman:
         source: Source,
         repository: Repository,
         private_key: Annotated[
-            dagger.Secret, Doc("The abuild private key (PEM), e.g. env:ABUILD_PRIVATE_KEY")
+            dagger.Secret,
+            Doc(
+                "The abuild private key (PEM), e.g. env:ABUILD_PRIVATE_KEY: used by pakman's"
+                " own code only, never in the build container"
+            ),
         ],
         public_key: PublicKey,
         platforms: Annotated[
@@ -318,39 +323,40 @@ class Pakman:
         version: Version = "",
         build_number: BuildNumber = 0,
     ) -> dagger.Directory:
-        """Build and sign the packages for every platform concurrently: <org>/<arch>/..."""
+        """Build the packages for every platform concurrently, then sign them: <org>/<arch>/...
+
+        The build container gets no key: abuild signs with a throwaway key made there, and
+        the packages and indexes are then re-signed with the real key by pakman itself, in
+        the module's runtime, where nothing of the application runs.
+        """
         source = _filtered(source)
         plan = await self._plan(source, repository, version, build_number)
         with _reported():
             recipes.check_platforms(plan.config.architectures, [str(p) for p in platforms])
+            arches = {p: recipes.alpine_arch(str(p)) for p in platforms}
         branch = self._branch(plan.config)
-        steps = recipes.build(plan.identity, plan.identity.source_date_epoch)
+        epoch = plan.identity.source_date_epoch
         workspace = source.filter(exclude=list(recipes.SNAPSHOT_EXCLUDE))
-        tree = self._tree(plan)
-        secrets = {"private_key": private_key, "public_key": public_key}
+        rendered = self._tree(plan)
         outputs: dict[str, dagger.Directory] = {}
+        throwaway: dict[str, bytes] = {}  # the build keys' public halves, by key name
         failures: dict[dagger.Platform, str] = {}
 
         async def one(platform: dagger.Platform) -> None:
             # Every failure of this platform is reported as a step's, and never escapes:
             # an exception leaving the task group would cancel the other platforms and
             # reach the caller as a bare "unhandled errors in a TaskGroup".
+            steps = recipes.build(plan.identity, epoch, arches[platform])
+            known = recipes.builder(branch, str(platform)).root_steps + steps.steps
             step_name = recipes.SETUP_STEP
-            known = steps.steps
             try:
-                with _reported():
-                    known = recipes.builder(branch, str(platform)).root_steps + steps.steps
                 # Synced on its own: the SDK sends nothing until a sync, and a failed pull
                 # or apk add would otherwise surface at the first abuild step.
                 ctr = await self._container(branch, platform).sync()
                 step_name = "prepare the workspace"
                 ctr = ctr.with_directory(
                     recipes.WORKSPACE, workspace, owner=recipes.BUILDER
-                ).with_directory(recipes.WORKSPACE, tree, owner=recipes.BUILDER)
-                for mount in steps.secrets:
-                    ctr = ctr.with_mounted_secret(
-                        mount.path, secrets[mount.secret], owner=mount.owner, mode=mount.mode
-                    )
+                ).with_directory(recipes.WORKSPACE, rendered, owner=recipes.BUILDER)
                 for path, text in steps.files.items():
                     ctr = ctr.with_new_file(path, text, owner=recipes.BUILDER)
                 for name, value in steps.env.items():
@@ -361,6 +367,8 @@ class Pakman:
                     ctr = await ctr.with_exec(list(step.args)).sync()
                 step_name = recipes.OUTPUT_STEP
                 outputs[platform] = await ctr.directory(steps.output).sync()
+                public = await ctr.file(steps.signing.throwaway).contents()
+                throwaway[Path(steps.signing.throwaway).name] = public.encode()
             except dagger.ExecError as error:
                 # The exec that failed, which laziness may have left to a later sync.
                 output = f"{error.stdout}\n{error.stderr}"
@@ -380,7 +388,29 @@ class Pakman:
         merged = dag.directory()
         for platform in platforms:
             merged = merged.with_directory(".", outputs[platform])
-        return merged
+        return await self._sign(merged, plan.identity, private_key, public_key, throwaway)
+
+    async def _sign(
+        self,
+        built: dagger.Directory,
+        identity: Identity,
+        private_key: dagger.Secret,
+        public_key: dagger.Secret,
+        throwaway: dict[str, bytes],
+    ) -> dagger.Directory:
+        """Re-sign what abuild signed with its throwaway keys, here in the module's runtime,
+        then verify it with the real public key; handed back from the working folder."""
+        folder = Path(tempfile.mkdtemp(prefix="packages-", dir="."))
+        await built.export(str(folder))
+        private_pem = (await private_key.plaintext()).encode()
+        trust = await _trust(public_key, identity, skip_verify=False)
+
+        def sign_and_verify() -> None:
+            sign.sign_tree(folder, private_pem, f"{identity.key_name}.pub", expect=throwaway)
+            pipeline.verify(folder, package_files(folder), trust, "build")
+
+        await _in_thread(sign_and_verify)
+        return await dag.current_module().workdir(folder.name).sync()
 
     @function
     async def merge(
