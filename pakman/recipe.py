@@ -154,9 +154,7 @@ def builder(branch: str, platform: str) -> BuilderRecipe:
     # The engine creates a cache mount's missing parents as root, and the build user could
     # then not write beside it (~/.cache, ~/.cargo, ~/go/pkg, ~/.local/share, ~/.bundle):
     # every user cache path is made, and owned by the build user, before anything mounts.
-    user_dirs = " ".join(
-        sorted({f"{HOME}/.abuild", REPODEST, *(path for _, path in USER_CACHES)})
-    )
+    user_dirs = " ".join(sorted({f"{HOME}/.abuild", REPODEST, *(path for _, path in USER_CACHES)}))
     root_steps = (
         Step("enable the apk cache", ("ln", "-sf", "/var/cache/apk", "/etc/apk/cache")),
         Step("install the build tools", ("apk", "add", "--update-cache", *PACKAGES)),

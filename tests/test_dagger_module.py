@@ -335,3 +335,33 @@ def test_every_documented_export_of_packages_wipes_the_folder() -> None:
             exports += 1
             assert rest.lstrip().startswith("--wipe"), f"{name}: {found.group(0)}"
     assert exports >= 4
+    assert "keygen" in documented()["dagger.md"]
+    assert "`keygen` export into `keys/` merges on purpose" in documented()["dagger.md"]
+
+
+def test_the_dagger_page_says_what_the_module_does() -> None:
+    """docs/dagger.md: each claim against the code it describes."""
+    from pakman_tests.install import FROM_ALPINE
+
+    from pakman import recipe
+
+    page = documented()["dagger.md"]
+    rows = re.findall(r"^\| `([a-z]+)` \| .* \| (yes|never) \|$", page, re.MULTILINE)
+    assert {name: cached for name, cached in rows} == {
+        name: "never" if fn.cache_policy == "never" else "yes"
+        for name, fn in FUNCTIONS.items()
+        if name  # "" is the constructor, once dispatch has registered it
+    }
+    shown = re.search(r"only the YAML files \((.*?)\)", page)
+    assert shown is not None
+    assert tuple(re.findall(r"`([^`]+)`", shown.group(1))) == recipe.CONFIG_ONLY
+    assert "`~/.abuild/" + recipe.throwaway_key("<arch>") + "`" in page
+    assert f"`{recipe.Signing('', '').signer}`" in page
+    apk_cache = next(c for c in recipe.builder("v3.20", "linux/amd64").caches if c.setup_only)
+    assert apk_cache.key == "pakman-apk-v3.20-x86_64"
+    assert "`pakman-apk-<branch>-<arch>`" in page
+    assert apk_cache.locked
+    assert "mounted `LOCKED` for the set-up steps" in page
+    assert "1. `bash`, `s6` and `execline` come from Alpine's own repositories" in page
+    assert FROM_ALPINE == ("bash", "s6", "execline")
+    assert "(`recipe.SOURCE_IGNORE`)" in page

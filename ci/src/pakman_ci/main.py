@@ -299,8 +299,8 @@ class Pakman:
         dagger applies a returned changeset to the folder it runs in, not to --source:
         call it from the application's root with --source .
         """
-        source = _filtered(source)
-        plan = await self._plan(source, repository, version, build_number)
+        plan = await self._plan(_filtered(source), repository, version, build_number)
+        # Against the source as given: a re-render of unchanged files changes nothing.
         return source.with_directory(".", self._tree(plan)).changes(source)
 
     @function
