@@ -624,3 +624,29 @@ def test_build_refuses_a_public_key_that_is_not_the_private_keys(
                 version="1.0.0",
             )
         )
+
+
+def test_a_bad_private_key_is_named_and_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pakman_ci import main as module_main
+
+    engine = built_by_abuild()
+    monkeypatch.setattr(module_main, "dag", engine)
+    monkeypatch.chdir(tmp_path)
+    damaged = PRIVATE_PEM[:300] + PRIVATE_PEM[-40:]  # a PEM that no longer parses
+    module: Any = Pakman()
+    with pytest.raises(PakmanFailure) as raised:
+        run(
+            module.build(
+                source=engine.host_directory(hello(tmp_path)),
+                repository="pakman/hello",
+                private_key=engine.secret("private", damaged),
+                public_key=engine.secret("public", PUBLIC_PEM),
+                platforms=PLATFORMS[:1],
+                version="1.0.0",
+            )
+        )
+    assert str(raised.value) == "private-key: not an unencrypted PEM private key"
+    for line in PRIVATE_PEM.splitlines()[1:-1]:
+        assert line[:20] not in str(raised.value)

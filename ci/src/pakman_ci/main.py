@@ -406,7 +406,13 @@ class Pakman:
         trust = await _trust(public_key, identity, skip_verify=False)
 
         def sign_and_verify() -> None:
-            sign.sign_tree(folder, private_pem, f"{identity.key_name}.pub", expect=throwaway)
+            sign.sign_tree(
+                folder,
+                private_pem,
+                f"{identity.key_name}.pub",
+                expect=throwaway,
+                what="private-key",
+            )
             pipeline.verify(folder, package_files(folder), trust, "build")
 
         await _in_thread(sign_and_verify)
