@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -191,9 +192,15 @@ def test_repo_signs_its_index_under_a_long_key_name(tmp_path: Path, alpine: rig.
 
 def test_only_the_signature_stream_changes(tmp_path: Path) -> None:
     top = build(tmp_path / "packages")
+    private = top / FOLDER / "app-data-1.2.3-r0.apk"
+    private.chmod(0o600)
+    owner = (1000, 1000) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    os.chown(private, *owner)  # as the build user left it
     before = contents(top)
     report = sign.sign_tree(top, pair("real").private_pem, NAME)
     assert report.replaced == (throwaway().name,)
+    status = private.stat()
+    assert (status.st_mode & 0o777, status.st_uid, status.st_gid) == (0o600, *owner)
     after = contents(top)
     assert sorted(report.changed) == sorted(k for k in after if after[k] != before[k])
     assert len(report.changed) == 3
