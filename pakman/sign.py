@@ -132,12 +132,21 @@ def signature_stream(
     As ``abuild-sign`` writes it: a POSIX tar (a name past 100 bytes is carried in a pax
     ``path`` record, as abuild's ``tar --format=posix`` does; apk-tools reads those and
     GNU long names) with its end-of-archive blocks cut, gzipped."""
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
-    digest = hashes.SHA256() if check_algorithm(algorithm) == "sha256" else hashes.SHA1()  # noqa: S303
-    value = private_key.sign(bytes(signed), padding.PKCS1v15(), digest)
-    info = tarfile.TarInfo(PREFIXES[algorithm] + check_key_name(key_name))
+    value = private_key.sign(bytes(signed), padding.PKCS1v15(), _digest(algorithm))
+    return _wrap(value, key_name, algorithm)
+
+
+def _digest(algorithm: str) -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256() if check_algorithm(algorithm) == "sha256" else hashes.SHA1()  # noqa: S303
+
+
+def _wrap(value: bytes, key_name: str, algorithm: str) -> bytes:
+    """The signature stream holding ``value``: fixed owner, mode and time."""
+    info = tarfile.TarInfo(PREFIXES[check_algorithm(algorithm)] + check_key_name(key_name))
     info.size, info.mode, info.mtime = len(value), 0o644, 0
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
@@ -146,6 +155,26 @@ def signature_stream(
         archive.addfile(info, io.BytesIO(value))
         end = archive.offset
     return _gzip(buffer.getvalue()[:end])
+
+
+def _made_already(
+    signable: _Signable, public: RSAPublicKey, key_name: str, algorithm: str
+) -> bytes | None:
+    """The stream :func:`signature_stream` would make, from a signature already there
+    by this key: a PKCS#1 v1.5 signature that verifies is the only one there is, so a
+    re-run costs a verification (fast), not a signing (slow), per file."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    for signature in signable.signatures:
+        if (signature.key_name, signature.algorithm) != (key_name, algorithm):
+            continue
+        try:
+            public.verify(signature.value, signable.signed, padding.PKCS1v15(), _digest(algorithm))
+        except InvalidSignature:
+            continue
+        return _wrap(signature.value, key_name, algorithm)
+    return None
 
 
 # --- reading what is there --------------------------------------------------------------
@@ -246,7 +275,7 @@ def _check_index(index: apk.Index, packages: Mapping[str, apk.Package | None]) -
 def _stage(signable: _Signable, stream: bytes) -> Path:
     """A temporary beside the file: the new signature stream, then the kept bytes."""
     path = signable.path
-    mode = path.stat().st_mode & 0o777
+    status = path.stat()
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.")
     temporary = Path(name)
     try:
@@ -262,35 +291,47 @@ def _stage(signable: _Signable, stream: bytes) -> Path:
                 kept -= len(block)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, mode)
+        os.chmod(temporary, status.st_mode & 0o777)
+        if os.geteuid() == 0 and (status.st_uid, status.st_gid) != (0, 0):
+            os.chown(temporary, status.st_uid, status.st_gid)  # the build user's stays theirs
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return temporary
 
 
+STAGING_THREADS = 4  # writing and fsync release the GIL: a disk's syncs overlap
+
+
 def _write(plans: Sequence[tuple[_Signable, bytes]]) -> None:
     """Stage every file, then rename each over its target: a failure while staging (a
     full disk) leaves every file as it was."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from pakman.files import local_error
 
-    staged: list[tuple[Path, Path]] = []
+    futures: list[tuple[Future[Path], Path]] = []
     try:
-        for signable, stream in plans:
+        with ThreadPoolExecutor(max_workers=STAGING_THREADS) as pool:
+            for signable, stream in plans:
+                futures.append((pool.submit(_stage, signable, stream), signable.path))
+        staged = []
+        for future, path in futures:
             try:
-                staged.append((_stage(signable, stream), signable.path))
+                staged.append((future.result(), path))
             except OSError as error:
-                raise local_error(signable.path, error) from None
+                raise local_error(path, error) from None
         for temporary, path in staged:
             try:
                 os.replace(temporary, path)
             except OSError as error:
                 raise local_error(path, error) from None
     except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
+        for future, _ in futures:
+            if future.done() and not future.exception():
+                future.result().unlink(missing_ok=True)
         raise
-    for folder in sorted({path.parent for _, path in staged}):
+    for folder in sorted({path.parent for _, path in futures}):
         descriptor = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(descriptor)  # the renames survive a crash
@@ -371,8 +412,11 @@ def sign_tree(
 
     plans = []
     replaced: set[str] = set()
+    public = key.public_key()
     for signable in sorted(signables, key=lambda s: s.path):
-        stream = signature_stream(signable.signed, key, key_name, algorithm)
+        stream = _made_already(signable, public, key_name, algorithm) or signature_stream(
+            signable.signed, key, key_name, algorithm
+        )
         if stream != signable.old:
             plans.append((signable, stream))
             replaced |= {s.key_name for s in signable.signatures}

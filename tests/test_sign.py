@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -150,9 +151,22 @@ def test_a_long_key_name_is_carried_as_abuild_does_and_real_apk_reads_it(
     top = build(tmp_path / "packages")
     sign.sign_tree(top, pair("real").private_pem, name)
     sign.sign_tree(top, pair("real").private_pem, name, algorithm="sha1")  # and RSA
-    raw = gzip.decompress((top / FOLDER / "APKINDEX.tar.gz").read_bytes()[:2048])
+    data = (top / FOLDER / "APKINDEX.tar.gz").read_bytes()
+    raw = gzip.decompress(data[: first_stream(data)])
     assert raw[156:157] == b"x"  # a pax header with its path record: tar --format=posix
     assert signature_entries(top / FOLDER / "app-1.2.3-r0.apk") == [".SIGN.RSA." + name]
+    # Older abuild (GNU tar's default format) carried it as ././@LongLink: apk reads that too.
+    older = top / FOLDER / "app-data-1.2.3-r0.apk"
+    package = apk.read_package(older)
+    info = tarfile.TarInfo(".SIGN.RSA." + name)
+    info.size = len(package.signatures[0].value)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(package.signatures[0].value))
+        end = tar.offset
+    assert buffer.getvalue()[156:157] == b"L"
+    rest = older.read_bytes()[first_stream(older.read_bytes()) :]
+    older.write_bytes(gzip.compress(buffer.getvalue()[:end]) + rest)
     public_keys(tmp_path, name)
     alpine.bind(tmp_path, "/work")
     verified = alpine.run("apk --keys-dir /work/keys verify /work/packages/acme/x86_64/*")
@@ -191,9 +205,15 @@ def test_repo_signs_its_index_under_a_long_key_name(tmp_path: Path, alpine: rig.
 
 def test_only_the_signature_stream_changes(tmp_path: Path) -> None:
     top = build(tmp_path / "packages")
+    private = top / FOLDER / "app-data-1.2.3-r0.apk"
+    private.chmod(0o600)
+    owner = (1000, 1000) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    os.chown(private, *owner)  # as the build user left it
     before = contents(top)
     report = sign.sign_tree(top, pair("real").private_pem, NAME)
     assert report.replaced == (throwaway().name,)
+    status = private.stat()
+    assert (status.st_mode & 0o777, status.st_uid, status.st_gid) == (0o600, *owner)
     after = contents(top)
     assert sorted(report.changed) == sorted(k for k in after if after[k] != before[k])
     assert len(report.changed) == 3
