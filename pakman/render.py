@@ -98,7 +98,8 @@ def _dependency_name(dependency: str) -> str:
 
 def runtime_depends(config: Config, identity: Identity) -> tuple[str, ...]:
     """``depends``: the config's, plus the init script's subpackage when there is one,
-    plus s6 and execline when the package installs an s6 service; none listed twice.
+    plus s6 and execline when the package runs a service under s6 (whatever its
+    ``package:``); none listed twice.
 
     abuild gives ``<name>-openrc`` an install_if on openrc, so a host without openrc
     would otherwise install the service without its init script.

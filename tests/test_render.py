@@ -234,6 +234,20 @@ def test_a_default_type_package_depends_on_its_supervisor_once() -> None:
         assert "s6" not in render.runtime_depends(other, Identity("acme/app"))
 
 
+def test_a_package_of_its_own_still_depends_on_its_supervisor_once() -> None:
+    """v8's caddy fixture installs pakman's init script in its own ``package:``: its
+    service runs under s6 all the same, and OpenRC's s6-svscan needs execline."""
+    caddy = config.load(V8_CONFIGS / "caddy.yml")
+    depends = render.runtime_depends(caddy, Identity(V8_REPOSITORIES["caddy"]))
+    assert depends.count("s6") == depends.count("execline") == 1
+    assert depends[-1] == "execline"  # caddy lists s6 itself: only execline is added
+    no_service = config.parse(
+        BASE + "run: {name: app, services: [{name: web, binary: app}]}\n"
+        'package: |\n  install -Dm755 app "$pkgdir"/usr/bin/app\n'
+    )
+    assert "execline" not in render.runtime_depends(no_service, Identity("acme/app"))
+
+
 def test_setcap_in_a_build_or_package_step_adds_the_abuild_option() -> None:
     steps = {
         "package: |\n  setcap cap_net_bind_service=+ep x\n": True,
