@@ -138,7 +138,11 @@ def render(
         sources = [f"$pkgname.{name}" for name in SERVICE_FILES]
     else:
         sources = []
-    install = ["pre-install", *(name for name in hooks if name != "pre-install")]
+    # pakman's own install scripts, each followed by the config's hook of the same name.
+    own = ["pre-install"]
+    if config.installs_s6_service and config.run is not None:
+        own.append("pre-deinstall")
+    install = [*own, *(name for name in hooks if name not in own)]
 
     files = {
         "APKBUILD": RenderedFile(
@@ -157,8 +161,12 @@ def render(
             template("pre-install", hook=hooks.get("pre-install")), 0o755
         ),
     }
+    if "pre-deinstall" in own:
+        files[f"{slug}.pre-deinstall"] = RenderedFile(
+            template("pre-deinstall", run=config.run, hook=hooks.get("pre-deinstall")), 0o755
+        )
     for name, text in hooks.items():
-        if name != "pre-install":
+        if name not in own:
             files[f"{slug}.{name}"] = RenderedFile(template("hook", name=name, text=text), 0o755)
 
     if config.type in ("static", "custom"):

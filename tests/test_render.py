@@ -54,6 +54,7 @@ def test_v8_file_table_for_default_type() -> None:
         [
             "APKBUILD",
             "rdio.pre-install",
+            "rdio.pre-deinstall",
             "rdio.initd",
             "rdio.run",
             "rdio.finish",
@@ -158,7 +159,7 @@ def test_shellcheck_rig_catches_a_broken_template(tmp_path: Path) -> None:
 
 def test_write_is_atomic_and_sets_modes(tmp_path: Path) -> None:
     written = render.write(rendered("next"), tmp_path / "out")
-    assert len(written) == 12
+    assert len(written) == 13
     assert (tmp_path / "out" / "nimbus.run").stat().st_mode & 0o777 == 0o755
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
@@ -246,6 +247,18 @@ def test_a_package_of_its_own_still_depends_on_its_supervisor_once() -> None:
         'package: |\n  install -Dm755 app "$pkgdir"/usr/bin/app\n'
     )
     assert "execline" not in render.runtime_depends(no_service, Identity("acme/app"))
+
+
+def test_a_service_package_removes_its_runtime_state_before_its_own_pre_deinstall() -> None:
+    """pakman's pre-deinstall runs first; the config's own hook text follows it."""
+    service = "run: {name: app, services: [{name: web, binary: app}]}\n"
+    hooked = config.parse(BASE + service + "hook: {pre-deinstall: echo bye}\n")
+    files = render.render(hooked, Identity("acme/app"))
+    script = files["app.pre-deinstall"].text
+    assert script.index("/supervise") < script.index("echo bye")
+    assert files["APKBUILD"].text.count("$pkgname.pre-deinstall") == 1
+    static = render.render(config.parse(STATIC), Identity("acme/app"))
+    assert "app.pre-deinstall" not in static
 
 
 def test_setcap_in_a_build_or_package_step_adds_the_abuild_option() -> None:

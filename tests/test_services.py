@@ -327,3 +327,55 @@ rc-service app start > /results/start.out 2>&1; echo $? > /results/start.rc
         "[ !! ]",
         "app | * ERROR: app failed to start",
     ], seen["start.out"]
+
+
+def test_apk_del_leaves_no_service_state_and_keeps_the_apps_files(
+    alpine_root: Path, tmp_path: Path, lxd: Path
+) -> None:
+    """The package, made with apk-tools 3's own mkpkg from what package() installs (with the
+    rendered install scripts), is added and removed with real apk while its service runs."""
+    scenario = """
+set -- --files /build/pkg --info name:app --info version:1.0.0-r0 --info arch:x86_64
+for script in pre-install pre-deinstall; do
+  if [ -e /work/app.$script ]; then set -- "$@" --script $script:/work/app.$script; fi
+done
+apk mkpkg "$@" --output /tmp/app-1.0.0-r0.apk
+apk add --quiet --no-network --allow-untrusted /tmp/app-1.0.0-r0.apk
+rm -f /etc/runlevels/*/* /etc/init.d/dhcpcd
+printf 'auto lo\\niface lo inet loopback\\n' > /etc/network/interfaces
+openrc sysinit >/dev/null 2>&1
+openrc boot >/dev/null 2>&1
+rc-service app start >/dev/null 2>&1
+for _ in $(seq 100); do [ -s /var/lib/app/service-env ] && break; sleep 0.1; done
+mkdir /var/lib/app/uploads && echo kept > /var/lib/app/uploads/photo
+find /var/lib/app | sort > /results/before
+apk del --no-network app > /results/del.out 2>&1; echo $? > /results/del.rc
+find /var/lib/app | sort > /results/after
+ps -o args > /results/ps
+"""
+    # Installed with apk, not copied: the INSTALL steps but the last.
+    install = INSTALL.replace("cp -a /build/pkg/. /\n", "")
+    rendered = tmp_path / "rendered"
+    render.write(render.render(config.parse(CONFIG), Identity("acme/app", "1.0.0", 0)), rendered)
+    results = tmp_path / "results"
+    results.mkdir()
+    done = rig.booted(
+        alpine_root,
+        install + scenario,
+        {rendered: "/work", results: "/results", lxd: "/dev/lxd"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = {path.name: path.read_text() for path in results.iterdir()}
+    # The service ran, so s6 had its runtime state there.
+    before = seen["before"].split()
+    assert {"/var/lib/app/service/supervise", "/var/lib/app/service/log/event"} <= set(before)
+    assert seen["del.rc"].strip() == "0", seen["del.out"]
+    # Only what the app wrote itself is left; the service is stopped.
+    assert seen["after"].split() == [
+        "/var/lib/app",
+        "/var/lib/app/service-env",
+        "/var/lib/app/uploads",
+        "/var/lib/app/uploads/photo",
+    ], seen["del.out"]
+    assert "s6-supervise app" not in seen["ps"]
+    assert "sleep 3600" not in seen["ps"]
