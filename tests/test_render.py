@@ -261,6 +261,29 @@ def test_a_service_package_removes_its_runtime_state_before_its_own_pre_deinstal
     assert "app.pre-deinstall" not in static
 
 
+def test_docs_name_what_the_init_script_runs() -> None:
+    """docs/services.md walks through start, stop and status by the s6 commands the
+    rendered init script runs, each bounded by its 10 seconds."""
+    docs = (ROOT / "docs" / "services.md").read_text()
+    initd = rendered("elixir")["rdio.initd"].text
+    assert "_seconds=10 " in initd
+    assert "at most 10 seconds" in docs
+    for command in (
+        "s6-svscanctl",
+        "s6-svok",
+        "s6-svlink",
+        "s6-svwait -u",
+        "s6-svc -u",
+        "s6-svunlink",
+        "s6-svstat",
+    ):
+        assert f"`{command}" in docs, command
+        assert command in initd, command
+    deinstall = rendered("elixir")["rdio.pre-deinstall"].text
+    for state in ("supervise", "event", "log/supervise", "log/event"):
+        assert f'"${{_servicedir}}/{state}"' in deinstall, state
+
+
 def test_setcap_in_a_build_or_package_step_adds_the_abuild_option() -> None:
     steps = {
         "package: |\n  setcap cap_net_bind_service=+ep x\n": True,

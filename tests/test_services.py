@@ -370,6 +370,7 @@ ps -o args > /results/ps
     before = seen["before"].split()
     assert {"/var/lib/app/service/supervise", "/var/lib/app/service/log/event"} <= set(before)
     assert seen["del.rc"].strip() == "0", seen["del.out"]
+    assert "Stopping app ... [ ok ]" in seen["del.out"]  # through OpenRC, which started it
     # Only what the app wrote itself is left; the service is stopped.
     assert seen["after"].split() == [
         "/var/lib/app",
