@@ -235,9 +235,9 @@ step start rc-service app start; state start
 step status rc-service app status
 step stop rc-service app stop; state stop
 step start2 rc-service app start; state start2
-# On a slow host the log's supervisor may outlive its "exiting" event: here by a second, on
-# the first restart: a lock on its supervise/lock, taken the moment the supervisor lets go of
-# it, is what s6-svok and s6-svlink see as a supervisor still running.
+# On a slow host the log's supervisor may outlive its "exiting" event; here it does by a
+# second, on the first restart. A lock on its supervise/lock, taken the moment the
+# supervisor lets go of it, is what s6-svok and s6-svlink see as a supervisor still running.
 slow_log() {
   s6-setlock $S/log/supervise/lock sleep 1 & holder=$!
   # Holding the lock or waiting for it: either way, in line before the restart.
@@ -273,7 +273,7 @@ def _cold_boot_failures(seen: dict[str, str]) -> list[str]:
             continue
         if state[:3] != ["supervised", "log-supervised", "true"] or state[-1] in pids:
             failures.append(f"after {step}: {' '.join(state)} (earlier pids {pids})")
-        pids.append(state[-1])
+        pids.append(state[-1] if state else "")
     return failures
 
 
