@@ -166,8 +166,10 @@ class Config:
 
     @property
     def installs_s6_service(self) -> bool:
-        """Whether package() installs pakman's s6 service directory (the default type's)."""
-        return self.package is None and self.type == "default"
+        """Whether the package runs a service under s6: a default-type package installs
+        pakman's init script, which links its service directory into s6-svscan's tree,
+        whether pakman's package() installs it or the config's own ``package:`` does."""
+        return self.type == "default" and self.installs_init_script
 
     @property
     def runtime_dependencies(self) -> tuple[str, ...]:

@@ -98,7 +98,8 @@ def _dependency_name(dependency: str) -> str:
 
 def runtime_depends(config: Config, identity: Identity) -> tuple[str, ...]:
     """``depends``: the config's, plus the init script's subpackage when there is one,
-    plus s6 and execline when the package installs an s6 service; none listed twice.
+    plus s6 and execline when the package runs a service under s6 (whatever its
+    ``package:``); none listed twice.
 
     abuild gives ``<name>-openrc`` an install_if on openrc, so a host without openrc
     would otherwise install the service without its init script.
@@ -137,7 +138,11 @@ def render(
         sources = [f"$pkgname.{name}" for name in SERVICE_FILES]
     else:
         sources = []
-    install = ["pre-install", *(name for name in hooks if name != "pre-install")]
+    # pakman's own install scripts, each followed by the config's hook of the same name.
+    own = ["pre-install"]
+    if config.installs_s6_service and config.run is not None:
+        own.append("pre-deinstall")
+    install = [*own, *(name for name in hooks if name not in own)]
 
     files = {
         "APKBUILD": RenderedFile(
@@ -156,8 +161,12 @@ def render(
             template("pre-install", hook=hooks.get("pre-install")), 0o755
         ),
     }
+    if "pre-deinstall" in own:
+        files[f"{slug}.pre-deinstall"] = RenderedFile(
+            template("pre-deinstall", run=config.run, hook=hooks.get("pre-deinstall")), 0o755
+        )
     for name, text in hooks.items():
-        if name != "pre-install":
+        if name not in own:
             files[f"{slug}.{name}"] = RenderedFile(template("hook", name=name, text=text), 0o755)
 
     if config.type in ("static", "custom"):

@@ -7,6 +7,7 @@ test when a tool is missing, except under ``CI=true`` where a missing tool fails
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -225,12 +226,60 @@ def _service_tools() -> list[tuple[str, str]]:
     return tools
 
 
+# The tools, with the libraries they load that the Alpine root lacks, as an overlay layer
+# of their own: built once per set of tool files (cp -L and ldd take seconds), then shared
+# read-only by every boot.
+_TOOLS_LAYER = r"""
+set -euo pipefail
+lower=$1 tools=$2 layer=$3
+while read -r from to; do
+  mkdir -p "$layer${to%/*}"; cp -L "$from" "$layer$to"
+  for lib in $(ldd "$from" 2>/dev/null | grep -o '/[^ ]*' || true); do
+    [ -e "$lower$lib" ] || [ -e "$layer$lib" ] || {
+      mkdir -p "$layer${lib%/*}"; cp -L "$lib" "$layer$lib"; }
+  done
+done < "$tools"
+"""
+
+
+def _tools_layer(clean_root: Path, tools: list[tuple[str, str]]) -> Path:
+    stamp = hashlib.sha256(str(clean_root).encode())
+    for source, target in tools:
+        info = os.stat(source)
+        stamp.update(f"{source} {target} {info.st_size} {info.st_mtime_ns}\n".encode())
+    layer = CACHE / f"boot-tools-{stamp.hexdigest()[:16]}"
+    if layer.exists():
+        return layer
+    CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="boot-tools-", dir=CACHE))
+    listing = staging / "tools"
+    listing.write_text("".join(f"{a} {b}\n" for a, b in tools))
+    (staging / "layer").mkdir()
+    subprocess.run(
+        [
+            "bash",
+            "-c",
+            _TOOLS_LAYER,
+            "layer",
+            str(clean_root),
+            str(listing),
+            str(staging / "layer"),
+        ],
+        check=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    with contextlib.suppress(OSError):  # another run built it first
+        (staging / "layer").rename(layer)
+    shutil.rmtree(staging, ignore_errors=True)
+    return layer
+
+
 _BOOT = r"""
 set -euo pipefail
-lower=$1 base=$2 tools=$3 binds=$4 script=$5
+lower=$1 base=$2 layer=$3 binds=$4 script=$5
 r=$base/root
 mkdir -p "$base/upper" "$base/work" "$r"
-mount -t overlay overlay -o "lowerdir=$lower,upperdir=$base/upper,workdir=$base/work" "$r"
+mount -t overlay overlay -o "lowerdir=$layer:$lower,upperdir=$base/upper,workdir=$base/work" "$r"
 mount -t proc proc "$r/proc"
 # A /dev of its own: the host's devices a service may use, and a silent console.
 mount -t tmpfs -o mode=755 tmpfs "$r/dev"
@@ -244,12 +293,6 @@ ln -s /proc/self/fd/1 "$r/dev/stdout"
 ln -s /proc/self/fd/2 "$r/dev/stderr"
 mount -t tmpfs -o mode=755 tmpfs "$r/run"
 mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
-while read -r from to; do
-  mkdir -p "$r${to%/*}"; cp -L "$from" "$r$to"
-  for lib in $(ldd "$from" 2>/dev/null | grep -o '/[^ ]*' || true); do
-    [ -e "$r$lib" ] || { mkdir -p "$r${lib%/*}"; cp -L "$lib" "$r$lib"; }
-  done
-done < "$tools"
 while read -r from to; do
   mkdir -p "$r$to"; mount --bind "$from" "$r$to"
 done < "$binds"
@@ -265,10 +308,9 @@ def booted(
     namespaces: whatever it boots (OpenRC, s6, networking) never reaches the host, and
     everything it started ends with it."""
     need_root()
-    tools = _service_tools()
+    layer = _tools_layer(clean_root, _service_tools())
     with tempfile.TemporaryDirectory(prefix="pakman-boot-") as tmp:
         base = Path(tmp)
-        (base / "tools").write_text("".join(f"{a} {b}\n" for a, b in tools))
         (base / "binds").write_text("".join(f"{a} {b}\n" for a, b in binds.items()))
         return subprocess.run(
             [
@@ -288,7 +330,7 @@ def booted(
                 "boot",
                 str(clean_root),
                 str(base),
-                str(base / "tools"),
+                str(layer),
                 str(base / "binds"),
                 script,
             ],

@@ -55,8 +55,10 @@ def test_apkbuild_parses_and_sources_in_real_ash(
     assert ({"s6", "execline"} <= set(values["depends"].split())) == cfg.installs_s6_service
     assert values["makedepends"].split() == list(cfg.dependencies.build)
     assert values["subpackages"] == f"{slug}-openrc"
-    assert values["install"].split() == [f"{slug}.pre-install"] + [
-        f"{slug}.{hook}" for hook, _ in cfg.hooks
+    # pakman's own scripts first (the pre-deinstall: every v8 config runs an s6 service).
+    own = ["pre-install", "pre-deinstall"]
+    assert values["install"].split() == [f"{slug}.{script}" for script in own] + [
+        f"{slug}.{hook}" for hook, _ in cfg.hooks if hook not in own
     ]
     assert values["source"].split() == [f"{slug}-2.3.4.tar"] + [
         f"{slug}.{kind}" for kind in render.SERVICE_FILES

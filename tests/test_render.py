@@ -54,6 +54,7 @@ def test_v8_file_table_for_default_type() -> None:
         [
             "APKBUILD",
             "rdio.pre-install",
+            "rdio.pre-deinstall",
             "rdio.initd",
             "rdio.run",
             "rdio.finish",
@@ -158,7 +159,7 @@ def test_shellcheck_rig_catches_a_broken_template(tmp_path: Path) -> None:
 
 def test_write_is_atomic_and_sets_modes(tmp_path: Path) -> None:
     written = render.write(rendered("next"), tmp_path / "out")
-    assert len(written) == 12
+    assert len(written) == 13
     assert (tmp_path / "out" / "nimbus.run").stat().st_mode & 0o777 == 0o755
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
@@ -232,6 +233,55 @@ def test_a_default_type_package_depends_on_its_supervisor_once() -> None:
     for kind in ("static", "custom"):  # no s6 service files: no s6
         other = config.parse(f"type: {kind}\n" + BASE)
         assert "s6" not in render.runtime_depends(other, Identity("acme/app"))
+
+
+def test_a_package_of_its_own_still_depends_on_its_supervisor_once() -> None:
+    """v8's caddy fixture installs pakman's init script in its own ``package:``: its
+    service runs under s6 all the same, and OpenRC's s6-svscan needs execline."""
+    caddy = config.load(V8_CONFIGS / "caddy.yml")
+    depends = render.runtime_depends(caddy, Identity(V8_REPOSITORIES["caddy"]))
+    assert depends.count("s6") == depends.count("execline") == 1
+    assert depends[-1] == "execline"  # caddy lists s6 itself: only execline is added
+    no_service = config.parse(
+        BASE + "run: {name: app, services: [{name: web, binary: app}]}\n"
+        'package: |\n  install -Dm755 app "$pkgdir"/usr/bin/app\n'
+    )
+    assert "execline" not in render.runtime_depends(no_service, Identity("acme/app"))
+
+
+def test_a_service_package_removes_its_runtime_state_before_its_own_pre_deinstall() -> None:
+    """pakman's pre-deinstall runs first; the config's own hook text follows it."""
+    service = "run: {name: app, services: [{name: web, binary: app}]}\n"
+    hooked = config.parse(BASE + service + "hook: {pre-deinstall: echo bye}\n")
+    files = render.render(hooked, Identity("acme/app"))
+    script = files["app.pre-deinstall"].text
+    assert script.index("/supervise") < script.index("echo bye")
+    assert files["APKBUILD"].text.count("$pkgname.pre-deinstall") == 1
+    static = render.render(config.parse(STATIC), Identity("acme/app"))
+    assert "app.pre-deinstall" not in static
+
+
+def test_docs_name_what_the_init_script_runs() -> None:
+    """docs/services.md walks through start, stop and status by the s6 commands the
+    rendered init script runs, each bounded by its 10 seconds."""
+    docs = (ROOT / "docs" / "services.md").read_text()
+    initd = rendered("elixir")["rdio.initd"].text
+    assert "_seconds=10 " in initd
+    assert "at most 10 seconds" in docs
+    for command in (
+        "s6-svscanctl",
+        "s6-svok",
+        "s6-svlink",
+        "s6-svwait -u",
+        "s6-svc -u",
+        "s6-svunlink",
+        "s6-svstat",
+    ):
+        assert f"`{command}" in docs, command
+        assert command in initd, command
+    deinstall = rendered("elixir")["rdio.pre-deinstall"].text
+    for state in ("supervise", "event", "log/supervise", "log/event"):
+        assert f'"${{_servicedir}}/{state}"' in deinstall, state
 
 
 def test_setcap_in_a_build_or_package_step_adds_the_abuild_option() -> None:
