@@ -160,8 +160,20 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     from pakman.identity import Identity
 
     identity = Identity(_repository(args))
+    output = Path(args.output)
+    # Checked before the (slow) key generation: the old key signed every package on hosts.
+    existing = [
+        path
+        for path in (output / identity.key_name, output / f"{identity.key_name}.pub")
+        if path.exists() or path.is_symlink()
+    ]
+    if existing and not args.force:
+        raise ConfigError(
+            f"{existing[0]}: a key is already there; keygen keeps it"
+            " (--force replaces it, and packages signed by it will no longer verify)"
+        )
     pair = keys.generate(args.bits)
-    private_path, public_path = keys.write_pair(pair, Path(args.output), identity.key_name)
+    private_path, public_path = keys.write_pair(pair, output, identity.key_name)
     print(f"wrote {private_path} (keep it secret) and {public_path}")
     print(f"fingerprint sha256:{keys.fingerprint(pair.public_pem)}")
     return 0
@@ -463,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
     p.add_argument("--output", default=".", help="folder for the key files (default: .)")
     p.add_argument("--bits", type=int, default=4096, help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true", help="replace a key pair already there")
 
     p = add(
         "verify", cmd_verify, "Check every package and index: signatures, datahash, index entries."

@@ -272,3 +272,19 @@ def test_a_static_site_without_nginx_conf_is_refused_at_bootstrap(tmp_path: Path
     assert not (workspace / ".apk").exists()
     (workspace / "nginx.conf").write_text("server {}\n")
     assert run_pakman(*args).returncode == 0
+
+
+def test_keygen_keeps_an_existing_key_unless_forced(tmp_path: Path) -> None:
+    """The key that signed every package on hosts is never replaced by accident."""
+    private = tmp_path / "acme-app.rsa"
+    private.write_bytes(b"the old key")
+    args = ("keygen", "--repository", "acme/app", "--output", str(tmp_path), "--bits", "1024")
+    result = run_pakman(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {private}: a key is already there"), result.stderr
+    assert private.read_bytes() == b"the old key"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acme-app.rsa"]
+    forced = run_pakman(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert private.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert (tmp_path / "acme-app.rsa.pub").is_file()
