@@ -179,6 +179,13 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pakman import schema
+
+    sys.stdout.write(schema.text())
+    return 0
+
+
 def _result(args: argparse.Namespace, fields: dict[str, object]) -> None:
     """With --json, the command's fields: main() prints them, with the exit code and the
     error lines, as the one object of every exit."""
@@ -476,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=".", help="folder for the key files (default: .)")
     p.add_argument("--bits", type=int, default=4096, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace a key pair already there")
+
+    add("schema", cmd_schema, "Print the JSON Schema of instellar.yml (for editors and linters).")
 
     p = add(
         "verify", cmd_verify, "Check every package and index: signatures, datahash, index entries."

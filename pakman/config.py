@@ -46,7 +46,6 @@ DEPENDENCY = re.compile(
 )
 # Destinations are copied with an unquoted glob, so only glob-safe characters are allowed.
 DESTINATION = re.compile(r"[A-Za-z0-9._*?@+,=:/\[\]-]+")
-SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@-]+")
 # Command names become OpenRC function names.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 OPENRC_RESERVED = frozenset(
@@ -65,6 +64,18 @@ DEFAULT_LICENSE = "MIT"
 STACK_FORM = re.compile(r"alpine/(?:edge|latest-stable|v?[0-9]+\.[0-9]+)")
 ARCHITECTURE = re.compile("|".join(ARCHITECTURES))
 MAX_FIELD_LENGTH = 200  # license and maintainer
+# The declaration's forms of rules the readers below check step by step (with a message
+# each): the JSON Schema can only say "does not match", but must refuse the same values.
+ABSOLUTE_PATH = re.compile(r"(?!.*/\.\.(?:/|$))/[A-Za-z0-9._/+@-]*")
+COMMAND_NAME = re.compile(
+    rf"(?!(?:{'|'.join(sorted(OPENRC_RESERVED))})$|start_|stop_)[a-z][a-z0-9_]*"
+)
+DESTINATION_FORM = re.compile(rf"(?!/)(?!(?:.*/)?\.\.(?:/|$)){DESTINATION.pattern}")
+# source= is rendered inside double quotes in the APKBUILD: these would break out.
+QUOTE_BREAK = re.compile(r'["`\\]|\$\(')
+SOURCE_TEXT = re.compile(rf"(?![\s\S]*(?:{QUOTE_BREAK.pattern}))[\s\S]*")
+NOT_BLANK = re.compile(r"[\s\S]*\S[\s\S]*")
+ONE_LINE = re.compile(r"\s*[^\n]*\s*")
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ _RUN_ENTRY = {
     "name": Key("text", "a lowercase name", pattern=SAFE_NAME),
     "binary": Key("text", "the executable's name", pattern=SAFE_NAME),
     "path": Key(
-        "text", "folder of the binary (default: /var/lib/<run.name>/bin)", pattern=SAFE_PATH
+        "text", "folder of the binary (default: /var/lib/<run.name>/bin)", pattern=ABSOLUTE_PATH
     ),
 }
 INSTELLAR = Key(
@@ -129,16 +140,20 @@ INSTELLAR = Key(
             "how to build",
             required=("command",),
             keys={
-                "command": Key("text", "shell commands run in the source folder"),
+                "command": Key(
+                    "text", "shell commands run in the source folder", pattern=NOT_BLANK
+                ),
                 "destinations": Key(
                     "list",
                     "what to package, relative to the source folder (globs)",
-                    items=Key("string", pattern=DESTINATION),
+                    items=Key("string", pattern=DESTINATION_FORM),
                 ),
                 "strip_binary": Key("boolean", "strip binaries (default: true)"),
             },
         ),
-        "source": Key("text", "APKBUILD source= text instead of the service files"),
+        "source": Key(
+            "text", "APKBUILD source= text instead of the service files", pattern=SOURCE_TEXT
+        ),
         "package": Key("text", "APKBUILD package() body instead of the default"),
         "run": Key(
             "mapping",
@@ -152,7 +167,11 @@ INSTELLAR = Key(
                     items=Key(
                         "mapping",
                         required=("name", "binary"),
-                        keys={**_RUN_ENTRY, "call": Key("text", "its arguments, one line")},
+                        keys={
+                            **_RUN_ENTRY,
+                            "name": Key("text", "an OpenRC command name", pattern=COMMAND_NAME),
+                            "call": Key("text", "its arguments, one line", pattern=ONE_LINE),
+                        },
                     ),
                 ),
                 "services": Key(
@@ -164,7 +183,10 @@ INSTELLAR = Key(
                         keys={
                             **_RUN_ENTRY,
                             "start": Key(
-                                "mapping", keys={"call": Key("text", "its arguments, one line")}
+                                "mapping",
+                                keys={
+                                    "call": Key("text", "its arguments, one line", pattern=ONE_LINE)
+                                },
                             ),
                             "stop": Key(
                                 "mapping",
@@ -408,8 +430,7 @@ class _Reader:
         value = self.string(data, key, path)
         if value is None:
             return None
-        parts = value.split("/")
-        if not value.startswith("/") or ".." in parts or not SAFE_PATH.fullmatch(value):
+        if not ABSOLUTE_PATH.fullmatch(value):
             self.fail(path, "must be an absolute path without '..' or shell characters", value)
             return None
         return value.rstrip("/") or "/"
@@ -556,8 +577,7 @@ def _architectures(r: _Reader, raw: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _quoted_text(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
     value = r.string(raw, key, key)
-    # source= is rendered inside double quotes in the APKBUILD: these would break out.
-    if key == "source" and value is not None and re.search(r'["`\\]|\$\(', value):
+    if key == "source" and value is not None and QUOTE_BREAK.search(value):
         r.fail(key, 'must not contain double quotes, backquotes, backslashes or "$("', value)
     return value
 

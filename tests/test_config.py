@@ -110,6 +110,12 @@ def test_v8_keys_from_before_v7_get_a_way_forward() -> None:
     assert "run.services entry" in process
     assert command.startswith("instellar.yml: run.command: unknown key: a v8 key from before v7")
     assert "run.commands entry" in command
+    with pytest.raises(ConfigError) as caught:
+        config.parse(GOOD + "hooks: {post-install: x}\n")
+    assert caught.value.problems == (
+        "instellar.yml: hooks: unknown key: write hook: (singular) with the apk script names"
+        " as keys",
+    )
 
 
 def test_keys_passed_to_the_api_stay_open() -> None:
