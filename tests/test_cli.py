@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import argparse
+import ast
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -8,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pakman import keys
+from pakman import cli, keys
 from tests import rig
-from tests.conftest import V8_CONFIGS, git_workspace, run_bootstrap, run_pakman
+from tests.conftest import V8_CONFIGS, Built, git_workspace, run_bootstrap, run_pakman
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _workspace(tmp_path: Path, fixture: str = "rails") -> Path:
@@ -288,3 +294,177 @@ def test_keygen_keeps_an_existing_key_unless_forced(tmp_path: Path) -> None:
     assert forced.returncode == 0, forced.stderr
     assert private.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert (tmp_path / "acme-app.rsa.pub").is_file()
+
+
+def _one_object(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    """--json's promise: stdout is exactly one JSON object, whatever the exit."""
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict), result.stdout
+    assert data["exit_code"] == result.returncode
+    assert data["ok"] is (result.returncode == 0)
+    return data
+
+
+def test_check_and_merge_print_one_object(deployment_files: Built, tmp_path: Path) -> None:
+    checked = _one_object(run_pakman("check", "--config", str(V8_CONFIGS / "rails.yml"), "--json"))
+    assert checked["architectures"] == ["x86_64", "aarch64"]
+    assert checked["errors"] == []
+    output = tmp_path / "m.zip"
+    merged = _one_object(
+        run_pakman(
+            "merge",
+            str(deployment_files.packages),
+            "--output",
+            str(output),
+            "--public-key",
+            str(deployment_files.public_key),
+            "--json",
+        )
+    )
+    assert merged["archive"] == str(output)
+    assert merged["files"] == deployment_files.files
+    assert merged["sha256"] == hashlib.sha256(output.read_bytes()).hexdigest()
+    bad = _one_object(run_pakman("check", "--config", str(tmp_path / "none.yml"), "--json"))
+    assert bad["errors"] == [f"{tmp_path / 'none.yml'}: no such file"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["publish", "tree", "--concurrency", "many", "--json"],
+        ["repo", "tree", "--json"],
+        ["--json", "verify"],
+        ["nonsense", "--json"],
+    ],
+)
+def test_an_argument_error_is_one_line_and_with_json_one_object(args: list[str]) -> None:
+    result = run_pakman(*args)
+    assert result.returncode == 2
+    data = _one_object(result)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: pakman"), line
+    assert data["errors"] == [line.removeprefix("error: ")]
+    assert "usage:" not in result.stderr
+
+
+def test_the_modules_option_names_are_the_clis_too() -> None:
+    """Every parameter of the Dagger module's functions is an option of the same command
+    (or one the CLI deliberately reads elsewhere); the module's spelling is an alias."""
+    tree = ast.parse((ROOT / "ci/src/pakman_ci/main.py").read_text())
+    (pakman,) = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Pakman"]
+    module: dict[str, list[str]] = {
+        f.name: [a.arg for a in (*f.args.args[1:], *f.args.kwonlyargs)]
+        for f in pakman.body
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) and not f.name.startswith("_")
+    }
+    module["bootstrap"] += ["config"]  # the module's own --config, of every function
+    commands = {"bootstrap", "merge", "publish", "deploy", "repo", "keygen", "check"}
+    parser = cli.build_parser()
+    missing = []
+    for command in sorted(commands):
+        options = _options(parser, command)
+        for name in module[command]:
+            if name in NOT_OPTIONS:
+                continue
+            if f"--{name.replace('_', '-')}" not in options:
+                missing.append(f"{command} --{name.replace('_', '-')}")
+    assert missing == []
+
+
+# The module's parameters that are not CLI options, and why (also in docs/cli.md).
+NOT_OPTIONS = {
+    "packages": "a positional argument",
+    "access_key_id": "environment only: AWS_ACCESS_KEY_ID",
+    "secret_access_key": "environment only: AWS_SECRET_ACCESS_KEY",
+    "instellar_auth_token": "environment only: INSTELLAR_AUTH_TOKEN",
+    "instellar_package_token": "environment only: INSTELLAR_PACKAGE_TOKEN",
+    "repository": "merge names keys by their files; elsewhere an option",
+}
+
+
+def _options(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """A command's option strings, each with the destination it sets."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {
+        option: action.dest
+        for action in sub.choices[command]._actions
+        for option in action.option_strings
+    }
+
+
+def test_one_meaning_per_option_name() -> None:
+    """An option string sets the same destination in every command, and --repository is
+    an option wherever a command has one (merge, the exception, has none)."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    meaning: dict[str, set[str]] = {}
+    for command in sub.choices:
+        for option, dest in _options(parser, command).items():
+            meaning.setdefault(option, set()).add(dest)
+    assert {o: d for o, d in meaning.items() if len(d) > 1} == {}
+    aliases = {
+        "--public-key": "key", "--skip-verify": "no_verify", "--build-number": "build",
+        "--source": "workspace", "--alpine": "branch", "--verify-tls": "verify_tls",
+    }  # fmt: skip
+    for alias, dest in aliases.items():
+        assert meaning[alias] == {dest}, alias
+
+
+def test_config_is_the_instellar_yml_from_the_workspace_in_every_command(
+    tmp_path: Path, key_files: tuple[Path, Path]
+) -> None:
+    """--config names instellar.yml, a relative path taken from --workspace, in check,
+    bootstrap, repo and push alike (repo read it from the current folder before)."""
+    workspace = tmp_path / "app"
+    (workspace / "deploy").mkdir(parents=True)
+    (workspace / "deploy/instellar.yml").write_text(
+        "stack: alpine/3.20\ntype: static\ndependencies: {}\nbuild: {command: x}\n"
+    )
+    checked = run_pakman(
+        "check", "--workspace", str(workspace), "--config", "deploy/instellar.yml", cwd=tmp_path
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(str(workspace / "deploy/instellar.yml"))
+    public, private = key_files
+    store = tmp_path / "store"
+    repo = run_pakman(
+        "repo", str(tmp_path / "empty"), "--public-key", str(public), "--private-key",
+        str(private), "--store", f"file://{store}", "--create-bucket", "--source",
+        str(workspace), "--config", "deploy/missing.yml", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert repo.returncode == 2
+    assert _one_object(repo)["errors"] == [f"{workspace / 'deploy/missing.yml'}: no such file"]
+    pushed = run_pakman(
+        "deploy", "--source", str(workspace), "--config", "deploy/missing.yml", cwd=tmp_path
+    )
+    assert pushed.returncode == 2
+    assert f"{workspace / 'deploy/missing.yml'}: no such file" in pushed.stderr
+
+
+@pytest.fixture
+def key_files(tmp_path: Path) -> tuple[Path, Path]:
+    pair = keys.generate(1024)
+    public, private = tmp_path / "acme-app.rsa.pub", tmp_path / "acme-app.rsa"
+    public.write_bytes(pair.public_pem)
+    private.write_bytes(pair.private_pem)
+    return public, private
+
+
+def test_one_table_documents_every_option_and_its_alias() -> None:
+    docs = (ROOT / "docs/cli.md").read_text()
+    rows = [line for line in docs.splitlines() if line.startswith("| `--")]
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    undocumented = set()
+    for command, sub_parser in sub.choices.items():
+        for action in sub_parser._actions:
+            if action.help == argparse.SUPPRESS or action.dest in ("help", "bits"):
+                continue
+            names = [o for o in action.option_strings if o != "--verify-tls"]
+            if names and not any(all(f"`{n}" in row for n in names) for row in rows):
+                undocumented.add(f"{command} {' '.join(names)}")
+    assert undocumented == set()
+    assert "`--verify-tls=false`" in docs
+    for command in sub.choices:
+        json_commands = [c for c in sub.choices if "--json" in _options(parser, c)]
+        assert command in json_commands or command == "schema", command
