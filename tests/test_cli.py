@@ -468,3 +468,90 @@ def test_one_table_documents_every_option_and_its_alias() -> None:
     for command in sub.choices:
         json_commands = [c for c in sub.choices if "--json" in _options(parser, c)]
         assert command in json_commands or command == "schema", command
+
+
+# --- options before heavy work: a tree that would fail verification must not be read ---
+
+
+def _broken(built: Built) -> Built:
+    """The tree with one package cut short: verifying it fails (exit 1)."""
+    package = next((built.packages / "acme/x86_64").glob("*.apk"))
+    package.write_bytes(package.read_bytes()[:100])
+    return built
+
+
+NO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_SESSION_TOKEN": "",
+    "AWS_EC2_METADATA_DISABLED": "true",  # no instance role to wait for
+}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-secret"}
+
+
+def _publish(built: Built, *extra: str) -> list[str]:
+    return [
+        "publish", str(built.packages), "--repository", "acme/app", "--sha", "a" * 40,
+        "--key", str(built.public_key), *extra,
+    ]  # fmt: skip
+
+
+def test_the_tree_would_fail_verification(deployment_files: Built, tmp_path: Path) -> None:
+    """The control: with good options, the broken tree is refused by verification."""
+    result = run_pakman(*_publish(_broken(deployment_files), "--store", f"file://{tmp_path}/s"))
+    assert result.returncode == 1, result.stderr
+    assert "publish refused: verification failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        (["--bucket", "Bad_Bucket"], CREDENTIALS, "error: --bucket: not a valid S3 bucket name"),
+        (["--bucket", "releases", "--endpoint", "ftp://x"], CREDENTIALS, "error: --endpoint:"),
+        (
+            ["--bucket", "releases", "--endpoint", "http://127.0.0.1:9"],
+            NO_CREDENTIALS,
+            "error: storage s3://releases at http://127.0.0.1:9: no credentials",
+        ),
+        (["--store", "file:///tmp/x", "--archive", "/nonexistent.zip"], {}, "error: --archive:"),
+    ],
+    ids=["bucket", "endpoint", "credentials", "archive"],
+)
+def test_publish_checks_options_before_reading_the_tree(
+    deployment_files: Built, tmp_path: Path, extra: list[str], env: dict[str, str], expected: str
+) -> None:
+    home = {"HOME": str(tmp_path), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    result = run_pakman(*_publish(_broken(deployment_files), *extra), env={**env, **home})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+    assert "verification" not in result.stderr
+
+
+def test_merge_repo_and_push_check_options_first(
+    deployment_files: Built, tmp_path: Path, key_files: tuple[Path, Path]
+) -> None:
+    built = _broken(deployment_files)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    merged = run_pakman(
+        "merge", str(built.packages), "--key", str(built.public_key),
+        "--output", str(a_file / "out.zip"),
+    )  # fmt: skip
+    assert merged.returncode == 2, merged.stderr
+    assert merged.stderr == f"error: --output: {a_file}: not a folder\n"
+    public, private = key_files
+    repo = run_pakman(
+        "repo", str(built.packages), "--key", str(public), "--private-key", str(private),
+        "--bucket", "Bad_Bucket", env=CREDENTIALS,
+    )  # fmt: skip
+    assert repo.returncode == 2, repo.stderr
+    assert repo.stderr.startswith("error: --bucket: not a valid S3 bucket name"), repo.stderr
+    workspace = git_workspace(tmp_path / "ws", "rails")
+    pushed = run_pakman(
+        "push", "--packages-dir", str(built.packages), "--key", str(built.public_key),
+        "--repository", "acme/app", "--sha", "a" * 40,
+        env={"GITHUB_WORKSPACE": str(workspace), "INSTELLAR_AUTH_TOKEN": "t",
+             "INSTELLAR_ENDPOINT": "opsmaru.com"},
+    )  # fmt: skip
+    assert pushed.returncode == 2, pushed.stderr
+    assert pushed.stderr.startswith("error: INSTELLAR_ENDPOINT: must be an http(s) URL")
