@@ -555,3 +555,38 @@ def test_merge_repo_and_push_check_options_first(
     )  # fmt: skip
     assert pushed.returncode == 2, pushed.stderr
     assert pushed.stderr.startswith("error: INSTELLAR_ENDPOINT: must be an http(s) URL")
+
+
+def test_keygen_and_bootstrap_print_one_object(tmp_path: Path) -> None:
+    made = _one_object(
+        run_pakman(
+            "keygen",
+            "--repository",
+            "acme/app",
+            "--output",
+            str(tmp_path),
+            "--bits",
+            "1024",
+            "--json",
+        )
+    )
+    public = tmp_path / "acme-app.rsa.pub"
+    assert made["public_key"] == str(public)
+    assert made["fingerprint"] == f"sha256:{keys.fingerprint(public.read_bytes())}"
+    workspace = _workspace(tmp_path)
+    rendered = _one_object(
+        run_pakman(
+            "bootstrap",
+            "--workspace",
+            str(workspace),
+            "--repository",
+            "upmaru/locomo",
+            "--build",
+            "7",
+            "--json",
+        )
+    )
+    assert rendered["package"] == "locomo"
+    assert rendered["version"] == "3.1.4-r7"
+    assert rendered["signing_key"] is None
+    assert rendered["output"] == str(workspace / ".apk/upmaru/locomo")
