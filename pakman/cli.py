@@ -76,7 +76,7 @@ JSON_NOTE = """
   {"ok": true|false, ...the command's fields..., "exit_code": N, "errors": ["...", ...]}
   A refusal (bad input, exit 2) has no command fields; errors holds each error line, and
   they are on stderr too. With stdout closed nothing is printed: the exit code is the job's."""
-for _name in ("verify", "publish", "push", "repo", "sign"):
+for _name in ("check", "bootstrap", "keygen", "verify", "merge", "publish", "push", "repo", "sign"):
     EPILOG[_name] += "\n" + JSON_NOTE
 
 
@@ -89,9 +89,14 @@ def _workspace(args: argparse.Namespace) -> Path:
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    if args.config:
-        return Path(args.config)
-    return _workspace(args) / "instellar.yml"
+    """``--config``, the one meaning of every command: the instellar.yml to read, a
+    relative path taken from the workspace (``--workspace``, else ``$GITHUB_WORKSPACE``,
+    else the current folder, where v8's push and bootstrap looked)."""
+    if not args.config:
+        return _workspace(args) / "instellar.yml"
+    if args.workspace or _env("GITHUB_WORKSPACE"):
+        return _workspace(args) / str(args.config)
+    return Path(args.config)
 
 
 def _repository(args: argparse.Namespace) -> str:
@@ -111,8 +116,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pakman.pipeline import check_summary
 
     path = _config_path(args)
-    lines = check_summary(config.load(path), str(path)).splitlines()
-    print(lines[0])
+    cfg = config.load(path)
+    lines = check_summary(cfg, str(path)).splitlines()
+    if args.json:
+        _result(
+            args,
+            {"config": str(path), "type": cfg.type, "architectures": list(cfg.architectures)},
+        )
+    else:
+        print(lines[0])
     _warn([line.removeprefix("warning: ") for line in lines[1:]])
     return 0
 
@@ -150,14 +162,24 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         writes |= keys.install_files(pair, home, apk_keys, plan.identity.key_name)
     # Everything or nothing: a folder that cannot be written leaves no half-done tree.
     files.write_all(writes)
-    print(f"rendered {len(plan.files)} files into {output}")
-    print(f"package {plan.identity.slug} {plan.identity.version}-r{plan.identity.build}")
-    if private_pem:
-        print(
-            f"signing key installed: {home / '.abuild' / plan.identity.key_name}"
-            f" (public key in {args.apk_keys_dir})"
+    installed = str(home / ".abuild" / plan.identity.key_name) if private_pem else None
+    if args.json:
+        _result(
+            args,
+            {
+                "output": str(output),
+                "files": len(plan.files),
+                "package": plan.identity.slug,
+                "version": f"{plan.identity.version}-r{plan.identity.build}",
+                "signing_key": installed,
+            },
         )
     else:
+        print(f"rendered {len(plan.files)} files into {output}")
+        print(f"package {plan.identity.slug} {plan.identity.version}-r{plan.identity.build}")
+        if installed:
+            print(f"signing key installed: {installed} (public key in {args.apk_keys_dir})")
+    if not private_pem:
         _warn(["ABUILD_PRIVATE_KEY is not set: signing key set-up skipped"])
     return 0
 
@@ -167,10 +189,40 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     from pakman.identity import Identity
 
     identity = Identity(_repository(args))
+    output = Path(args.output)
+    # Checked before the (slow) key generation: the old key signed every package on hosts.
+    existing = [
+        path
+        for path in (output / identity.key_name, output / f"{identity.key_name}.pub")
+        if path.exists() or path.is_symlink()
+    ]
+    if existing and not args.force:
+        raise ConfigError(
+            f"{existing[0]}: a key is already there; keygen keeps it"
+            " (--force replaces it, and packages signed by it will no longer verify)"
+        )
     pair = keys.generate(args.bits)
-    private_path, public_path = keys.write_pair(pair, Path(args.output), identity.key_name)
-    print(f"wrote {private_path} (keep it secret) and {public_path}")
-    print(f"fingerprint sha256:{keys.fingerprint(pair.public_pem)}")
+    private_path, public_path = keys.write_pair(pair, output, identity.key_name)
+    fingerprint = f"sha256:{keys.fingerprint(pair.public_pem)}"
+    if args.json:
+        _result(
+            args,
+            {
+                "private_key": str(private_path),
+                "public_key": str(public_path),
+                "fingerprint": fingerprint,
+            },
+        )
+    else:
+        print(f"wrote {private_path} (keep it secret) and {public_path}")
+        print(f"fingerprint {fingerprint}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pakman import schema
+
+    sys.stdout.write(schema.text())
     return 0
 
 
@@ -212,10 +264,22 @@ def cmd_merge(args: argparse.Namespace) -> int:
         pipeline.trust_files(args.key or (), skip=args.no_verify),
         packages_dir=Path(args.packages_dir) if args.packages_dir else None,
     )
-    print(
-        f"wrote {args.output}: {len(merged.entries)} files for "
-        f"{', '.join(merged.architectures)}, sha256 {digest}"
-    )
+    if args.json:
+        _result(
+            args,
+            {
+                "archive": args.output,
+                "files": len(merged.entries),
+                "architectures": list(merged.architectures),
+                "sha256": digest,
+                "packages_dir": args.packages_dir,
+            },
+        )
+    else:
+        print(
+            f"wrote {args.output}: {len(merged.entries)} files for "
+            f"{', '.join(merged.architectures)}, sha256 {digest}"
+        )
     return 0
 
 
@@ -310,7 +374,7 @@ def _store_options(args: argparse.Namespace) -> StoreOptions:
         endpoint=args.endpoint,
         region=args.region,
         addressing_style=args.addressing_style,
-        verify_tls=not args.no_verify_tls,
+        verify_tls=args.verify_tls,
         concurrency=getattr(args, "concurrency", pipeline.DEFAULT_CONCURRENCY),
         create_bucket=args.create_bucket,
     )
@@ -343,8 +407,9 @@ def cmd_repo(args: argparse.Namespace) -> int:
 
     _watchdog(args)
     stack = None
-    config_path = Path(args.config)
-    if args.branch is None and config_path.is_file():
+    config_path = _config_path(args)
+    # The config only names the branch: without --config, a checkout may have none.
+    if args.branch is None and (args.config or config_path.is_file()):
         stack = config.load(config_path).alpine_version
     try:
         private_pem = Path(args.private_key).read_bytes()
@@ -378,9 +443,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from pakman import config, pipeline
 
     _watchdog(args)
-    workspace = Path(_env("GITHUB_WORKSPACE") or ".")
     home = Path(_env("HOME") or Path.home())
-    cfg = config.load(workspace / args.config)
+    cfg = config.load(_config_path(args))
     target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
     trust = pipeline.trust_for_push(
         args.key or (), target.identity, os.environ, home, skip=args.no_verify
@@ -391,7 +455,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         target,
         trust,
         cfg,
-        pipeline.InstellarOptions.resolve(os.environ),
+        pipeline.InstellarOptions.resolve(os.environ, endpoint=args.instellar_endpoint),
         concurrency=args.concurrency,
         timeout=args.timeout,
         log=_log(not sys.stderr.isatty()),
@@ -497,9 +561,102 @@ def _add_sign(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
 
 
-def _add_common_bootstrap(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="instellar.yml (default: $GITHUB_WORKSPACE/instellar.yml)")
-    parser.add_argument("--workspace", help="the checkout (default: $GITHUB_WORKSPACE or .)")
+# Each option is declared once, here, by the group that owns it; a command takes the groups
+# it needs. The second spelling of an option is the Dagger module's name for it.
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        help="instellar.yml; a relative path is taken from the workspace"
+        " (default: <workspace>/instellar.yml)",
+    )
+    parser.add_argument(
+        "--workspace",
+        "--source",
+        dest="workspace",
+        help="the application's checkout (default: $GITHUB_WORKSPACE or .)",
+    )
+
+
+def _add_repository(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+
+
+def _add_build(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--build",
+        "--build-number",
+        dest="build",
+        help="build number, the pkgrel (default: $GITHUB_RUN_NUMBER or 0)",
+    )
+
+
+def _add_deployment(parser: argparse.ArgumentParser) -> None:
+    _add_repository(parser)
+    parser.add_argument("--sha", help="commit sha (default: $WORKFLOW_SHA or $GITHUB_SHA)")
+    parser.add_argument("--ref", help="git ref (default: $WORKFLOW_REF or $GITHUB_REF)")
+    _add_build(parser)
+
+
+def _add_key(parser: argparse.ArgumentParser, text: str, *, many: bool = True) -> None:
+    parser.add_argument(
+        "--key",
+        "--public-key",
+        dest="key",
+        action="append" if many else "store",
+        required=not many,
+        help=text,
+    )
+
+
+def _add_no_verify(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument(
+        "--no-verify", "--skip-verify", dest="no_verify", action="store_true", help=text
+    )
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bucket", help="S3 bucket; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    )
+    parser.add_argument("--store", help="file:///path for a local store, or s3://bucket")
+    parser.add_argument(
+        "--endpoint", help="S3-compatible endpoint URL (default: AWS or $AWS_ENDPOINT_URL)"
+    )
+    parser.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
+    parser.add_argument("--addressing-style", default="auto", choices=("auto", "path", "virtual"))
+    parser.add_argument(
+        "--no-verify-tls",
+        dest="verify_tls",
+        action="store_const",
+        const=False,
+        default=True,
+        help="do not verify the endpoint's TLS certificate (the module's --verify-tls=false)",
+    )
+    parser.add_argument(
+        "--verify-tls",
+        dest="verify_tls",
+        type=_boolean,
+        metavar="true|false",
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--create-bucket", action="store_true", help="create the bucket or folder if missing"
+    )
+
+
+def _boolean(text: str) -> bool:
+    """A boolean as the Dagger module spells it: --verify-tls=false."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"must be true or false (got {text!r})")
+    return text.lower() == "true"
+
+
+def _add_concurrency(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="parallel uploads (default: %(default)s)"
+    )
 
 
 def _add_timeout(parser: argparse.ArgumentParser) -> None:
@@ -514,8 +671,30 @@ def _add_timeout(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dry_run(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--dry-run", action="store_true", help=text)
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object on every exit (see below)"
+    )
+
+
+class _Refused(Exception):
+    """An argument error: argparse's own message, reported as one error line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one ``error:`` line (and, with --json, one object), exit 2,
+    as every other refusal; argparse would print its usage and exit by itself."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Refused(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pakman",
         description="Build signed Alpine packages from instellar.yml and ship them.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -525,10 +704,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     def add(
-        name: str, func: Callable[[argparse.Namespace], int], text: str
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        text: str,
+        aliases: Sequence[str] = (),
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
+            aliases=aliases,
             help=text,
             description=text,
             epilog=EPILOG.get(name),
@@ -538,34 +721,40 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("check", cmd_check, "Validate instellar.yml and report every problem.")
-    _add_common_bootstrap(p)
+    _add_config(p)
+    _add_json(p)
 
     p = add(
         "bootstrap",
         cmd_bootstrap,
         "Render the APKBUILD and service files; install the signing key.",
     )
-    _add_common_bootstrap(p)
-    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+    _add_config(p)
+    _add_repository(p)
     p.add_argument("--version", help="package version (default: from git describe --tags)")
-    p.add_argument("--build", help="build number, the pkgrel (default: $GITHUB_RUN_NUMBER or 0)")
+    _add_build(p)
     p.add_argument("--home", help="where .abuild/ goes (default: $HOME)")
     p.add_argument(
         "--apk-keys-dir", default="/etc/apk/keys", help="trusted apk keys (default: %(default)s)"
     )
     p.add_argument("--output", help="output folder (default: <workspace>/.apk/<org>/<name>)")
+    _add_json(p)
 
     p = add("keygen", cmd_keygen, "Make a 4096-bit RSA signing key pair named <org>-<slug>.rsa.")
-    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
+    _add_repository(p)
     p.add_argument("--output", default=".", help="folder for the key files (default: .)")
     p.add_argument("--bits", type=int, default=4096, help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true", help="replace a key pair already there")
+    _add_json(p)
+
+    add("schema", cmd_schema, "Print the JSON Schema of instellar.yml (for editors and linters).")
 
     p = add(
         "verify", cmd_verify, "Check every package and index: signatures, datahash, index entries."
     )
     p.add_argument("directory", help="a packages tree (<repo>/<arch>/...)")
-    p.add_argument("--key", action="append", help="trusted public key file (repeatable)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    _add_key(p, "trusted public key file (repeatable)")
+    _add_json(p)
 
     p = add(
         "merge", cmd_merge, "Merge per-arch outputs into one tree and a deterministic packages.zip."
@@ -575,8 +764,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default="packages.zip", help="the zip to write (default: %(default)s)"
     )
     p.add_argument("--packages-dir", help="also write the merged tree here")
-    p.add_argument("--key", action="append", help="trusted public key file (repeatable)")
-    p.add_argument("--no-verify", action="store_true", help="skip verification before zipping")
+    _add_key(p, "trusted public key file (repeatable)")
+    _add_no_verify(p, "skip verification before zipping")
+    _add_json(p)
 
     p = add(
         "publish", cmd_publish, "Upload packages and the archive to S3 or a folder; manifest last."
@@ -585,35 +775,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--archive", help="the zip from 'pakman merge' (default: made from the packages tree)"
     )
-    p.add_argument(
-        "--bucket", help="S3 bucket; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-    )
-    p.add_argument("--store", help="file:///path for a local store, or s3://bucket")
-    p.add_argument(
-        "--endpoint", help="S3-compatible endpoint URL (default: AWS or $AWS_ENDPOINT_URL)"
-    )
-    p.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
-    p.add_argument("--addressing-style", default="auto", choices=("auto", "path", "virtual"))
-    p.add_argument(
-        "--no-verify-tls", action="store_true", help="do not verify the endpoint's TLS certificate"
-    )
-    p.add_argument(
-        "--create-bucket", action="store_true", help="create the bucket or folder if missing"
-    )
-    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
-    p.add_argument("--sha", help="commit sha (default: $WORKFLOW_SHA or $GITHUB_SHA)")
-    p.add_argument("--ref", help="git ref (default: $WORKFLOW_REF or $GITHUB_REF)")
-    p.add_argument("--build", help="build number (default: $GITHUB_RUN_NUMBER or 0)")
-    p.add_argument("--key", action="append", help="trusted public key: verify before uploading")
-    p.add_argument("--no-verify", action="store_true", help="upload without verifying")
-    p.add_argument(
-        "--concurrency", type=int, default=8, help="parallel uploads (default: %(default)s)"
-    )
+    _add_store(p)
+    _add_deployment(p)
+    _add_key(p, "trusted public key: verify before uploading (repeatable)")
+    _add_no_verify(p, "upload without verifying")
+    _add_concurrency(p)
     _add_timeout(p)
-    p.add_argument(
-        "--dry-run", action="store_true", help="print the plan; read storage, write nothing"
-    )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_dry_run(p, "print the plan; read storage, write nothing")
+    _add_json(p)
 
     p = add(
         "repo",
@@ -621,23 +790,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Add verified packages to a signed apk repository in a bucket or folder.",
     )
     p.add_argument("directories", nargs="+", metavar="DIR", help="packages trees (<org>/<arch>/)")
-    p.add_argument("--key", required=True, help="the public key: packages are verified with it")
+    _add_key(p, "the public key: packages are verified with it", many=False)
     p.add_argument(
         "--private-key", required=True, help="its private key: signs the index (never copied)"
     )
-    p.add_argument("--bucket", help="S3 bucket; credentials from AWS_* as for publish")
-    p.add_argument("--store", help="file:///path for a folder, or s3://bucket")
+    _add_store(p)
     p.add_argument(
-        "--endpoint", help="S3-compatible endpoint URL (default: AWS or $AWS_ENDPOINT_URL)"
+        "--branch",
+        "--alpine",
+        dest="branch",
+        help="Alpine branch, e.g. v3.23 (default: the config's stack, else v3.23)",
     )
-    p.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
-    p.add_argument("--addressing-style", default="auto", choices=("auto", "path", "virtual"))
-    p.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS certificates")
-    p.add_argument("--create-bucket", action="store_true", help="create the bucket or folder")
-    p.add_argument(
-        "--branch", help="Alpine branch, e.g. v3.23 (default: the config's stack, else v3.23)"
-    )
-    p.add_argument("--config", default="instellar.yml", help="config whose stack names the branch")
+    _add_config(p)
     p.add_argument("--prefix", default="alpine", help="folder of the repository (default: alpine)")
     p.add_argument(
         "--keep", type=int, default=5, help="newest versions kept per package (default: 5)"
@@ -645,8 +809,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replace", action="store_true", help="replace a version already there with other bytes"
     )
-    p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
-    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    _add_dry_run(p, "print what would change, write nothing")
+    _add_json(p)
     _add_timeout(p)
 
     _add_sign(add)
@@ -655,31 +819,25 @@ def build_parser() -> argparse.ArgumentParser:
         "push",
         cmd_push,
         "v8's push: upload to Instellar-provided storage and register the deployment.",
+        aliases=["deploy"],  # the Dagger module's name
+    )
+    p.add_argument(
+        "--instellar-endpoint",
+        help="the deployment API (default: $INSTELLAR_ENDPOINT or https://opsmaru.com)",
     )
     p.add_argument(
         "--archive",
         default="packages.zip",
         help="the zip (default: %(default)s, else in $HOME as v8 looked, else made from the tree)",
     )
-    p.add_argument(
-        "--config", default="instellar.yml", help="config, relative to $GITHUB_WORKSPACE"
-    )
-    p.add_argument(
-        "--concurrency", type=int, default=8, help="parallel uploads (default: %(default)s)"
-    )
+    _add_config(p)
+    _add_concurrency(p)
     _add_timeout(p)
     p.add_argument("--packages-dir", help="packages tree (default: $HOME/packages, as v8)")
-    p.add_argument("--repository", help="owner/name (default: $GITHUB_REPOSITORY)")
-    p.add_argument("--sha", help="commit sha (default: $WORKFLOW_SHA or $GITHUB_SHA)")
-    p.add_argument("--ref", help="git ref (default: $WORKFLOW_REF or $GITHUB_REF)")
-    p.add_argument("--build", help="build number (default: $GITHUB_RUN_NUMBER or 0)")
-    p.add_argument(
-        "--key",
-        action="append",
-        help="trusted public key (default: $ABUILD_PUBLIC_KEY, else ~/.abuild/<key>.pub)",
-    )
-    p.add_argument("--no-verify", action="store_true", help="upload without verifying")
-    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    _add_deployment(p)
+    _add_key(p, "trusted public key (default: $ABUILD_PUBLIC_KEY, else ~/.abuild/<key>.pub)")
+    _add_no_verify(p, "upload without verifying")
+    _add_json(p)
     return parser
 
 
@@ -724,8 +882,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     With ``--json`` every exit prints one object on stdout: the command's fields (none
     on a refusal), ``exit_code`` and ``errors``, its error lines ([] on success).
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _Refused as refused:
+        line = _one_line(str(refused))
+        print(f"error: {line}", file=sys.stderr)
+        if "--json" in argv:
+            print(json.dumps({"ok": False, "exit_code": 2, "errors": [line]}, indent=2))
+        return 2
     errors: list[str] = []
     try:
         code = int(args.func(args))

@@ -7,6 +7,7 @@ Every problem is collected and reported together, one line each, as
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -34,22 +35,6 @@ HOOKS = (
     "post-deinstall",
 )
 PASSTHROUGH = ("kits", "sizes", "plans", "page")
-KNOWN_KEYS = frozenset(
-    {
-        "type",
-        "stack",
-        "architectures",
-        "dependencies",
-        "build",
-        "source",
-        "package",
-        "run",
-        "hook",
-        "license",
-        "maintainer",
-        *PASSTHROUGH,
-    }
-)
 
 # Every pattern is used with fullmatch: `$` would let a trailing newline into a script.
 # Alpine package-name rules, lowercase: these names end up in file paths and scripts.
@@ -61,7 +46,6 @@ DEPENDENCY = re.compile(
 )
 # Destinations are copied with an unquoted glob, so only glob-safe characters are allowed.
 DESTINATION = re.compile(r"[A-Za-z0-9._*?@+,=:/\[\]-]+")
-SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@-]+")
 # Command names become OpenRC function names.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 OPENRC_RESERVED = frozenset(
@@ -76,6 +60,185 @@ MAINTAINER = re.compile(
     r" <[^\s\"$`\\<>@]+@[^\s\"$`\\<>@]+\.[^\s\"$`\\<>@]+>"
 )
 DEFAULT_LICENSE = "MIT"
+# stack: the forms identity.alpine_branch normalises (3.20, v3.20, edge, latest-stable).
+STACK_FORM = re.compile(r"alpine/(?:edge|latest-stable|v?[0-9]+\.[0-9]+)")
+ARCHITECTURE = re.compile("|".join(ARCHITECTURES))
+MAX_FIELD_LENGTH = 200  # license and maintainer
+# The declaration's forms of rules the readers below check step by step (with a message
+# each): the JSON Schema can only say "does not match", but must refuse the same values.
+ABSOLUTE_PATH = re.compile(r"(?!.*/\.\.(?:/|$))/[A-Za-z0-9._/+@-]*")
+COMMAND_NAME = re.compile(
+    rf"(?!(?:{'|'.join(sorted(OPENRC_RESERVED))})$|start_|stop_)[a-z][a-z0-9_]*"
+)
+DESTINATION_FORM = re.compile(rf"(?!/)(?!(?:.*/)?\.\.(?:/|$)){DESTINATION.pattern}")
+# source= is rendered inside double quotes in the APKBUILD: these would break out.
+QUOTE_BREAK = re.compile(r'["`\\]|\$\(')
+SOURCE_TEXT = re.compile(rf"(?![\s\S]*(?:{QUOTE_BREAK.pattern}))[\s\S]*")
+NOT_BLANK = re.compile(r"[\s\S]*\S[\s\S]*")
+ONE_LINE = re.compile(r"\s*[^\n]*\s*")
+
+
+@dataclass(frozen=True)
+class Key:
+    """What instellar.yml allows at one place. :data:`INSTELLAR` is the one declaration
+    of every key: the unknown-key check walks it and :mod:`pakman.schema` turns it into
+    the JSON Schema, so the two cannot drift apart.
+
+    ``kind`` is ``text`` (a string or number, as YAML may read ``1.2``), ``string``,
+    ``boolean``, ``list`` or ``mapping``. A mapping with ``keys=None`` takes any keys.
+    """
+
+    kind: Literal["text", "string", "boolean", "list", "mapping"]
+    doc: str = ""
+    pattern: re.Pattern[str] | None = None  # used with fullmatch
+    choices: tuple[str, ...] = ()
+    keys: Mapping[str, Key] | None = None
+    items: Key | None = None
+    required: tuple[str, ...] = ()
+    nullable: bool = True  # an empty value (``key:``) counts as absent
+    min_items: int = 0
+    max_length: int | None = None
+    unknown: str = "unknown key"  # what an unknown key below this mapping is called
+
+
+_DEPENDENCY_LIST = Key(
+    "list",
+    "apk dependency atoms: name, name>=1.2, so:lib, cmd:tool, !name",
+    items=Key("string", pattern=DEPENDENCY),
+)
+_RUN_ENTRY = {
+    "name": Key("text", "a lowercase name", pattern=SAFE_NAME),
+    "binary": Key("text", "the executable's name", pattern=SAFE_NAME),
+    "path": Key(
+        "text", "folder of the binary (default: /var/lib/<run.name>/bin)", pattern=ABSOLUTE_PATH
+    ),
+}
+INSTELLAR = Key(
+    "mapping",
+    "instellar.yml: how PAKman builds, packages and runs an application",
+    required=("dependencies", "build"),
+    keys={
+        "type": Key("text", "what the package is", choices=("default", "static", "custom")),
+        "stack": Key("text", "alpine/<version>: the Alpine branch to build on", pattern=STACK_FORM),
+        "architectures": Key(
+            "list",
+            "Alpine architectures to build (default: x86_64)",
+            items=Key("string", pattern=ARCHITECTURE),
+            min_items=1,
+        ),
+        "dependencies": Key(
+            "mapping",
+            "apk packages to build and to run with",
+            keys={
+                "trace": Key("boolean", "let abuild trace shared-library dependencies"),
+                "build": _DEPENDENCY_LIST,
+                "runtime": _DEPENDENCY_LIST,
+            },
+        ),
+        "build": Key(
+            "mapping",
+            "how to build",
+            required=("command",),
+            keys={
+                "command": Key(
+                    "text", "shell commands run in the source folder", pattern=NOT_BLANK
+                ),
+                "destinations": Key(
+                    "list",
+                    "what to package, relative to the source folder (globs)",
+                    items=Key("string", pattern=DESTINATION_FORM),
+                ),
+                "strip_binary": Key("boolean", "strip binaries (default: true)"),
+            },
+        ),
+        "source": Key(
+            "text", "APKBUILD source= text instead of the service files", pattern=SOURCE_TEXT
+        ),
+        "package": Key("text", "APKBUILD package() body instead of the default"),
+        "run": Key(
+            "mapping",
+            "the service: OpenRC script, s6 service modes, extra commands",
+            required=("name",),
+            keys={
+                "name": Key("text", "the service's name", pattern=SAFE_NAME, nullable=False),
+                "commands": Key(
+                    "list",
+                    "OpenRC extra commands (rc-service <name> <command>)",
+                    items=Key(
+                        "mapping",
+                        required=("name", "binary"),
+                        keys={
+                            **_RUN_ENTRY,
+                            "name": Key("text", "an OpenRC command name", pattern=COMMAND_NAME),
+                            "call": Key("text", "its arguments, one line", pattern=ONE_LINE),
+                        },
+                    ),
+                ),
+                "services": Key(
+                    "list",
+                    "s6 service modes; the first is the default",
+                    items=Key(
+                        "mapping",
+                        required=("name", "binary"),
+                        keys={
+                            **_RUN_ENTRY,
+                            "start": Key(
+                                "mapping",
+                                keys={
+                                    "call": Key("text", "its arguments, one line", pattern=ONE_LINE)
+                                },
+                            ),
+                            "stop": Key(
+                                "mapping",
+                                "kept as v8 wrote it",
+                                keys={
+                                    "call": Key("text"),
+                                    "kill": Key("boolean"),
+                                    "pid_path": Key("text"),
+                                },
+                            ),
+                        },
+                    ),
+                ),
+            },
+        ),
+        "hook": Key(
+            "mapping",
+            "apk install scripts (shell text)",
+            keys={name: Key("string", nullable=False) for name in HOOKS},
+            unknown=f"is not an apk install script ({', '.join(HOOKS)})",
+        ),
+        "license": Key(
+            "text",
+            "an SPDX license expression (default: MIT)",
+            pattern=LICENSE,
+            max_length=MAX_FIELD_LENGTH,
+        ),
+        "maintainer": Key(
+            "text",
+            "Name <address> (default: from the repository owner)",
+            pattern=MAINTAINER,
+            max_length=MAX_FIELD_LENGTH,
+        ),
+        **{
+            key: Key(
+                "list",
+                "passed to the deployment API as is",
+                items=Key("mapping", required=("name",), keys=None),
+            )
+            for key in ("kits", "sizes", "plans")
+        },
+        "page": Key("mapping", "passed to the deployment API as is", keys=None),
+    },
+)
+# Keys of v8 before 7 that v8 itself no longer read: each a one-line way forward.
+MIGRATIONS = {
+    "run.process": "a v8 key from before v7; write each process as a run.services entry"
+    " ({name, binary, start: {call}})",
+    "run.command": "a v8 key from before v7; write each variation as a run.commands entry"
+    " ({name, binary, call})",
+    "hooks": "write hook: (singular) with the apk script names as keys",
+}
 
 
 @dataclass(frozen=True)
@@ -269,8 +432,7 @@ class _Reader:
         value = self.string(data, key, path)
         if value is None:
             return None
-        parts = value.split("/")
-        if not value.startswith("/") or ".." in parts or not SAFE_PATH.fullmatch(value):
+        if not ABSOLUTE_PATH.fullmatch(value):
             self.fail(path, "must be an absolute path without '..' or shell characters", value)
             return None
         return value.rstrip("/") or "/"
@@ -357,6 +519,9 @@ def _run(r: _Reader, raw: Mapping[str, Any], package_type: str) -> Run | None:
             continue
         start = r.mapping(item, "start", f"{path}.start") or {}
         stop = r.mapping(item, "stop", f"{path}.stop") or {}
+        r.boolean(stop, "kill", f"{path}.stop.kill", False)
+        r.string(stop, "pid_path", f"{path}.stop.pid_path")
+        r.string(stop, "call", f"{path}.stop.call")
         services.append(
             Service(
                 name=r.name(item, "name", f"{path}.name"),
@@ -388,8 +553,8 @@ def _hooks(r: _Reader, raw: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     result = []
     for name, text in hooks.items():
         if name not in HOOKS:
-            r.fail(f"hook.{name}", f"is not an apk install script ({', '.join(HOOKS)})", name)
-        elif not isinstance(text, str):
+            continue  # reported by _unknown_keys
+        if not isinstance(text, str):
             r.fail(f"hook.{name}", "must be shell text", text)
         else:
             result.append((name, text))
@@ -414,8 +579,7 @@ def _architectures(r: _Reader, raw: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _quoted_text(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
     value = r.string(raw, key, key)
-    # source= is rendered inside double quotes in the APKBUILD: these would break out.
-    if key == "source" and value is not None and re.search(r'["`\\]|\$\(', value):
+    if key == "source" and value is not None and QUOTE_BREAK.search(value):
         r.fail(key, 'must not contain double quotes, backquotes, backslashes or "$("', value)
     return value
 
@@ -471,10 +635,30 @@ def _pattern_field(
     r: _Reader, raw: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str
 ) -> str | None:
     value = r.string(raw, key, key)
-    if value is not None and (len(value) > 200 or not pattern.fullmatch(value)):
+    if value is not None and (len(value) > MAX_FIELD_LENGTH or not pattern.fullmatch(value)):
         r.fail(key, what, value)
         return None
     return value
+
+
+def _unknown_keys(r: _Reader, data: Any, key: Key, path: str) -> None:
+    """Refuse every key the declaration does not know, at every level, by its full path:
+    a misspelt key would otherwise drop what it held without a word."""
+    if key.kind == "list" and key.items is not None and isinstance(data, list):
+        for index, item in enumerate(data):
+            _unknown_keys(r, item, key.items, f"{path}[{index}]")
+    if key.kind != "mapping" or key.keys is None or not isinstance(data, Mapping):
+        return
+    for name, value in data.items():
+        where = f"{path}.{name}" if path else str(name)
+        child = key.keys.get(name) if isinstance(name, str) else None
+        if child is not None:
+            _unknown_keys(r, value, child, where)
+            continue
+        migration = MIGRATIONS.get(re.sub(r"\[\d+\]", "[]", where))
+        near = difflib.get_close_matches(str(name), list(key.keys), n=1, cutoff=0.7)
+        hint = f": {migration}" if migration else f"; did you mean `{near[0]}`?" if near else ""
+        r.fail(where, f"{key.unknown}{hint}")
 
 
 def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
@@ -492,12 +676,8 @@ def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
         r.fail("type", "must be one of default, static, custom", given_type)
 
     stack = r.string(raw, "stack", "stack")
-    if stack is not None:
-        from pakman.identity import alpine_branch
-
-        match = STACK.fullmatch(stack)
-        if not match or alpine_branch(match["version"]) is None:
-            r.fail("stack", "must be alpine/<version>, e.g. alpine/3.20 or alpine/edge", stack)
+    if stack is not None and not STACK_FORM.fullmatch(stack):
+        r.fail("stack", "must be alpine/<version>, e.g. alpine/3.20 or alpine/edge", stack)
 
     deployment = {}
     for key in PASSTHROUGH:
@@ -522,10 +702,8 @@ def from_mapping(raw: Any, filename: str = "instellar.yml") -> Config:
             r, raw, "maintainer", MAINTAINER, "must be 'Name <address@example.com>'"
         ),
         deployment=deployment,
-        warnings=tuple(
-            f"{filename}: {key}: unknown key, ignored" for key in raw if key not in KNOWN_KEYS
-        ),
     )
+    _unknown_keys(r, raw, INSTELLAR, "")
     if r.problems:
         raise ConfigError(*r.problems)
     return config

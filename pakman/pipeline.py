@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from pakman.errors import ConfigError, VerificationError, check_credential
+from pakman.errors import ConfigError, VerificationError, check_credential, redact
 from pakman.identity import Identity
 
 if TYPE_CHECKING:
@@ -111,6 +113,15 @@ class Verified:
     packages: Mapping[Path, Package] = field(default_factory=dict)  # as verification read them
 
 
+def check_trust(trust: Trust) -> None:
+    """Refuse, before anything is read, a run that must verify but has no key."""
+    if trust.required and not trust.skip and not trust.keys:
+        raise ConfigError(
+            "--key: a trusted public key is required to verify packages"
+            " (or skip verification explicitly with --no-verify)"
+        )
+
+
 def verify(
     tree: Path,
     files: Sequence[Path],
@@ -128,17 +139,12 @@ def verify(
     """
     if trust.skip:
         return Verified(None)
+    check_trust(trust)
     if not trust.keys:
-        if not trust.required:
-            log(
-                "warning: no public key (--key, ABUILD_PUBLIC_KEY or ~/.abuild/):"
-                " packages not verified"
-            )
-            return Verified(None)
-        raise ConfigError(
-            "--key: a trusted public key is required to verify packages"
-            " (or skip verification explicitly with --no-verify)"
+        log(
+            "warning: no public key (--key, ABUILD_PUBLIC_KEY or ~/.abuild/): packages not verified"
         )
+        return Verified(None)
     from pakman.keys import fingerprint
     from pakman.verify import trusted_keys, verify_tree
 
@@ -164,6 +170,9 @@ def merge(
     from pakman import merge as merge_module
     from pakman.tree import files
 
+    check_writable(output, "--output")
+    if packages_dir is not None:
+        check_writable(packages_dir, "--packages-dir", folder=True)
     merged = merge_module.collect(list(inputs))
     with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
         tree = packages_dir or Path(tmp)
@@ -315,6 +324,61 @@ def check_concurrency(value: int) -> int:
     return value
 
 
+# --- checks of options and environment, before any heavy work -------------------------
+# Verifying, hashing and zipping a tree of gigabytes takes a while: whatever a run will
+# refuse anyway (a bucket name, missing credentials, an unreadable file, an unwritable
+# folder) is refused first.
+
+
+def open_checked(store: StoreOptions) -> FileStore | S3Store:
+    """The store, its name, endpoint and credentials checked; no request is made."""
+    from pakman.publish.s3 import S3Store
+
+    opened = store.open()  # refuses a bad --store, --bucket or --endpoint
+    if isinstance(opened, S3Store) and not (store.access_key_id and store.secret_access_key):
+        # botocore's own search (variables, profiles, a role): what the upload would use.
+        import botocore.session
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            found = botocore.session.get_session().get_credentials()
+        except BotoCoreError as error:  # a profile that is not there, a broken config file
+            raise ConfigError(f"storage {opened.describe()}: credentials: {error}") from None
+        if found is None:
+            raise ConfigError(
+                f"storage {opened.describe()}: no credentials"
+                " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
+            )
+    return opened
+
+
+def check_readable(path: Path | None, option: str) -> None:
+    """A file a run will read later, checked now."""
+    if path is None:
+        return
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{option}: {path}: cannot read: {error.strerror}") from None
+    if not path.is_file():
+        raise ConfigError(f"{option}: {path}: not a regular file")
+
+
+def check_writable(path: Path, option: str, *, folder: bool = False) -> None:
+    """A file (or, with ``folder``, a folder) a run will write later: the nearest folder
+    that exists must take it now (missing folders are made as it is written)."""
+    if path.is_dir() and not folder:
+        raise ConfigError(f"{option}: {path}: cannot write: is a directory")
+    existing = path.absolute() if folder else path.absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option}: {existing}: not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: {existing}: cannot write here")
+
+
 def deployment(
     repository: str | None,
     sha: str | None,
@@ -376,6 +440,7 @@ def _shipping(
     from pakman.tree import snapshot
 
     deadline = time.monotonic() + check_timeout(timeout)
+    check_trust(trust)
     walked = snapshot(tree)
     verified = verify(tree, walked.paths, trust, what, log, digests=True)
     digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
@@ -407,8 +472,9 @@ def publish(
     """
     from pakman import publish as publish_module
 
+    opened = open_checked(store)
+    check_readable(archive, "--archive")
     with _shipping(tree, archive, target, trust, "publish", timeout, log) as ready:
-        opened = store.open()
         opened.deadline = ready.deadline
         return publish_module.publish(
             ready.snapshot,
@@ -452,11 +518,14 @@ class InstellarOptions:
         check_credential(
             "instellar-package-token" if package_token else "INSTELLAR_PACKAGE_TOKEN", package
         )
-        return cls(
-            auth_token=token,
-            package_token=package,
-            endpoint=endpoint or env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT,
-        )
+        name = "--instellar-endpoint" if endpoint else "INSTELLAR_ENDPOINT"
+        endpoint = endpoint or env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{name}: must be an http(s) URL (got {redact(endpoint, [token, package])!r})"
+            )
+        return cls(auth_token=token, package_token=package, endpoint=endpoint)
 
 
 def push(
@@ -528,11 +597,11 @@ def repo(
     name = repository.check_key_name(key.name)
     pem = trust.keys[name]
     keys.check_pair(private_pem, pem, private_name="--private-key", public_name="--key")
+    opened = open_checked(store)
     walked = [snapshot(top) for top in inputs]
     verified: dict[Path, Package] = {}
     for tree in walked:
         verified.update(verify(tree.top, tree.paths, trust, "repo", log, digests=True).packages)
-    opened = store.open()
     opened.deadline = deadline
     if not dry_run:
         opened.ensure_ready(store.create_bucket)

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import argparse
+import ast
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -8,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pakman import keys
+from pakman import cli, keys
 from tests import rig
-from tests.conftest import V8_CONFIGS, git_workspace, run_bootstrap, run_pakman
+from tests.conftest import V8_CONFIGS, Built, git_workspace, run_bootstrap, run_pakman
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _workspace(tmp_path: Path, fixture: str = "rails") -> Path:
@@ -272,3 +278,315 @@ def test_a_static_site_without_nginx_conf_is_refused_at_bootstrap(tmp_path: Path
     assert not (workspace / ".apk").exists()
     (workspace / "nginx.conf").write_text("server {}\n")
     assert run_pakman(*args).returncode == 0
+
+
+def test_keygen_keeps_an_existing_key_unless_forced(tmp_path: Path) -> None:
+    """The key that signed every package on hosts is never replaced by accident."""
+    private = tmp_path / "acme-app.rsa"
+    private.write_bytes(b"the old key")
+    args = ("keygen", "--repository", "acme/app", "--output", str(tmp_path), "--bits", "1024")
+    result = run_pakman(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {private}: a key is already there"), result.stderr
+    assert private.read_bytes() == b"the old key"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acme-app.rsa"]
+    forced = run_pakman(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert private.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert (tmp_path / "acme-app.rsa.pub").is_file()
+
+
+def _one_object(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    """--json's promise: stdout is exactly one JSON object, whatever the exit."""
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict), result.stdout
+    assert data["exit_code"] == result.returncode
+    assert data["ok"] is (result.returncode == 0)
+    return data
+
+
+def test_check_and_merge_print_one_object(deployment_files: Built, tmp_path: Path) -> None:
+    checked = _one_object(run_pakman("check", "--config", str(V8_CONFIGS / "rails.yml"), "--json"))
+    assert checked["architectures"] == ["x86_64", "aarch64"]
+    assert checked["errors"] == []
+    output = tmp_path / "m.zip"
+    merged = _one_object(
+        run_pakman(
+            "merge",
+            str(deployment_files.packages),
+            "--output",
+            str(output),
+            "--public-key",
+            str(deployment_files.public_key),
+            "--json",
+        )
+    )
+    assert merged["archive"] == str(output)
+    assert merged["files"] == deployment_files.files
+    assert merged["sha256"] == hashlib.sha256(output.read_bytes()).hexdigest()
+    bad = _one_object(run_pakman("check", "--config", str(tmp_path / "none.yml"), "--json"))
+    assert bad["errors"] == [f"{tmp_path / 'none.yml'}: no such file"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["publish", "tree", "--concurrency", "many", "--json"],
+        ["repo", "tree", "--json"],
+        ["--json", "verify"],
+        ["nonsense", "--json"],
+    ],
+)
+def test_an_argument_error_is_one_line_and_with_json_one_object(args: list[str]) -> None:
+    result = run_pakman(*args)
+    assert result.returncode == 2
+    data = _one_object(result)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: pakman"), line
+    assert data["errors"] == [line.removeprefix("error: ")]
+    assert "usage:" not in result.stderr
+
+
+def test_the_modules_option_names_are_the_clis_too() -> None:
+    """Every parameter of the Dagger module's functions is an option of the same command
+    (or one the CLI deliberately reads elsewhere); the module's spelling is an alias."""
+    tree = ast.parse((ROOT / "ci/src/pakman_ci/main.py").read_text())
+    (pakman,) = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Pakman"]
+    module: dict[str, list[str]] = {
+        f.name: [a.arg for a in (*f.args.args[1:], *f.args.kwonlyargs)]
+        for f in pakman.body
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) and not f.name.startswith("_")
+    }
+    module["bootstrap"] += ["config"]  # the module's own --config, of every function
+    commands = {"bootstrap", "merge", "publish", "deploy", "repo", "keygen", "check"}
+    parser = cli.build_parser()
+    missing = []
+    for command in sorted(commands):
+        options = _options(parser, command)
+        for name in module[command]:
+            if name in NOT_OPTIONS:
+                continue
+            if f"--{name.replace('_', '-')}" not in options:
+                missing.append(f"{command} --{name.replace('_', '-')}")
+    assert missing == []
+
+
+# The module's parameters that are not CLI options, and why (also in docs/cli.md).
+NOT_OPTIONS = {
+    "packages": "a positional argument",
+    "access_key_id": "environment only: AWS_ACCESS_KEY_ID",
+    "secret_access_key": "environment only: AWS_SECRET_ACCESS_KEY",
+    "instellar_auth_token": "environment only: INSTELLAR_AUTH_TOKEN",
+    "instellar_package_token": "environment only: INSTELLAR_PACKAGE_TOKEN",
+    "repository": "merge names keys by their files; elsewhere an option",
+}
+
+
+def _options(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """A command's option strings, each with the destination it sets."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {
+        option: action.dest
+        for action in sub.choices[command]._actions
+        for option in action.option_strings
+    }
+
+
+def test_one_meaning_per_option_name() -> None:
+    """An option string sets the same destination in every command, and --repository is
+    an option wherever a command has one (merge, the exception, has none)."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    meaning: dict[str, set[str]] = {}
+    for command in sub.choices:
+        for option, dest in _options(parser, command).items():
+            meaning.setdefault(option, set()).add(dest)
+    assert {o: d for o, d in meaning.items() if len(d) > 1} == {}
+    aliases = {
+        "--public-key": "key", "--skip-verify": "no_verify", "--build-number": "build",
+        "--source": "workspace", "--alpine": "branch", "--verify-tls": "verify_tls",
+    }  # fmt: skip
+    for alias, dest in aliases.items():
+        assert meaning[alias] == {dest}, alias
+
+
+def test_config_is_the_instellar_yml_from_the_workspace_in_every_command(
+    tmp_path: Path, key_files: tuple[Path, Path]
+) -> None:
+    """--config names instellar.yml, a relative path taken from --workspace, in check,
+    bootstrap, repo and push alike (repo read it from the current folder before)."""
+    workspace = tmp_path / "app"
+    (workspace / "deploy").mkdir(parents=True)
+    (workspace / "deploy/instellar.yml").write_text(
+        "stack: alpine/3.20\ntype: static\ndependencies: {}\nbuild: {command: x}\n"
+    )
+    checked = run_pakman(
+        "check", "--workspace", str(workspace), "--config", "deploy/instellar.yml", cwd=tmp_path
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(str(workspace / "deploy/instellar.yml"))
+    public, private = key_files
+    store = tmp_path / "store"
+    repo = run_pakman(
+        "repo", str(tmp_path / "empty"), "--public-key", str(public), "--private-key",
+        str(private), "--store", f"file://{store}", "--create-bucket", "--source",
+        str(workspace), "--config", "deploy/missing.yml", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert repo.returncode == 2
+    assert _one_object(repo)["errors"] == [f"{workspace / 'deploy/missing.yml'}: no such file"]
+    pushed = run_pakman(
+        "deploy", "--source", str(workspace), "--config", "deploy/missing.yml", cwd=tmp_path
+    )
+    assert pushed.returncode == 2
+    assert f"{workspace / 'deploy/missing.yml'}: no such file" in pushed.stderr
+
+
+@pytest.fixture
+def key_files(tmp_path: Path) -> tuple[Path, Path]:
+    pair = keys.generate(1024)
+    public, private = tmp_path / "acme-app.rsa.pub", tmp_path / "acme-app.rsa"
+    public.write_bytes(pair.public_pem)
+    private.write_bytes(pair.private_pem)
+    return public, private
+
+
+def test_one_table_documents_every_option_and_its_alias() -> None:
+    docs = (ROOT / "docs/cli.md").read_text()
+    rows = [line for line in docs.splitlines() if line.startswith("| `--")]
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    undocumented = set()
+    for command, sub_parser in sub.choices.items():
+        for action in sub_parser._actions:
+            if action.help == argparse.SUPPRESS or action.dest in ("help", "bits"):
+                continue
+            names = [o for o in action.option_strings if o != "--verify-tls"]
+            if names and not any(all(f"`{n}" in row for n in names) for row in rows):
+                undocumented.add(f"{command} {' '.join(names)}")
+    assert undocumented == set()
+    assert "`--verify-tls=false`" in docs
+    for command in sub.choices:
+        json_commands = [c for c in sub.choices if "--json" in _options(parser, c)]
+        assert command in json_commands or command == "schema", command
+
+
+# --- options before heavy work: a tree that would fail verification must not be read ---
+
+
+def _broken(built: Built) -> Built:
+    """The tree with one package cut short: verifying it fails (exit 1)."""
+    package = next((built.packages / "acme/x86_64").glob("*.apk"))
+    package.write_bytes(package.read_bytes()[:100])
+    return built
+
+
+NO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_SESSION_TOKEN": "",
+    "AWS_EC2_METADATA_DISABLED": "true",  # no instance role to wait for
+}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-secret"}
+
+
+def _publish(built: Built, *extra: str) -> list[str]:
+    return [
+        "publish", str(built.packages), "--repository", "acme/app", "--sha", "a" * 40,
+        "--key", str(built.public_key), *extra,
+    ]  # fmt: skip
+
+
+def test_the_tree_would_fail_verification(deployment_files: Built, tmp_path: Path) -> None:
+    """The control: with good options, the broken tree is refused by verification."""
+    result = run_pakman(*_publish(_broken(deployment_files), "--store", f"file://{tmp_path}/s"))
+    assert result.returncode == 1, result.stderr
+    assert "publish refused: verification failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        (["--bucket", "Bad_Bucket"], CREDENTIALS, "error: --bucket: not a valid S3 bucket name"),
+        (["--bucket", "releases", "--endpoint", "ftp://x"], CREDENTIALS, "error: --endpoint:"),
+        (
+            ["--bucket", "releases", "--endpoint", "http://127.0.0.1:9"],
+            NO_CREDENTIALS,
+            "error: storage s3://releases at http://127.0.0.1:9: no credentials",
+        ),
+        (["--store", "file:///tmp/x", "--archive", "/nonexistent.zip"], {}, "error: --archive:"),
+    ],
+    ids=["bucket", "endpoint", "credentials", "archive"],
+)
+def test_publish_checks_options_before_reading_the_tree(
+    deployment_files: Built, tmp_path: Path, extra: list[str], env: dict[str, str], expected: str
+) -> None:
+    home = {"HOME": str(tmp_path), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    result = run_pakman(*_publish(_broken(deployment_files), *extra), env={**env, **home})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+    assert "verification" not in result.stderr
+
+
+def test_merge_repo_and_push_check_options_first(
+    deployment_files: Built, tmp_path: Path, key_files: tuple[Path, Path]
+) -> None:
+    built = _broken(deployment_files)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    merged = run_pakman(
+        "merge", str(built.packages), "--key", str(built.public_key),
+        "--output", str(a_file / "out.zip"),
+    )  # fmt: skip
+    assert merged.returncode == 2, merged.stderr
+    assert merged.stderr == f"error: --output: {a_file}: not a folder\n"
+    public, private = key_files
+    repo = run_pakman(
+        "repo", str(built.packages), "--key", str(public), "--private-key", str(private),
+        "--bucket", "Bad_Bucket", env=CREDENTIALS,
+    )  # fmt: skip
+    assert repo.returncode == 2, repo.stderr
+    assert repo.stderr.startswith("error: --bucket: not a valid S3 bucket name"), repo.stderr
+    workspace = git_workspace(tmp_path / "ws", "rails")
+    pushed = run_pakman(
+        "push", "--packages-dir", str(built.packages), "--key", str(built.public_key),
+        "--repository", "acme/app", "--sha", "a" * 40,
+        env={"GITHUB_WORKSPACE": str(workspace), "INSTELLAR_AUTH_TOKEN": "t",
+             "INSTELLAR_ENDPOINT": "opsmaru.com"},
+    )  # fmt: skip
+    assert pushed.returncode == 2, pushed.stderr
+    assert pushed.stderr.startswith("error: INSTELLAR_ENDPOINT: must be an http(s) URL")
+
+
+def test_keygen_and_bootstrap_print_one_object(tmp_path: Path) -> None:
+    made = _one_object(
+        run_pakman(
+            "keygen",
+            "--repository",
+            "acme/app",
+            "--output",
+            str(tmp_path),
+            "--bits",
+            "1024",
+            "--json",
+        )
+    )
+    public = tmp_path / "acme-app.rsa.pub"
+    assert made["public_key"] == str(public)
+    assert made["fingerprint"] == f"sha256:{keys.fingerprint(public.read_bytes())}"
+    workspace = _workspace(tmp_path)
+    rendered = _one_object(
+        run_pakman(
+            "bootstrap",
+            "--workspace",
+            str(workspace),
+            "--repository",
+            "upmaru/locomo",
+            "--build",
+            "7",
+            "--json",
+        )
+    )
+    assert rendered["package"] == "locomo"
+    assert rendered["version"] == "3.1.4-r7"
+    assert rendered["signing_key"] is None
+    assert rendered["output"] == str(workspace / ".apk/upmaru/locomo")

@@ -80,9 +80,48 @@ def test_good_dependency_atoms_are_accepted() -> None:
     assert "!conflict" in cfg.dependencies.runtime
 
 
-def test_unknown_top_level_key_is_a_warning_not_an_error() -> None:
-    cfg = config.parse(GOOD + "colour: blue\n")
-    assert cfg.warnings == ("instellar.yml: colour: unknown key, ignored",)
+def test_unknown_keys_are_refused_at_every_level_by_full_path() -> None:
+    """A misspelt key would drop what it held: the application, the runtime dependencies,
+    an architecture. Each is refused by its full path, all at once, with the near key."""
+    text = (
+        GOOD.replace("destinations:", "destination:")
+        .replace("runtime:", "runtme:")
+        .replace("start:", "strat:")
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text + "architecture: [aarch64]\ncolour: blue\n")
+    assert set(caught.value.problems) == {
+        "instellar.yml: dependencies.runtme: unknown key; did you mean `runtime`?",
+        "instellar.yml: build.destination: unknown key; did you mean `destinations`?",
+        "instellar.yml: run.services[0].strat: unknown key; did you mean `start`?",
+        "instellar.yml: architecture: unknown key; did you mean `architectures`?",
+        "instellar.yml: colour: unknown key",
+    }
+
+
+def test_v8_keys_from_before_v7_get_a_way_forward() -> None:
+    text = GOOD.replace(
+        "  services:", "  process: web\n  command:\n    variations: [a]\n  services:"
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text)
+    process, command = caught.value.problems
+    assert process.startswith("instellar.yml: run.process: unknown key: a v8 key from before v7")
+    assert "run.services entry" in process
+    assert command.startswith("instellar.yml: run.command: unknown key: a v8 key from before v7")
+    assert "run.commands entry" in command
+    with pytest.raises(ConfigError) as caught:
+        config.parse(GOOD + "hooks: {post-install: x}\n")
+    assert caught.value.problems == (
+        "instellar.yml: hooks: unknown key: write hook: (singular) with the apk script names"
+        " as keys",
+    )
+
+
+def test_keys_passed_to_the_api_stay_open() -> None:
+    """kits, sizes, plans and page belong to the deployment API: their keys are its own."""
+    cfg = config.parse(GOOD + "kits: [{name: web, anything: {goes: 1}}]\npage: {x: 1}\n")
+    assert cfg.deployment["kits"][0]["anything"] == {"goes": 1}
 
 
 def test_all_problems_are_reported_at_once() -> None:
@@ -278,9 +317,11 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"error: {tmp_path / 'nope.yml'}: no such file"
 
 
-def test_check_warns_about_unknown_keys(tmp_path: Path) -> None:
+def test_check_refuses_unknown_keys(tmp_path: Path) -> None:
     path = tmp_path / "instellar.yml"
-    path.write_text(GOOD + "colour: blue\n")
+    path.write_text(GOOD.replace("destinations:", "destination:"))
     result = run_pakman("check", "--config", str(path))
-    assert result.returncode == 0
-    assert "warning: instellar.yml: colour: unknown key, ignored" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: instellar.yml: build.destination: unknown key; did you mean `destinations`?\n"
+    )
