@@ -174,6 +174,7 @@ def _result(args: argparse.Namespace, fields: dict[str, object]) -> None:
 
 
 def _print_report(args: argparse.Namespace, report: Report) -> int:
+    _warn([note.removeprefix("warning: ") for note in report.notes])
     if args.json:
         _result(args, report.as_dict())
         if not report.ok:
@@ -204,6 +205,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         Path(args.output),
         pipeline.trust_files(args.key or (), skip=args.no_verify),
         packages_dir=Path(args.packages_dir) if args.packages_dir else None,
+        log=_log(False),
     )
     print(
         f"wrote {args.output}: {len(merged.entries)} files for "
