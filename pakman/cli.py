@@ -111,7 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from pakman import bootstrap, files, render
+    from pakman import bootstrap, render
     from pakman.pipeline import build_number
 
     workspace = _workspace(args)
@@ -127,6 +127,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else workspace / plan.identity.apk_dir
     writes = render.targets(plan.files, output)
     private_pem = _env("ABUILD_PRIVATE_KEY")
+    trusted = None
     if private_pem:
         from pakman import keys
 
@@ -141,14 +142,15 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         home = Path(os.path.abspath(args.home or _env("HOME") or Path.home()))
         apk_keys = Path(os.path.abspath(args.apk_keys_dir))
         writes |= keys.install_files(pair, home, apk_keys, plan.identity.key_name)
+        trusted = keys.trusted_key_path(apk_keys, plan.identity.key_name)
     # Everything or nothing: a folder that cannot be written leaves no half-done tree.
-    files.write_all(writes)
+    by_sudo = bootstrap.write(writes, trusted)
     print(f"rendered {len(plan.files)} files into {output}")
     print(f"package {plan.identity.slug} {plan.identity.version}-r{plan.identity.build}")
     if private_pem:
         print(
             f"signing key installed: {home / '.abuild' / plan.identity.key_name}"
-            f" (public key in {args.apk_keys_dir})"
+            f" (public key in {args.apk_keys_dir}{', through sudo' if by_sudo else ''})"
         )
     else:
         _warn(["ABUILD_PRIVATE_KEY is not set: signing key set-up skipped"])
