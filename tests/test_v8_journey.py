@@ -69,6 +69,7 @@ def chroot(alpine: rig.Overlay) -> rig.Overlay:
 # --- bootstrap as the runner user --------------------------------------------------------
 
 
+@pytest.mark.alpine
 def test_bootstrap_as_the_runner_user_installs_the_key_through_sudo(
     chroot: rig.Overlay, tmp_path: Path
 ) -> None:
@@ -97,6 +98,7 @@ def test_bootstrap_as_the_runner_user_installs_the_key_through_sudo(
     assert "OK" in verified.stdout
 
 
+@pytest.mark.alpine
 def test_bootstrap_without_root_or_sudo_is_one_error_and_writes_nothing(
     chroot: rig.Overlay, tmp_path: Path
 ) -> None:
@@ -118,6 +120,7 @@ def test_bootstrap_without_root_or_sudo_is_one_error_and_writes_nothing(
 # --- v8's README workflow, command for command -------------------------------------------
 
 
+@pytest.mark.alpine
 def test_v8_readme_workflow_end_to_end_as_the_runner_user(
     alpine_root: Path, tmp_path: Path, api: Instellar, s3_server: S3Server
 ) -> None:

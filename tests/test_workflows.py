@@ -157,6 +157,9 @@ def test_migration_docs_reduce_to_the_tag() -> None:
     section = readme[readme.index("## Migrating from PAKman v8") :]
     section = section[: section.index("\n## ", 5)]
     docs = (ROOT / "docs" / "migrating-from-v8.md").read_text()
+    actions = readme[readme.index("## GitHub Actions") :]
+    assert "`uses: upmaru/pakman@v9`" in actions[: actions.index("```")]
+    assert yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["using"] == "composite"
     for text in (" ".join(section.split()), " ".join(docs.split())):
         assert "`uses: upmaru/pakman@v8` to `uses: upmaru/pakman@v9`" in text
         assert "nothing else" in text
