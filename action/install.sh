@@ -10,7 +10,7 @@ source=${PAKMAN_SOURCE:?PAKMAN_SOURCE: the action checkout}
 venv=${PAKMAN_VENV:?PAKMAN_VENV: where PAKman is installed}
 
 # abuild -r installs the build dependencies through abuild-apk, which needs the group.
-sudo addgroup "$(id -un)" abuild
+id -nG | grep -qw abuild || sudo addgroup "$(id -un)" abuild
 
 if ! "$venv/bin/pakman" --version >/dev/null 2>&1; then
 	if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

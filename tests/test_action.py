@@ -190,6 +190,8 @@ def test_install_puts_the_cached_pakman_on_path_for_the_runner_user(
     linked = alpine.run("readlink /usr/local/bin/pakman; id -nG runner").stdout.split("\n")
     assert linked[0] == f"{sys.prefix}/bin/pakman"
     assert "abuild" in linked[1].split()
+    again = runner.as_user(alpine, "runner", "/action/install.sh", env)  # a second use
+    assert again.stdout.strip() == f"pakman {__version__}"
     # A later step, a new login as alpine.sh makes, finds it on PATH.
     later = runner.as_user(alpine, "runner", "command -v pakman && pakman --version")
     assert later.stdout.splitlines() == ["/usr/local/bin/pakman", f"pakman {__version__}"]

@@ -76,6 +76,8 @@ def test_bootstrap_as_the_runner_user_installs_the_key_through_sudo(
     chroot.bind(_checkout(tmp_path), WORKSPACE)
     done = runner.as_user(chroot, "runner", "pakman bootstrap", _build_env())
     assert "public key in /etc/apk/keys, through sudo" in done.stdout
+    for line in PAIR.private_pem.decode().splitlines()[1:-1]:
+        assert line not in done.stdout + done.stderr
     listed = runner.as_user(
         chroot,
         "runner",
