@@ -144,7 +144,7 @@ def test_no_workflow_passes_inputs_dagger_for_github_ignores() -> None:
 
 def test_v8s_workflow_needs_only_its_tag_changed() -> None:
     """examples/github/v8-deployment.yml is v8's README workflow with @v8 changed to @v9."""
-    v8 = (ROOT / "tests" / "fixtures" / "v8" / "deployment.yml").read_text()
+    v8 = (ROOT / "tests" / "fixtures" / "v8-workflow" / "deployment.yml").read_text()
     ours = V8_EXAMPLE.read_text()
     body = v8[v8.index("name: ") :]
     assert body.count("uses: upmaru/pakman@v8") == 2
