@@ -6,6 +6,7 @@ archive layout, and a public key file under any name."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -315,6 +316,8 @@ def test_a_key_file_under_any_name_verifies_merges_publishes_and_serves(tmp_path
     for command, result in runs.items():
         assert result.returncode == 0, (command, result.stderr)
         assert result.stderr.splitlines().count(NOTE) == 1, (command, result.stderr)
+    as_json = run_pakman("verify", str(tree), "--key", str(key), "--json")
+    assert json.loads(as_json.stdout)["signed_as"] == {KEY_NAME: "key.rsa.pub"}
     index = tmp_path / "store" / "alpine/v3.23/upmaru/x86_64/APKINDEX.tar.gz"
     signed = apk.parse_index(index.read_bytes(), index).signatures
     assert [s.key_name for s in signed] == [KEY_NAME]
