@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +92,60 @@ def plan_workspace(
     made = plan(cfg, repository, version or facts.version, build, facts.epoch, facts.commit, found)
     check_workspace(cfg, made.identity, lambda name: (workspace / name).is_file())
     return made
+
+
+SUDO = ("sudo", "-n")  # never prompts: a password it would need is a refusal
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether this user can write ``folder``, or make it in its nearest existing parent."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _sudo_install(target: Path, data: bytes, sudo: Sequence[str]) -> None:
+    """Install the public key ``target`` as root (0644), as v8's ``sudo cp`` did: through
+    a temporary file beside it, renamed over it."""
+    script = (
+        'mkdir -p "$1" && t=$(mktemp "$1/.pakman.XXXXXX") && cat > "$t"'
+        ' && chmod 644 "$t" && mv -f "$t" "$2"'
+    )
+    command = [*sudo, "sh", "-c", script, "sh", str(target.parent), str(target)]
+    try:
+        done = subprocess.run(command, input=data, capture_output=True, check=False)
+    except OSError as error:
+        reason = f"{sudo[0]} is not installed" if error.errno == errno.ENOENT else str(error)
+    else:
+        if done.returncode == 0:
+            return
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        reason = said[-1] if said else f"exit {done.returncode}"
+    raise ConfigError(
+        f"{target}: cannot write: permission denied, and sudo cannot either ({reason}):"
+        " run as root, allow this user passwordless sudo, or pass --apk-keys-dir"
+    )
+
+
+def write(
+    files: dict[Path, tuple[bytes, int]],
+    trusted_key: Path | None = None,
+    sudo: Sequence[str] = SUDO,
+) -> bool:
+    """Write every file as this user; the public key ``trusted_key`` (in /etc/apk/keys)
+    through ``sudo`` when this user cannot write its folder, as v8 did. True when sudo
+    installed it.
+
+    The key goes first: a refusal leaves nothing written. The user's own files (build files,
+    ~/.abuild) are then written all or none (:func:`pakman.files.write_all`), as the user.
+    """
+    from pakman.files import write_all
+
+    if trusted_key is None or trusted_key not in files or _can_write(trusted_key.parent):
+        write_all(files)
+        return False
+    own = dict(files)
+    data, _ = own.pop(trusted_key)
+    _sudo_install(trusted_key, data, sudo)
+    write_all(own)
+    return True

@@ -130,7 +130,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from pakman import bootstrap, files, render
+    from pakman import bootstrap, render
     from pakman.pipeline import build_number
 
     workspace = _workspace(args)
@@ -146,6 +146,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else workspace / plan.identity.apk_dir
     writes = render.targets(plan.files, output)
     private_pem = _env("ABUILD_PRIVATE_KEY")
+    trusted = None
     if private_pem:
         from pakman import keys
 
@@ -160,8 +161,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         home = Path(os.path.abspath(args.home or _env("HOME") or Path.home()))
         apk_keys = Path(os.path.abspath(args.apk_keys_dir))
         writes |= keys.install_files(pair, home, apk_keys, plan.identity.key_name)
+        trusted = keys.trusted_key_path(apk_keys, plan.identity.key_name)
     # Everything or nothing: a folder that cannot be written leaves no half-done tree.
-    files.write_all(writes)
+    by_sudo = bootstrap.write(writes, trusted)
     installed = str(home / ".abuild" / plan.identity.key_name) if private_pem else None
     if args.json:
         _result(
@@ -172,13 +174,17 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
                 "package": plan.identity.slug,
                 "version": f"{plan.identity.version}-r{plan.identity.build}",
                 "signing_key": installed,
+                "public_key_by_sudo": by_sudo,
             },
         )
     else:
         print(f"rendered {len(plan.files)} files into {output}")
         print(f"package {plan.identity.slug} {plan.identity.version}-r{plan.identity.build}")
         if installed:
-            print(f"signing key installed: {installed} (public key in {args.apk_keys_dir})")
+            print(
+                f"signing key installed: {installed}"
+                f" (public key in {args.apk_keys_dir}{', through sudo' if by_sudo else ''})"
+            )
     if not private_pem:
         _warn(["ABUILD_PRIVATE_KEY is not set: signing key set-up skipped"])
     return 0
@@ -233,6 +239,7 @@ def _result(args: argparse.Namespace, fields: dict[str, object]) -> None:
 
 
 def _print_report(args: argparse.Namespace, report: Report) -> int:
+    _warn([note.removeprefix("warning: ") for note in report.notes])
     if args.json:
         _result(args, report.as_dict())
         if not report.ok:
@@ -263,6 +270,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         Path(args.output),
         pipeline.trust_files(args.key or (), skip=args.no_verify),
         packages_dir=Path(args.packages_dir) if args.packages_dir else None,
+        log=_log(False),
     )
     if args.json:
         _result(

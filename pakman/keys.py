@@ -133,13 +133,19 @@ def abuild_conf(private_key_path: str) -> str:
     return f'PACKAGER_PRIVKEY="{private_key_path}"\n'
 
 
+def trusted_key_path(apk_keys_dir: Path, key_name: str) -> Path:
+    """Where apk trusts the public key: under the name abuild signs with."""
+    return apk_keys_dir / f"{key_name}.pub"
+
+
 def install_files(
     pair: KeyPair, home: Path, apk_keys_dir: Path, key_name: str
 ) -> dict[Path, tuple[bytes, int]]:
-    """abuild signing as v8 set it up: key files, abuild.conf, the trusted public key."""
+    """abuild signing as v8 set it up: key files and abuild.conf (the user's), and the
+    trusted public key (:func:`trusted_key_path`, root's; see :func:`pakman.bootstrap.write`)."""
     abuild_dir = home.absolute() / ".abuild"  # abuild.conf's path is read from elsewhere
     return {
         **pair_files(pair, abuild_dir, key_name),
         abuild_dir / "abuild.conf": (abuild_conf(str(abuild_dir / key_name)).encode(), 0o644),
-        apk_keys_dir / f"{key_name}.pub": (pair.public_pem, 0o644),
+        trusted_key_path(apk_keys_dir, key_name): (pair.public_pem, 0o644),
     }

@@ -111,6 +111,7 @@ class Verified:
     fingerprint: str | None
     digests: Mapping[Path, Digest] = field(default_factory=dict)
     packages: Mapping[Path, Package] = field(default_factory=dict)  # as verification read them
+    signed_as: Mapping[str, str] = field(default_factory=dict)  # key file by its signing name
 
 
 def check_trust(trust: Trust) -> None:
@@ -154,15 +155,22 @@ def verify(
             *(str(problem) for problem in report.problems),
             f"{what} refused: verification failed ({len(report.problems)} problem(s))",
         )
+    for note in report.notes:
+        log(note)
     fingerprint_ = "sha256:" + fingerprint(next(iter(trust.keys.values())))
-    return Verified(fingerprint_, report.digests, report.verified)
+    return Verified(fingerprint_, report.digests, report.verified, report.signed_as)
 
 
 # --- merge ----------------------------------------------------------------------------
 
 
 def merge(
-    inputs: Sequence[Path], output: Path, trust: Trust, *, packages_dir: Path | None = None
+    inputs: Sequence[Path],
+    output: Path,
+    trust: Trust,
+    *,
+    packages_dir: Path | None = None,
+    log: Log = _quiet,
 ) -> tuple[Merged, str]:
     """Merge per-arch outputs, verify the merged tree, then write the zip; its sha256."""
     import tempfile
@@ -179,7 +187,7 @@ def merge(
         if packages_dir is not None or not trust.skip:
             merge_module.write_tree(merged, tree)
         # The merged tree is what ships: the index beside each package is checked there.
-        verify(tree, files(tree), trust, "merge")
+        verify(tree, files(tree), trust, "merge", log)
     return merged, merge_module.write_zip(merged, output)
 
 
@@ -569,6 +577,17 @@ def push(
 REPO_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 
 
+def index_key_name(key_file: str, signed_as: set[str]) -> str:
+    """The name the repository's index is signed as: the packages' own, so that hosts trust
+    one key under one name, whatever the ``--key`` file is called."""
+    if len(signed_as) > 1:
+        raise ConfigError(
+            f"--key: {key_file} verifies packages signed under several names"
+            f" ({', '.join(sorted(signed_as))}): hosts can trust only one; rebuild them"
+        )
+    return next(iter(signed_as), key_file)
+
+
 def repo(
     inputs: Sequence[Path],
     key: Path,
@@ -594,14 +613,17 @@ def repo(
         raise ConfigError(f"--prefix: must be a relative path of safe names (got {prefix!r})")
     deadline = time.monotonic() + check_timeout(timeout)
     trust = trust_files([str(key)])
-    name = repository.check_key_name(key.name)
-    pem = trust.keys[name]
+    pem = trust.keys[key.name]
     keys.check_pair(private_pem, pem, private_name="--private-key", public_name="--key")
     opened = open_checked(store)
     walked = [snapshot(top) for top in inputs]
     verified: dict[Path, Package] = {}
+    signed_as: set[str] = set()
     for tree in walked:
-        verified.update(verify(tree.top, tree.paths, trust, "repo", log, digests=True).packages)
+        checked = verify(tree.top, tree.paths, trust, "repo", log, digests=True)
+        verified.update(checked.packages)
+        signed_as |= set(checked.signed_as)
+    name = repository.check_key_name(index_key_name(key.name, signed_as))
     opened.deadline = deadline
     if not dry_run:
         opened.ensure_ready(store.create_bucket)

@@ -47,6 +47,8 @@ class Report:
     # ships and describes, so nothing is read (or trusted) twice.
     digests: dict[Path, Digest] = field(default_factory=dict, repr=False)
     verified: dict[Path, apk.Package] = field(default_factory=dict, repr=False)  # packages
+    # Trusted key file by the name it signed as, where it verified only by content.
+    signed_as: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +60,13 @@ class Report:
             "packages": self.packages,
             "indexes": self.indexes,
             "problems": [{"path": p.path, "problem": p.problem} for p in self.problems],
+            "signed_as": dict(self.signed_as),
         }
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per key file that hosts must install under another name."""
+        return [install_note(name, key) for name, key in sorted(self.signed_as.items())]
 
 
 def trusted_keys(named: Mapping[str, bytes]) -> dict[str, RSAPublicKey]:
@@ -70,28 +78,77 @@ def trusted_keys(named: Mapping[str, bytes]) -> dict[str, RSAPublicKey]:
     return {name: load_public(pem, f"--key: {name}") for name, pem in named.items()}
 
 
-def check_signature(
-    signatures: tuple[apk.Signature, ...], signed: bytes, trusted: Mapping[str, RSAPublicKey]
-) -> str | None:
-    """None when one signature verifies with a trusted key; otherwise why not."""
+def _verifies(key: RSAPublicKey, signature: apk.Signature, signed: bytes) -> bool:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
+    digest = hashes.SHA256() if signature.algorithm == "sha256" else hashes.SHA1()  # noqa: S303
+    try:
+        key.verify(signature.value, signed, padding.PKCS1v15(), digest)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def by_content(
+    signatures: tuple[apk.Signature, ...], signed: bytes, trusted: Mapping[str, RSAPublicKey]
+) -> tuple[str, str] | None:
+    """``(name signed as, trusted key file)`` when no trusted key file bears a signature's
+    name but one of them verifies it: the same key under another file name."""
+    if {s.key_name for s in signatures} & set(trusted):
+        return None
+    for signature in signatures:
+        for name, key in sorted(trusted.items()):
+            if _verifies(key, signature, signed):
+                return signature.key_name, name
+    return None
+
+
+def check_signature(
+    signatures: tuple[apk.Signature, ...], signed: bytes, trusted: Mapping[str, RSAPublicKey]
+) -> str | None:
+    """None when one signature verifies with a trusted key; otherwise why not.
+
+    A key is found by the signature's name, as apk finds it; when no trusted key file bears
+    that name, by its content (:func:`by_content`), so a key file may have any name."""
     for signature in signatures:
         key = trusted.get(signature.key_name)
         if key is None:
             continue
-        digest = hashes.SHA256() if signature.algorithm == "sha256" else hashes.SHA1()  # noqa: S303
-        try:
-            key.verify(signature.value, signed, padding.PKCS1v15(), digest)
+        if _verifies(key, signature, signed):
             return None
-        except InvalidSignature:
-            return f"bad signature: does not verify with {signature.key_name}"
+        return f"bad signature: does not verify with {signature.key_name}"
+    if by_content(signatures, signed, trusted) is not None:
+        return None
     names = ", ".join(sorted(s.key_name for s in signatures))
     return (
-        f"UNTRUSTED signature: signed with key {names}, which is not among the trusted keys"
-        f" ({', '.join(sorted(trusted))}); the public key file must be named {names}"
+        f"UNTRUSTED signature: signed with key {names}, and no trusted key"
+        f" ({', '.join(sorted(trusted))}) verifies it"
+    )
+
+
+def install_names(
+    signed: Mapping[Path, tuple[apk.Signature, ...]],
+    content: Mapping[Path, bytes],
+    trusted: Mapping[str, RSAPublicKey],
+) -> dict[str, str]:
+    """Trusted key file by the name it signed as, for each key that verified only by its
+    content: hosts must install it in /etc/apk/keys under that name."""
+    found: dict[str, str] = {}
+    for path, signatures in signed.items():
+        if {s.key_name for s in signatures} - set(found):
+            match = by_content(signatures, content[path], trusted)
+            if match is not None:
+                found.setdefault(*match)
+    return found
+
+
+def install_note(signed_as: str, key_file: str) -> str:
+    """The one line that says under which name hosts must install a renamed key."""
+    return (
+        f"warning: key {key_file} verifies packages signed as {signed_as}:"
+        f" hosts must install it as /etc/apk/keys/{signed_as}"
     )
 
 
@@ -114,7 +171,10 @@ def _check_package(
 
 
 def _check_index(
-    path: Path, packages: dict[str, apk.Package], trusted: Mapping[str, RSAPublicKey]
+    path: Path,
+    packages: dict[str, apk.Package],
+    trusted: Mapping[str, RSAPublicKey],
+    signed: dict[Path, tuple[tuple[apk.Signature, ...], bytes]] | None = None,
 ) -> tuple[list[str], Digest | None]:
     try:
         index = apk.read_index(path)
@@ -123,6 +183,8 @@ def _check_index(
     problem = check_signature(index.signatures, index.signed, trusted)
     if problem:
         return [problem], None
+    if signed is not None:
+        signed[path] = (index.signatures, index.signed)
     problems = []
     listed = set()
     for record in index.records:
@@ -216,6 +278,7 @@ def verify_tree(
     def rel(path: Path) -> str:
         return str(path.relative_to(root))
 
+    signed: dict[Path, tuple[tuple[apk.Signature, ...], bytes]] = {}
     for folder in sorted(folders):
         good: dict[str, apk.Package] = {}
         for path in sorted(p for p in folders[folder] if p.suffix == ".apk"):
@@ -231,7 +294,7 @@ def verify_tree(
         index = folder / INDEX_NAME
         if index in folders[folder]:
             report.indexes += 1
-            problems, digest = _check_index(index, good, trusted)
+            problems, digest = _check_index(index, good, trusted, signed)
             report.problems.extend(Problem(rel(index), problem) for problem in problems)
             if digest is not None and digests:
                 report.digests[index] = digest
@@ -239,4 +302,10 @@ def verify_tree(
             report.problems.append(Problem(rel(folder), f"no {INDEX_NAME} beside the packages"))
     if not folders:
         report.problems.append(Problem(".", "no packages or indexes found"))
+    signed |= {path: (p.signatures, p.control) for path, p in report.verified.items()}
+    report.signed_as = install_names(
+        {path: pair[0] for path, pair in signed.items()},
+        {path: pair[1] for path, pair in signed.items()},
+        trusted,
+    )
     return report

@@ -141,14 +141,26 @@ def test_index_signed_by_another_key(tmp_path: Path, key: SigningKey) -> None:
     )
 
 
-def test_signature_key_name_must_match_the_key_file(tmp_path: Path, key: SigningKey) -> None:
+def test_a_key_file_under_another_name_verifies_by_content(tmp_path: Path, key: SigningKey) -> None:
+    """The same key under another file name verifies; the report says under which name
+    hosts must install it. Another key under any name does not."""
     misnamed = SigningKey(key.pair, "acme-app-2024.rsa.pub")  # same key, other file name
     root = tmp_path / "packages"
     write_repo(root / "acme", misnamed, packages(misnamed))
-    found = problems(root, key, tmp_path)
+    report = verify_root(root, trusted_keys({key.name: key.pair.public_pem}))
+    assert report.ok, report.problems
+    assert report.signed_as == {"acme-app-2024.rsa.pub": "acme-app.rsa.pub"}
+    assert report.notes == [
+        "warning: key acme-app.rsa.pub verifies packages signed as acme-app-2024.rsa.pub:"
+        " hosts must install it as /etc/apk/keys/acme-app-2024.rsa.pub"
+    ]
+    other = signing_key("intruder.rsa.pub", "other")
+    found = problems(root, other, tmp_path)
     assert len(found) == 3
     assert all("UNTRUSTED signature" in line for line in found)
-    assert "the public key file must be named acme-app-2024.rsa.pub" in found[0]
+    assert found[0].endswith(
+        "signed with key acme-app-2024.rsa.pub, and no trusted key (intruder.rsa.pub) verifies it"
+    )
 
 
 def test_index_entry_mismatch(tmp_path: Path, key: SigningKey) -> None:

@@ -16,6 +16,8 @@ from tests.conftest import ROOT
 WORKFLOWS = ROOT / ".github" / "workflows"
 # The workflow an application repository copies.
 APP_EXAMPLE = ROOT / "examples" / "github" / "deployment.yml"
+# v8's own workflow, on the action of PAKman 9.
+V8_EXAMPLE = ROOT / "examples" / "github" / "v8-deployment.yml"
 
 
 def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -25,8 +27,8 @@ def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_workflows_pass_actionlint() -> None:
     paths = sorted(WORKFLOWS.glob("*.yml"))
-    assert {p.name for p in paths} == {"ci.yml", "deployment.yml"}
-    result = actionlint(*paths, APP_EXAMPLE)
+    assert {p.name for p in paths} == {"action.yml", "ci.yml", "deployment.yml"}
+    result = actionlint(*paths, APP_EXAMPLE, V8_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -107,7 +109,8 @@ def test_readme_calls_the_module_remotely_with_a_source() -> None:
     }
     assert {"build", "bootstrap"} <= takes_source
     readme = (ROOT / "README.md").read_text()
-    assert "@v9" not in readme
+    # @v9 is the GitHub Action's tag (v8's workflows); the module is called at a commit.
+    assert "-m github.com/upmaru/pakman@v9" not in readme
     called = 0
     for line in readme.splitlines():
         found = re.search(r"dagger (?:call )?-m github\.com/\S+ (?:--\S+ \S+ )*([a-z-]+)", line)
@@ -137,3 +140,27 @@ def test_no_workflow_passes_inputs_dagger_for_github_ignores() -> None:
             for step in _steps(workflow, job):
                 if "dagger-for-github" in step.get("uses", ""):
                     assert "engine-stop" not in step.get("with", {}), (path.name, job)
+
+
+def test_v8s_workflow_needs_only_its_tag_changed() -> None:
+    """examples/github/v8-deployment.yml is v8's README workflow with @v8 changed to @v9."""
+    v8 = (ROOT / "tests" / "fixtures" / "v8-workflow" / "deployment.yml").read_text()
+    ours = V8_EXAMPLE.read_text()
+    body = v8[v8.index("name: ") :]
+    assert body.count("uses: upmaru/pakman@v8") == 2
+    assert ours[ours.index("name: ") :] == body.replace("upmaru/pakman@v8", "upmaru/pakman@v9")
+
+
+def test_migration_docs_reduce_to_the_tag() -> None:
+    """The README's and the docs' migration both say: change @v8 to @v9, nothing else."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Migrating from PAKman v8") :]
+    section = section[: section.index("\n## ", 5)]
+    docs = (ROOT / "docs" / "migrating-from-v8.md").read_text()
+    actions = readme[readme.index("## GitHub Actions") :]
+    assert "`uses: upmaru/pakman@v9`" in actions[: actions.index("```")]
+    assert yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["using"] == "composite"
+    for text in (" ".join(section.split()), " ".join(docs.split())):
+        assert "`uses: upmaru/pakman@v8` to `uses: upmaru/pakman@v9`" in text
+        assert "nothing else" in text
+        assert "docs/github-actions.md" in text or "github-actions.md" in text

@@ -19,6 +19,7 @@ from pakman import tree
 from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
 from pakman.identity import Identity
+from pakman.placement import ARCHIVE_LAYOUT, is_folder_entry, placement
 from pakman.publish.objects import LocalObject, RemoteObject, Store, local_object
 
 MANIFEST = "manifest.json"
@@ -73,8 +74,9 @@ class Plan:
 def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
     """The archive must hold exactly the packages tree, so a stale or forged zip never ships.
 
-    Every entry must be ``<repo>/<arch>/<file>`` (no absolute or ``..`` names, no
-    duplicates, nothing but package files), and its bytes, as a reader extracts them, must
+    Every entry must be ``[<folders>/]<repo>/<arch>/<file>``, placed by its last two parts
+    as the deployment agent places it (no absolute or ``..`` names, no duplicates, nothing
+    but package files), and its bytes, as a reader extracts them, must
     have the SHA-256 of the verified tree file. A size and CRC-32 that match are not
     enough: a CRC-32 is easily forged.
     """
@@ -85,21 +87,12 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
             seen: dict[str, str] = {}
             for info in zipped.infolist():
                 name = info.filename
-                parts = name.split("/")
-                if info.is_dir() and len(parts) <= 4 and ".." not in parts and name[:1] != "/":
+                if info.is_dir() and is_folder_entry(name):
                     continue
-                if (
-                    name.startswith("/")
-                    or "\\" in name
-                    or ".." in parts
-                    or len(parts) != 3
-                    or not tree.is_package_file(parts[-1])
-                ):
-                    problems.append(
-                        f"{archive}: unexpected entry {name!r} (not {tree.TREE_LAYOUT})"
-                    )
+                key = placement(name) if not info.is_dir() else None
+                if key is None:
+                    problems.append(f"{archive}: unexpected entry {name!r} (not {ARCHIVE_LAYOUT})")
                     continue
-                key = "/".join(parts[-2:])
                 if key in seen:
                     problems.append(f"{archive}: {key} twice ({seen[key]!r} and {name!r})")
                     continue
