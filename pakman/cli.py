@@ -330,6 +330,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    """``4h``, ``90m``, ``30s``, ``2d`` or plain seconds."""
+    import re
+
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"not a duration such as 4h, 90m or 0 (got {text!r})")
+    return float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[found[2]]
+
+
 def cmd_repo(args: argparse.Namespace) -> int:
     from pakman import config, pipeline
     from pakman.identity import resolve_alpine
@@ -357,6 +367,7 @@ def cmd_repo(args: argparse.Namespace) -> int:
         replace=args.replace,
         dry_run=args.dry_run,
         timeout=args.timeout,
+        grace=args.grace,
         log=_log(not sys.stderr.isatty() or args.dry_run),
     )
     if args.json:
@@ -550,6 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="replace a version already there with other bytes"
     )
     p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    p.add_argument(
+        "--grace",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="how long a package stays downloadable after it leaves the index,"
+        " e.g. 4h, 90m, 0 (default: 4h, the longest apk keeps an index)",
+    )
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     _add_timeout(p)
 

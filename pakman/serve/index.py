@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pakman import apk
 from pakman.apkversion import version_key
 from pakman.errors import PackageFormatError, VerificationError
+from pakman.serve.state import MEMBER, State, parse
 
 # apk's order. C..L are always written, the rest only when set.
 FIELDS = ("C", "P", "V", "A", "S", "I", "T", "U", "L", "o", "m", "t", "c", "k", "D", "p", "i")
@@ -84,17 +85,24 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def build(records: Iterable[Record], description: str, key_name: str, private_pem: bytes) -> bytes:
+def build(
+    records: Iterable[Record],
+    description: str,
+    key_name: str,
+    private_pem: bytes,
+    state: State | None = None,
+) -> bytes:
     """A signed index: the signature stream (RSA over SHA-256 of the index stream), then
-    the gzipped tar of ``DESCRIPTION`` and ``APKINDEX``."""
+    the gzipped tar of ``DESCRIPTION``, ``APKINDEX`` and, when given, pakman's state."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
     from pakman.keys import load_private
 
-    signed = _gzip(
-        _tar([("DESCRIPTION", description.encode()), ("APKINDEX", text(records))], cut=False)
-    )
+    members = [("DESCRIPTION", description.encode()), ("APKINDEX", text(records))]
+    if state is not None:
+        members.append((MEMBER, state.to_bytes()))
+    signed = _gzip(_tar(members, cut=False))
     key = load_private(private_pem, "--private-key")
     signature = key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
     stream = _gzip(_tar([(f".SIGN.RSA256.{key_name}", signature)], cut=True))
@@ -103,6 +111,14 @@ def build(records: Iterable[Record], description: str, key_name: str, private_pe
 
 def read(data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]) -> tuple[Record, ...]:
     """The records of an index, refused (exit 1) unless a trusted key signed it."""
+    return read_with_state(data, where, trusted)[0]
+
+
+def read_with_state(
+    data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]
+) -> tuple[tuple[Record, ...], State]:
+    """The records and pakman's state of an index, refused (exit 1) unless a trusted key
+    signed it: its records are parsed only then."""
     from pakman.verify import check_signature
 
     try:
@@ -112,4 +128,8 @@ def read(data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]) -> tuple[
     problem = check_signature(index.signatures, index.signed, trusted)
     if problem:
         raise VerificationError(f"{where}: {problem}; refusing to add to it")
-    return index.records
+    try:
+        records = index.records
+    except PackageFormatError as error:
+        raise VerificationError(f"{error}; refusing to add to it") from None
+    return records, parse(index.others.get(MEMBER), where)
