@@ -170,7 +170,7 @@ def _prune_races_rollback(
 ) -> list[BaseException]:
     """Run D adds 3.0 with --keep 2 and no grace (1.0 leaves the index and storage);
     run R adds 1.0 back. The worst order: R reads the index D committed and finds the
-    file of 1.0 still there before D deletes it, then commits its index after."""
+    file of 1.0 still there (so does not send it) before D deletes it, then commits."""
     for version in ("1.0.0-r0", "2.0.0-r0"):
         _run(build(tmp_path / version, key, version), key, make_store(kind))
     d_committed, r_headed, d_deleted = threading.Event(), threading.Event(), threading.Event()
@@ -195,12 +195,12 @@ def _prune_races_rollback(
                 d_committed.wait(5)
             return super().read_versioned(key, limit)
 
-        def head(self, key: str) -> RemoteObject | None:
-            found = super().head(key)
-            if key.endswith("app-1.0.0-r0.apk"):
-                r_headed.set()
+        def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
+            held = bool(super().matches(local, remote))
+            if local.key.endswith("app-1.0.0-r0.apk"):
+                r_headed.set()  # R found the file in place: it will not send it
                 d_deleted.wait(3)
-            return found  # type: ignore[no-any-return]
+            return held
 
     errors: list[BaseException] = []
 
