@@ -378,6 +378,53 @@ def cmd_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pakman repo check URL -------------------------------------------------------------
+
+
+def cmd_repo_check(args: argparse.Namespace) -> int:
+    from pakman import pipeline
+    from pakman.serve.check import check
+    from pakman.verify import trusted_keys
+
+    trust = pipeline.trust_files(args.key)
+    report = check(
+        args.url,
+        args.arch or ["x86_64"],
+        trusted_keys(trust.keys),
+        timeout=args.timeout,
+        verify_tls=not args.no_verify_tls,
+    )
+    if args.json:
+        _result(args, report.as_dict())
+        args.errors = list(report.problems)
+    else:
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        print(f"{report.url}: {report.packages} package(s): {status}")
+    return 0 if report.ok else 1
+
+
+def _add_repo_check(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """``pakman repo check URL``, parsed as its own command (``repo`` takes folders)."""
+    p = add(
+        "repo-check",
+        cmd_repo_check,
+        "pakman repo check URL: read a repository over HTTP(S) as apk does; report every problem.",
+    )
+    p.prog = "pakman repo check"
+    p.add_argument("url", metavar="URL", help="the repository, as in /etc/apk/repositories")
+    p.add_argument(
+        "--key", action="append", required=True, help="public key the index must verify with"
+    )
+    p.add_argument("--arch", action="append", help="arch to check (repeatable; default: x86_64)")
+    p.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS certificates")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds per read (default: %(default)s)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from pakman import config, pipeline
 
@@ -572,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     _add_timeout(p)
 
+    _add_repo_check(add)
+
     p = add(
         "push",
         cmd_push,
@@ -646,7 +695,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     on a refusal), ``exit_code`` and ``errors``, its error lines ([] on success).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:2] == ["repo", "check"]:
+        given = ["repo-check", *given[2:]]
+    args = parser.parse_args(given)
     errors: list[str] = []
     try:
         code = int(args.func(args))
