@@ -641,3 +641,16 @@ def test_the_index_with_pakmans_state_is_one_real_apk_verifies(
     alpine.bind(tmp_path / "keys", "/work/keys", readonly=True)
     checked = alpine.run(f"apk --keys-dir /work/keys verify /work/store/{FOLDER}/APKINDEX.tar.gz")
     assert ": OK" in checked.stdout
+
+
+def test_the_documented_headers_and_defaults_are_the_ones_used() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "apk-repository.md").read_text()
+    assert f"| `APKINDEX.tar.gz` | `{repository.INDEX_CACHE}`" in page
+    assert f"| `.apk` | `{repository.PACKAGE_CACHE}`" in page
+    assert f"| `keys/*.rsa.pub` | `{repository.KEY_CACHE}`" in page
+    assert repository.GRACE == 4 * 3600
+    assert "(default `4h`" in page
+    assert f"{apk.MAX_RECORDS:,} records" in page
+    assert f"{apk.MAX_INFLATED // (1024 * 1024)} MiB" in page
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "(`--grace`, default 4h)" in readme
