@@ -330,7 +330,10 @@ def _read(path: Path) -> bytes:
     """A whole index file; an index is kilobytes, so a huge one is refused, not read."""
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_INFLATED + 1)
+            # Its size first: read(n) would take an n-byte buffer whatever the file holds.
+            if os.fstat(handle.fileno()).st_size > MAX_INFLATED:
+                raise PackageFormatError(f"{path}: larger than an index can be")
+            data = handle.read()
     except OSError as error:
         raise PackageFormatError(f"{path}: cannot read: {error.strerror}") from None
     if len(data) > MAX_INFLATED:

@@ -102,7 +102,7 @@ def test_check_reports_every_problem(
         CacheControl="public, max-age=31536000, immutable",
     )
     client.delete_object(Bucket=bucket, Key=f"{FOLDER}/tool-1.0.0-r0.apk")
-    other = make_package(key, "app", "1.0.0-r0", files={"usr/share/app/version": b"other!!!"})
+    other = make_package(key, "app", "1.0.0-r0", files={"usr/share/app/v": os.urandom(4096)})
     client.put_object(Bucket=bucket, Key=f"{FOLDER}/app-1.0.0-r0.apk", Body=other.data)
     index_key = f"{FOLDER}/{index.INDEX_NAME}"
     body = client.get_object(Bucket=bucket, Key=index_key)["Body"].read()

@@ -184,7 +184,7 @@ def _prune_races_rollback(
 
         def delete(self, key: str) -> None:
             if key.endswith(".apk"):
-                r_headed.wait(3)
+                r_headed.wait(1)
             super().delete(key)
             if key.endswith(".apk"):
                 d_deleted.set()

@@ -458,3 +458,27 @@ def test_verify_merge_and_publish_refuse_a_package_of_another_arch(
     assert published.returncode == 1, published.stderr
     assert said in published.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_verify_refuses_an_untrusted_index_before_parsing_its_records(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    """A small index not signed by the key, holding 150,000 records: refused at the
+    signature, its records never parsed (issue 27, 7)."""
+    import tracemalloc
+
+    from tests.test_repo_round2 import _index_with_text, _many_records
+
+    root = repo(tmp_path, key)
+    stranger = signing_key("stranger.rsa.pub", "stranger")
+    (root / "acme" / "x86_64" / "APKINDEX.tar.gz").write_bytes(
+        _index_with_text(stranger, _many_records(150_000))
+    )
+    tracemalloc.start()
+    try:
+        found = problems(root, key, tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert any("UNTRUSTED signature" in problem for problem in found), found
+    assert peak < 20 * 1024 * 1024, peak  # parsed, the records would take well over 50 MB

@@ -296,12 +296,15 @@ class S3Store:
             try:
                 if answer.get("ContentLength", 0) > limit:
                     raise too_large(self.describe(), key, limit)
-                data = body.read(limit + 1)
-                if len(data) > limit:
-                    raise too_large(self.describe(), key, limit)
+                chunks, got = [], 0
+                while chunk := body.read(1024 * 1024):  # read(n) would take n bytes at once
+                    got += len(chunk)
+                    if got > limit:
+                        raise too_large(self.describe(), key, limit)
+                    chunks.append(chunk)
             finally:
                 body.close()
-            return data, str(answer.get("ETag") or "")
+            return b"".join(chunks), str(answer.get("ETag") or "")
 
         with self.errors():
             return self._read(get)

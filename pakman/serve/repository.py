@@ -313,8 +313,9 @@ def _commit(
             if waited > LEASE:
                 raise PublishError(f"{where}: {', '.join(busy)}: still being deleted; re-run")
             log(f"{key}: waiting: another run is deleting {', '.join(busy)}")
-            time.sleep(1.0)
-            waited += 1.0
+            pause = min(0.1 * 2 ** min(int(waited), 4), 2.0)
+            time.sleep(pause)
+            waited += pause
             store.check_deadline()
             continue
         held = store.list(folder)
