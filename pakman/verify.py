@@ -123,9 +123,13 @@ def _check_index(
     problem = check_signature(index.signatures, index.signed, trusted)
     if problem:
         return [problem], None
+    try:
+        records = index.records  # parsed only now, its signature checked
+    except PackageFormatError as error:
+        return [str(error).split(": ", 1)[1]], None
     problems = []
     listed = set()
-    for record in index.records:
+    for record in records:
         filename = apk.package_filename(record)
         listed.add(filename)
         package = packages.get(filename)

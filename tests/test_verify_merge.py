@@ -482,3 +482,18 @@ def test_verify_refuses_an_untrusted_index_before_parsing_its_records(
         tracemalloc.stop()
     assert any("UNTRUSTED signature" in problem for problem in found), found
     assert peak < 20 * 1024 * 1024, peak  # parsed, the records would take well over 50 MB
+
+
+def test_verify_refuses_a_signed_index_with_too_many_records(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    from tests.test_repo_round2 import _index_with_text, _many_records
+
+    root = repo(tmp_path, key)
+    (root / "acme" / "x86_64" / "APKINDEX.tar.gz").write_bytes(
+        _index_with_text(key, _many_records(apk.MAX_RECORDS + 1))
+    )
+    public = key.write_public(tmp_path / "keys")
+    refused = run_pakman("verify", str(root), "--key", str(public))
+    assert refused.returncode == 1, refused.stderr
+    assert "APKINDEX.tar.gz: holds more than 200000 records" in refused.stdout + refused.stderr
