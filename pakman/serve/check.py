@@ -110,8 +110,11 @@ def check(
             if answer.status != 200:
                 report.problems.append(f"{where}: HTTP {answer.status}")
                 continue
-            data = answer.read(apk.MAX_INFLATED + 1, decode_content=False)
+            data = _read_capped(answer, apk.MAX_INFLATED)
             cache = answer.headers.get("Cache-Control")
+        if data is None:
+            report.problems.append(f"{where}: larger than an index can be")
+            continue
         if (problem := index_cache_problem(cache)) is not None:
             report.problems.append(f"{where}: {problem}")
         try:
@@ -132,6 +135,17 @@ def check(
             name = apk.package_filename(record)
             report.problems += _check_package(client, f"{base}/{arch}/{name}", record)
     return report
+
+
+def _read_capped(answer: Any, limit: int) -> bytes | None:
+    """The body, or None once it runs past ``limit`` (never held past it)."""
+    chunks, got = [], 0
+    while chunk := answer.read(CHUNK, decode_content=False):
+        got += len(chunk)
+        if got > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _check_package(client: _Client, where: str, record: Mapping[str, str]) -> list[str]:
