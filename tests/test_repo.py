@@ -198,8 +198,10 @@ def test_a_version_is_never_changed_in_place_unless_replaced(
     refused = repo(tmp_path, key, rebuilt, store)
     assert refused.returncode == 2, refused.stderr
     assert "app-1.0.0-r0.apk is already in the repository with other bytes" in refused.stderr
-    replaced = repo(tmp_path, key, rebuilt, store, "--replace")
+    replaced = repo(tmp_path, key, rebuilt, store, "--replace", "--json")
     assert replaced.returncode == 0, replaced.stderr
+    changes = json.loads(replaced.stdout)["indexes"][f"{FOLDER}/APKINDEX.tar.gz"]
+    assert (changes["added"], changes["replaced"]) == ([], ["app-1.0.0-r0.apk"])
     stored = (store / FOLDER / "app-1.0.0-r0.apk").read_bytes()
     assert stored == (rebuilt / "acme" / "x86_64" / "app-1.0.0-r0.apk").read_bytes()
 

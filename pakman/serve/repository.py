@@ -298,6 +298,7 @@ def _commit(
 
     conflicts = 0
     waited = 0.0
+    replacing: set[str] = set()  # left the index in an earlier commit of this run
     while True:
         current = store.read_versioned(key, limit=apk.MAX_INFLATED)
         existing, state = (
@@ -328,6 +329,7 @@ def _commit(
             interim = sign(kept, state)
             if store.write_if(_index_object(key, interim), current[1] if current else None):
                 log(f"put    {key} (without {', '.join(sorted(gone))}, to replace them)")
+                replacing |= gone
             else:
                 conflicts = _lost(conflicts, summary, key, where, log)
             continue  # the next read has them as new
@@ -343,6 +345,12 @@ def _commit(
         summary.deleted[key] = _sweep(
             store, folder, key, doomed, following, sign, trusted, where, log
         )
+        if replacing:  # added back by this commit: replaced, as far as the user is concerned
+            merged = dataclasses.replace(
+                merged,
+                added=tuple(n for n in merged.added if n not in replacing),
+                replaced=tuple(sorted({*merged.replaced, *(replacing & set(merged.added))})),
+            )
         return merged
 
 
