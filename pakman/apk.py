@@ -8,10 +8,11 @@ compressed bytes of the stream that follows them.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -63,14 +64,20 @@ class Package:
 
 @dataclass(frozen=True)
 class Index:
-    """A parsed v2 ``APKINDEX.tar.gz``."""
+    """A parsed v2 ``APKINDEX.tar.gz``. Its records are parsed when first asked for:
+    after its signature is checked, so an unsigned index costs nothing to refuse."""
 
     path: Path
     signatures: tuple[Signature, ...]
     signed: bytes  # the raw index gzip stream, as signed
     description: str
-    records: tuple[dict[str, str], ...]
+    text: bytes  # the APKINDEX member
     digest: Digest  # of the whole file, from the same read
+    others: dict[str, bytes] = field(default_factory=dict)  # members apk does not read
+
+    @functools.cached_property
+    def records(self) -> tuple[dict[str, str], ...]:
+        return parse_index_text(self.text.decode("utf-8", "replace"), self.path)
 
 
 class _Truncated(PackageFormatError):
@@ -214,9 +221,10 @@ def _signatures(stream: bytes | memoryview, path: Path) -> tuple[Signature, ...]
 
 
 def parse_pkginfo(text: str) -> dict[str, tuple[str, ...]]:
-    """``key = value`` lines; keys like ``depend`` may repeat."""
+    """``key = value`` lines; keys like ``depend`` may repeat. Lines end at ``\n`` only,
+    as apk reads them: a CR or other line break inside a value stays in the value."""
     info: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line or line.startswith("#") or " = " not in line:
             continue
         key, value = line.split(" = ", 1)
@@ -273,12 +281,20 @@ def read_package(path: Path, *, digest: bool = False) -> Package:
     )
 
 
-def parse_index_text(text: str) -> tuple[dict[str, str], ...]:
-    """APKINDEX records: ``X:value`` lines, a blank line between records."""
+# The most records an index may hold: Alpine's biggest (edge/community) holds ~25,000.
+MAX_RECORDS = 200_000
+
+
+def parse_index_text(text: str, path: Path = Path("APKINDEX")) -> tuple[dict[str, str], ...]:
+    """APKINDEX records: ``X:value`` lines (ending at ``\n`` only, as apk reads them), a
+    blank line between records; more than :data:`MAX_RECORDS` are refused before any
+    is held in memory."""
+    if text.count("\n\n") > MAX_RECORDS:
+        raise PackageFormatError(f"{path}: holds more than {MAX_RECORDS} records")
     records = []
     for block in text.split("\n\n"):
         record = {}
-        for line in block.splitlines():
+        for line in block.split("\n"):
             if len(line) >= 2 and line[1] == ":":
                 record[line[0]] = line[2:]
         if record:
@@ -304,8 +320,9 @@ def parse_index(data: bytes, path: Path) -> Index:
         signatures=_signatures(signature, path),
         signed=bytes(signed),
         description=members.get("DESCRIPTION", b"").decode("utf-8", "replace").strip(),
-        records=parse_index_text(members["APKINDEX"].decode("utf-8", "replace")),
+        text=members["APKINDEX"],
         digest=digest_bytes(data),
+        others={k: v for k, v in members.items() if k not in ("APKINDEX", "DESCRIPTION")},
     )
 
 
@@ -313,7 +330,10 @@ def _read(path: Path) -> bytes:
     """A whole index file; an index is kilobytes, so a huge one is refused, not read."""
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_INFLATED + 1)
+            # Its size first: read(n) would take an n-byte buffer whatever the file holds.
+            if os.fstat(handle.fileno()).st_size > MAX_INFLATED:
+                raise PackageFormatError(f"{path}: larger than an index can be")
+            data = handle.read()
     except OSError as error:
         raise PackageFormatError(f"{path}: cannot read: {error.strerror}") from None
     if len(data) > MAX_INFLATED:

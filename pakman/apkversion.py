@@ -3,7 +3,9 @@
 The Gentoo rules apk inherits: numeric components (after the first, one with a leading
 zero compares as text), an optional letter, suffixes (``_alpha``,
 ``_beta``, ``_pre``, ``_rc`` before the release, ``_cvs``, ``_svn``, ``_git``, ``_hg``,
-``_p`` after it, each with an optional number) and the ``-rN`` revision. General version
+``_p`` after it, each with an optional number), an optional commit hash (``~`` and
+lowercase hex: after the suffixes, before the revision; any hash is newer than none,
+two compare as text) and the ``-rN`` revision. General version
 libraries order these differently (none knows ``_git``), and the repository must keep
 what hosts will pick; tests check the order against the real apk.
 """
@@ -28,6 +30,7 @@ _SUFFIX_RANK = {
 _VERSION = re.compile(
     r"(?P<numbers>\d+(?:\.\d+)*)(?P<letter>[a-z]?)"
     r"(?P<suffixes>(?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)\d*)*)"
+    r"(?:~(?P<hash>[0-9a-f]+))?"
     r"(?:-r(?P<revision>\d+))?"
 )
 _SUFFIX = re.compile(r"_(alpha|beta|pre|rc|cvs|svn|git|hg|p)(\d*)")
@@ -38,6 +41,7 @@ class _Parsed:
     numbers: tuple[str, ...]
     letter: str
     suffixes: tuple[tuple[int, int], ...]
+    hash: str | None
     revision: int
 
 
@@ -58,6 +62,7 @@ def _parse(version: str) -> _Parsed:
         tuple(found["numbers"].split(".")),
         found["letter"],
         suffixes,
+        found["hash"],
         int(found["revision"] or 0),
     )
 
@@ -90,6 +95,12 @@ def _suffixes(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) ->
     return -sign if extra[0] < 0 else sign  # a pre-release suffix comes before the release
 
 
+def _hashes(a: str | None, b: str | None) -> int:
+    if a is None or b is None:
+        return _sign(a is not None, b is not None)  # a hash is newer than none
+    return _sign(a, b)
+
+
 def compare(a: str, b: str) -> int:
     """-1, 0 or 1 as version ``a`` is older than, equal to or newer than ``b``."""
     pa, pb = _parse(a), _parse(b)
@@ -97,8 +108,18 @@ def compare(a: str, b: str) -> int:
         _numbers(pa.numbers, pb.numbers)
         or _sign(pa.letter, pb.letter)
         or _suffixes(pa.suffixes, pb.suffixes)
+        or _hashes(pa.hash, pb.hash)
         or _sign(pa.revision, pb.revision)
     )
 
 
-version_key = functools.cmp_to_key(compare)
+def _compare_any(a: str, b: str) -> int:
+    """:func:`compare`, with versions apk refuses (an index written before they were
+    refused may hold some) older than every valid one, and among themselves as text."""
+    va, vb = valid(a), valid(b)
+    if va and vb:
+        return compare(a, b)
+    return _sign(va, vb) or _sign(a, b)
+
+
+version_key = functools.cmp_to_key(_compare_any)

@@ -409,6 +409,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    """``4h``, ``90m``, ``30s``, ``2d`` or plain seconds."""
+    import re
+
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"not a duration such as 4h, 90m or 0 (got {text!r})")
+    return float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[found[2]]
+
+
 def cmd_repo(args: argparse.Namespace) -> int:
     from pakman import config, pipeline
     from pakman.identity import resolve_alpine
@@ -437,6 +447,7 @@ def cmd_repo(args: argparse.Namespace) -> int:
         replace=args.replace,
         dry_run=args.dry_run,
         timeout=args.timeout,
+        grace=args.grace,
         log=_log(not sys.stderr.isatty() or args.dry_run),
     )
     if args.json:
@@ -445,6 +456,53 @@ def cmd_repo(args: argparse.Namespace) -> int:
         for line in summary.lines():
             print(line)
     return 0
+
+
+# --- pakman repo check URL -------------------------------------------------------------
+
+
+def cmd_repo_check(args: argparse.Namespace) -> int:
+    from pakman import pipeline
+    from pakman.serve.check import check
+    from pakman.verify import trusted_keys
+
+    trust = pipeline.trust_files(args.key)
+    report = check(
+        args.url,
+        args.arch or ["x86_64"],
+        trusted_keys(trust.keys),
+        timeout=args.timeout,
+        verify_tls=not args.no_verify_tls,
+    )
+    if args.json:
+        _result(args, report.as_dict())
+        args.errors = list(report.problems)
+    else:
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        print(f"{report.url}: {report.packages} package(s): {status}")
+    return 0 if report.ok else 1
+
+
+def _add_repo_check(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """``pakman repo check URL``, parsed as its own command (``repo`` takes folders)."""
+    p = add(
+        "repo-check",
+        cmd_repo_check,
+        "pakman repo check URL: read a repository over HTTP(S) as apk does; report every problem.",
+    )
+    p.prog = "pakman repo check"
+    p.add_argument("url", metavar="URL", help="the repository, as in /etc/apk/repositories")
+    p.add_argument(
+        "--key", action="append", required=True, help="public key the index must verify with"
+    )
+    p.add_argument("--arch", action="append", help="arch to check (repeatable; default: x86_64)")
+    p.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS certificates")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds per read (default: %(default)s)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -818,10 +876,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="replace a version already there with other bytes"
     )
     _add_dry_run(p, "print what would change, write nothing")
+    p.add_argument(
+        "--grace",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="how long a package stays downloadable after it leaves the index,"
+        " e.g. 4h, 90m, 0 (default: 4h, the longest apk keeps an index)",
+    )
     _add_json(p)
     _add_timeout(p)
 
     _add_sign(add)
+    _add_repo_check(add)
 
     p = add(
         "push",
@@ -892,12 +959,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    given = list(argv)
+    if given[:2] == ["repo", "check"]:
+        given = ["repo-check", *given[2:]]
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(given)
     except _Refused as refused:
         line = _one_line(str(refused))
         print(f"error: {line}", file=sys.stderr)
-        if "--json" in argv:
+        if "--json" in given:
             print(json.dumps({"ok": False, "exit_code": 2, "errors": [line]}, indent=2))
         return 2
     errors: list[str] = []

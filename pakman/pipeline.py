@@ -600,6 +600,7 @@ def repo(
     replace: bool = False,
     dry_run: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    grace: float | None = None,
     log: Log = _quiet,
 ) -> RepoSummary:
     """Verify the packages of ``inputs`` with ``key``, then add them to the signed apk
@@ -627,7 +628,9 @@ def repo(
     opened.deadline = deadline
     if not dry_run:
         opened.ensure_ready(store.create_bucket)
-    options = repository.Options(branch, prefix, keep, replace, dry_run)
+    options = repository.Options(
+        branch, prefix, keep, replace, dry_run, repository.GRACE if grace is None else grace
+    )
     return repository.add(
         walked,
         verified,
@@ -636,5 +639,6 @@ def repo(
         key_name=name,
         public=keys.load_public(pem, f"--key: {name}"),
         private_pem=private_pem,
+        public_pem=pem,
         log=log,
     )

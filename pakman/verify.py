@@ -185,9 +185,13 @@ def _check_index(
         return [problem], None
     if signed is not None:
         signed[path] = (index.signatures, index.signed)
+    try:
+        records = index.records  # parsed only now, its signature checked
+    except PackageFormatError as error:
+        return [str(error).split(": ", 1)[1]], None
     problems = []
     listed = set()
-    for record in index.records:
+    for record in records:
         filename = apk.package_filename(record)
         listed.add(filename)
         package = packages.get(filename)
@@ -200,6 +204,15 @@ def _check_index(
     for filename in sorted(set(packages) - listed):
         problems.append(f"{filename} is not in the index")
     return problems, index.digest
+
+
+def arch_problem(package: apk.Package, folder_arch: str) -> str | None:
+    """Why a package may not sit in its arch folder, if so: apk on that arch refuses
+    ("uninstallable arch") a package that is neither of that arch nor noarch."""
+    arch = package.field("arch")
+    if arch in (folder_arch, "noarch"):
+        return None
+    return f"its .PKGINFO arch is {arch or '(none)'}, not {folder_arch} (its folder) or noarch"
 
 
 FORK_MIN = 64  # packages: below this, a second process costs more than it saves
@@ -286,6 +299,8 @@ def verify_tree(
             result = results[path]
             if isinstance(result, str):
                 report.problems.append(Problem(rel(path), result))
+            elif problem := arch_problem(result, folder.name):
+                report.problems.append(Problem(rel(path), problem))
             else:
                 good[path.name] = result
                 report.verified[path] = result

@@ -248,7 +248,9 @@ class FaultProxy:
     has its last byte flipped on the way); ``cut-errors``: the first ``every`` error
     answers with a body are cut halfway through it, then the connection is reset; ``lie``
     (for a store that checks no signature): every uploaded body is changed, sent without
-    its checksum headers, and answered with the client's own CRC-32, as if it were kept.
+    its checksum headers, and answered with the client's own CRC-32, as if it were kept;
+    ``unconditional`` (for a store that checks no signature): requests lose their
+    ``If-Match`` and ``If-None-Match`` headers, as on a store that ignores them.
     """
 
     upstream: int
@@ -356,6 +358,8 @@ class FaultProxy:
                 b"",
                 head,
             )
+        if self.mode == "unconditional":  # a store that ignores conditional writes
+            head = re.sub(rb"(?im)^if-(none-)?match:[^\r\n]*\r\n", b"", head)
         upstream.sendall(head + body)
         response_head = _read_until(upstream, outbound, b"\r\n\r\n")
         if response_head is None:

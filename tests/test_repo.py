@@ -116,8 +116,10 @@ def test_real_apk_installs_upgrades_and_rolls_back_from_the_repository(
     back = _apk(alpine, url, "add app=1.0.0-r0")  # roll back, within --keep
     assert back.returncode == 0, back.stdout + back.stderr
     assert alpine.run("cat /usr/share/app/version").stdout == "1.0.0-r0"
-    # A third release with --keep 2: 1.0.0 leaves the index and the folder.
-    third = repo(tmp_path, key, build(tmp_path / "3", key, "3.0.0-r0"), store, "--keep", "2")
+    # A third release with --keep 2 and no grace: 1.0.0 leaves the index and the folder.
+    third = repo(
+        tmp_path, key, build(tmp_path / "3", key, "3.0.0-r0"), store, "--keep", "2", "--grace", "0"
+    )
     assert third.returncode == 0, third.stderr
     assert listed(store, key) == ["app-2.0.0-r0.apk", "app-3.0.0-r0.apk"]
     assert not (store / FOLDER / "app-1.0.0-r0.apk").exists()
@@ -196,8 +198,10 @@ def test_a_version_is_never_changed_in_place_unless_replaced(
     refused = repo(tmp_path, key, rebuilt, store)
     assert refused.returncode == 2, refused.stderr
     assert "app-1.0.0-r0.apk is already in the repository with other bytes" in refused.stderr
-    replaced = repo(tmp_path, key, rebuilt, store, "--replace")
+    replaced = repo(tmp_path, key, rebuilt, store, "--replace", "--json")
     assert replaced.returncode == 0, replaced.stderr
+    changes = json.loads(replaced.stdout)["indexes"][f"{FOLDER}/APKINDEX.tar.gz"]
+    assert (changes["added"], changes["replaced"]) == ([], ["app-1.0.0-r0.apk"])
     stored = (store / FOLDER / "app-1.0.0-r0.apk").read_bytes()
     assert stored == (rebuilt / "acme" / "x86_64" / "app-1.0.0-r0.apk").read_bytes()
 
@@ -228,12 +232,13 @@ def test_dry_run_prints_what_would_change_and_writes_nothing(
         "replaced": [],
         "kept": ["app-2.0.0-r0.apk", "app-3.0.0-r0.apk"],
         "pruned": ["app-1.0.0-r0.apk"],
+        "deleted": [],
     }
     assert sorted(p.name for p in (store / FOLDER).iterdir()) == before
     text = repo(
         tmp_path, key, build(tmp_path / "3b", key, "3.0.0-r0"), store, "--keep", "2", "--dry-run"
     )
-    assert "would add 1, replace 0, keep 2, prune 1" in text.stdout
+    assert "would add 1, replace 0, keep 2, prune 1, delete 0" in text.stdout
 
 
 def test_the_private_key_never_reaches_output_or_storage(tmp_path: Path, key: SigningKey) -> None:
@@ -271,6 +276,8 @@ class CrashingStore(FileStore):
         self.at = at
 
     def write_if(self, local: LocalObject, version: str | None) -> bool:
+        if not local.key.endswith(index.INDEX_NAME):
+            return super().write_if(local, version)  # the probe of conditional writes
         if self.at == "before the index":
             raise Crash
         written = super().write_if(local, version)
@@ -330,10 +337,10 @@ class RacingFileStore(FileStore):
         super().__init__(root)
         self.barrier, self.reads = barrier, 0
 
-    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
-        found = super().read_versioned(key)
-        self.reads += 1
-        if self.reads == 1:
+    def read_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str] | None:
+        found = super().read_versioned(key, limit)
+        self.reads += key.endswith(index.INDEX_NAME)
+        if self.reads == 1 and key.endswith(index.INDEX_NAME):
             self.barrier.wait(30)
         return found
 
@@ -371,8 +378,10 @@ def test_two_runs_at_once_on_s3_never_lose_an_entry(
     class RacingS3(S3Store):
         reads = 0
 
-        def read_versioned(self, key: str) -> tuple[bytes, str] | None:
-            found = super().read_versioned(key)
+        def read_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str] | None:
+            found = super().read_versioned(key, limit)
+            if not key.endswith(index.INDEX_NAME):
+                return found
             RacingS3.reads += 1
             if RacingS3.reads <= 2:
                 barrier.wait(30)
@@ -456,6 +465,15 @@ VERSIONS = [
     "1.0_alpha_beta",
     "1.0_p",
     "1.0_p0",
+    "1.0~abc1234-r0",
+    "1.0~abc1235",
+    "1.0~ab",
+    "1.0~0",
+    "1.0~00",
+    "1.0~9",
+    "1.0~a-r1",
+    "1.0_rc1~ff",
+    "1.0a~ff",
 ]
 
 

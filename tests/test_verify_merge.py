@@ -440,3 +440,72 @@ def test_the_forked_check_reports_what_the_threaded_check_reports(
             assert forked[path] == threaded[path]
     bad = sorted(path.name for path, result in forked.items() if isinstance(result, str))
     assert bad == sorted(p.name for p in paths[1:6:2])
+
+
+# --- a package of another arch in an arch folder (issue 24.3) -----------------------------
+
+
+def test_verify_merge_and_publish_refuse_a_package_of_another_arch(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    wrong = make_package(key, "app", "1.2.3-r0", "x86_64")
+    data = make_package(key, "app-data", "1.2.3-r0", "noarch")  # noarch fits every folder
+    tree = tmp_path / "packages"
+    write_repo(tree / "acme", key, [wrong, data], "aarch64")
+    public = key.write_public(tmp_path / "keys")
+    said = "acme/aarch64/app-1.2.3-r0.apk: its .PKGINFO arch is x86_64, not aarch64 (its folder)"
+    verified = run_pakman("verify", str(tree), "--key", str(public))
+    assert verified.returncode == 1, verified.stderr
+    assert said in verified.stdout + verified.stderr
+    assert "app-data" not in verified.stdout + verified.stderr
+    out = tmp_path / "packages.zip"
+    merged = run_pakman("merge", str(tree), "--output", str(out), "--key", str(public))
+    assert merged.returncode == 1, merged.stderr
+    assert said in merged.stderr
+    assert not out.exists()
+    published = run_pakman(
+        "publish", str(tree), "--repository", "acme/app", "--sha", "a" * 40,
+        "--store", f"file://{tmp_path}/store", "--create-bucket", "--key", str(public),
+    )  # fmt: skip
+    assert published.returncode == 1, published.stderr
+    assert said in published.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_verify_refuses_an_untrusted_index_before_parsing_its_records(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    """A small index not signed by the key, holding 150,000 records: refused at the
+    signature, its records never parsed (issue 27, 7)."""
+    import tracemalloc
+
+    from tests.test_repo_round2 import _index_with_text, _many_records
+
+    root = repo(tmp_path, key)
+    stranger = signing_key("stranger.rsa.pub", "stranger")
+    (root / "acme" / "x86_64" / "APKINDEX.tar.gz").write_bytes(
+        _index_with_text(stranger, _many_records(150_000))
+    )
+    tracemalloc.start()
+    try:
+        found = problems(root, key, tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert any("UNTRUSTED signature" in problem for problem in found), found
+    assert peak < 20 * 1024 * 1024, peak  # parsed, the records would take well over 50 MB
+
+
+def test_verify_refuses_a_signed_index_with_too_many_records(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    from tests.test_repo_round2 import _index_with_text, _many_records
+
+    root = repo(tmp_path, key)
+    (root / "acme" / "x86_64" / "APKINDEX.tar.gz").write_bytes(
+        _index_with_text(key, _many_records(apk.MAX_RECORDS + 1))
+    )
+    public = key.write_public(tmp_path / "keys")
+    refused = run_pakman("verify", str(root), "--key", str(public))
+    assert refused.returncode == 1, refused.stderr
+    assert "APKINDEX.tar.gz: holds more than 200000 records" in refused.stdout + refused.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
@@ -19,6 +20,7 @@ from pakman.publish.objects import (
     RemoteObject,
     Staged,
     check_deadline,
+    too_large,
 )
 
 
@@ -57,7 +59,8 @@ class FileStore:
         for path in self._files(prefix):
             key = path.relative_to(self.root).as_posix()
             if key.startswith(prefix):
-                found[key] = RemoteObject(key, path.stat().st_size)
+                info = path.stat()
+                found[key] = RemoteObject(key, info.st_size, modified=info.st_mtime)
         return found
 
     def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
@@ -113,8 +116,12 @@ class FileStore:
         path = self.root / key
         return RemoteObject(key, path.stat().st_size) if path.is_file() else None
 
-    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
-        """The object and its version (the SHA-256 of its bytes), or None."""
+    def read_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str] | None:
+        """The object and its version (the SHA-256 of its bytes), or None; with
+        ``limit``, a bigger one is refused (:class:`TooLarge`) unread."""
+        path = self.root / key
+        if limit is not None and path.is_file() and path.stat().st_size > limit:
+            raise too_large(self.describe(), key, limit)
         data = self.get(key)
         return None if data is None else (data, hashlib.sha256(data).hexdigest())
 
@@ -125,7 +132,7 @@ class FileStore:
 
         target = self.root / local.key
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target.parent / ".pakman-lock", "a+b") as lock:
+        with _lock_file(target.parent / ".pakman-lock", self.describe()) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read_versioned(local.key)
             if (current[1] if current else None) != version:
@@ -135,6 +142,25 @@ class FileStore:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _lock_file(path: Path, where: str) -> Iterator[int]:
+    """The lock file beside an object, never through a link planted in its place: a link
+    there would make the run create or open a file outside the store."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise PublishError(
+            f"store {where}: {path.name} in {path.parent}: cannot open it as a plain file"
+            f" ({error.strerror}); is it a link? remove it"
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PublishError(f"store {where}: {path}: not a plain file; remove it")
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @dataclass

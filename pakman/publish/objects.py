@@ -38,6 +38,7 @@ class LocalObject:
     crc32: int
     body: bytes | None = None  # for small generated objects such as the manifest
     part_crc32: tuple[int, ...] = ()  # per MULTIPART_CHUNK part, for multipart sizes
+    cache_control: str | None = None  # the Cache-Control header the object is served with
 
     @property
     def crc32_b64(self) -> str:
@@ -95,6 +96,7 @@ class RemoteObject:
     size: int
     etag: str | None = None
     crc32: str | None = None  # the checksum S3 stored, when a HEAD fetched it
+    modified: float | None = None  # when it was last written (Unix time), from a listing
 
 
 CONTENT_TYPES = {
@@ -122,11 +124,29 @@ def hash_file(path: Path, key: str) -> LocalObject:
     return local_object(key, path, digest_file(path))
 
 
-def bytes_object(key: str, body: bytes) -> LocalObject:
+def bytes_object(key: str, body: bytes, cache_control: str | None = None) -> LocalObject:
     """A small in-memory object (the manifest)."""
     md5 = hashlib.md5(body).hexdigest()  # noqa: S324
     sha256 = hashlib.sha256(body).hexdigest()
-    return LocalObject(key, None, len(body), sha256, md5, content_type(key), zlib.crc32(body), body)
+    return LocalObject(
+        key,
+        None,
+        len(body),
+        sha256,
+        md5,
+        content_type(key),
+        zlib.crc32(body),
+        body,
+        cache_control=cache_control,
+    )
+
+
+class TooLarge(PublishError):
+    """An object read with a limit is bigger than the limit."""
+
+
+def too_large(where: str, key: str, limit: int) -> TooLarge:
+    return TooLarge(f"storage {where}: {key} is larger than {limit // (1024 * 1024)} MiB")
 
 
 class Store(Protocol):
@@ -150,7 +170,7 @@ class Store(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
 
-    def read_versioned(self, key: str) -> tuple[bytes, str] | None: ...
+    def read_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str] | None: ...
 
     def write_if(self, local: LocalObject, version: str | None) -> bool: ...
 

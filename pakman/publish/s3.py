@@ -24,6 +24,7 @@ from pakman.publish.objects import (
     Staged,
     check_deadline,
     redact_url,
+    too_large,
 )
 
 _T = TypeVar("_T")
@@ -38,6 +39,10 @@ BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def _cache_control(local: LocalObject) -> dict[str, Any]:
+    return {"CacheControl": local.cache_control} if local.cache_control else {}
 
 
 @dataclass
@@ -128,7 +133,14 @@ class S3Store:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     key = item["Key"]
-                    found[key] = RemoteObject(key, item["Size"], item.get("ETag", "").strip('"'))
+                    found[key] = RemoteObject(
+                        key,
+                        item["Size"],
+                        item.get("ETag", "").strip('"'),
+                        modified=item["LastModified"].timestamp()
+                        if "LastModified" in item
+                        else None,
+                    )
             return found
 
         with self.errors():
@@ -171,6 +183,7 @@ class S3Store:
                 ChecksumCRC32=local.crc32_b64,
                 ContentType=local.content_type,
                 Metadata={"sha256": local.sha256},
+                **_cache_control(local),
             )
         self.confirm(answer, f"PUT {local.key}", local.crc32_b64, lambda: local.etag)
         if progress:
@@ -264,8 +277,10 @@ class S3Store:
         with self.errors():
             return self._read(get)
 
-    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
-        """The object and its ETag, or None: what a conditional write names."""
+    def read_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str] | None:
+        """The object and its ETag, or None: what a conditional write names. With
+        ``limit``, a bigger object is refused (:class:`TooLarge`) as its body streams in,
+        never held whole."""
         from botocore.exceptions import ClientError
 
         def get() -> tuple[bytes, str] | None:
@@ -275,7 +290,21 @@ class S3Store:
                 if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                     return None
                 raise
-            return answer["Body"].read(), str(answer.get("ETag") or "")
+            body = answer["Body"]
+            if limit is None:
+                return body.read(), str(answer.get("ETag") or "")
+            try:
+                if answer.get("ContentLength", 0) > limit:
+                    raise too_large(self.describe(), key, limit)
+                chunks, got = [], 0
+                while chunk := body.read(1024 * 1024):  # read(n) would take n bytes at once
+                    got += len(chunk)
+                    if got > limit:
+                        raise too_large(self.describe(), key, limit)
+                    chunks.append(chunk)
+            finally:
+                body.close()
+            return b"".join(chunks), str(answer.get("ETag") or "")
 
         with self.errors():
             return self._read(get)
@@ -296,6 +325,7 @@ class S3Store:
                     ChecksumAlgorithm="CRC32",
                     ChecksumCRC32=local.crc32_b64,
                     ContentType=local.content_type,
+                    **_cache_control(local),
                     **condition,  # type: ignore[arg-type]
                 )
             except ClientError as error:

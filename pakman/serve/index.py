@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pakman import apk
 from pakman.apkversion import version_key
 from pakman.errors import PackageFormatError, VerificationError
+from pakman.serve.state import MEMBER, State, parse
 from pakman.sign import DEFAULT_ALGORITHM, load_key, signature_stream
 
 # apk's order. C..L are always written, the rest only when set.
@@ -91,20 +92,31 @@ def build(
     description: str,
     key_name: str,
     private_pem: bytes,
+    state: State | None = None,
     *,
     algorithm: str = DEFAULT_ALGORITHM,
 ) -> bytes:
     """A signed index: the signature stream (:func:`pakman.sign.signature_stream`, the one
-    signer), then the gzipped tar of ``DESCRIPTION`` and ``APKINDEX``."""
-    signed = _gzip(
-        _tar([("DESCRIPTION", description.encode()), ("APKINDEX", text(records))], cut=False)
-    )
+    signer), then the gzipped tar of ``DESCRIPTION``, ``APKINDEX`` and, when given, pakman's
+    state."""
+    members = [("DESCRIPTION", description.encode()), ("APKINDEX", text(records))]
+    if state is not None:
+        members.append((MEMBER, state.to_bytes()))
+    signed = _gzip(_tar(members, cut=False))
     key = load_key(private_pem, "--private-key")
     return signature_stream(signed, key, key_name, algorithm) + signed
 
 
 def read(data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]) -> tuple[Record, ...]:
     """The records of an index, refused (exit 1) unless a trusted key signed it."""
+    return read_with_state(data, where, trusted)[0]
+
+
+def read_with_state(
+    data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]
+) -> tuple[tuple[Record, ...], State]:
+    """The records and pakman's state of an index, refused (exit 1) unless a trusted key
+    signed it: its records are parsed only then."""
     from pakman.verify import check_signature
 
     try:
@@ -114,4 +126,8 @@ def read(data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]) -> tuple[
     problem = check_signature(index.signatures, index.signed, trusted)
     if problem:
         raise VerificationError(f"{where}: {problem}; refusing to add to it")
-    return index.records
+    try:
+        records = index.records
+    except PackageFormatError as error:
+        raise VerificationError(f"{error}; refusing to add to it") from None
+    return records, parse(index.others.get(MEMBER), where)
