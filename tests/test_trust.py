@@ -390,10 +390,10 @@ def test_a_package_forged_before_its_put_is_never_sent(
     data = package.read_bytes()
     put = S3Store.put
 
-    def racing(self: S3Store, local: Any, progress: Any = None) -> None:
+    def racing(self: S3Store, local: Any, progress: Any = None, **kw: Any) -> str:
         if local.key.endswith(f"aarch64/{package.name}"):
             package.write_bytes(forge(data, len(data) // 2, zlib.crc32))
-        put(self, local, progress)
+        return put(self, local, progress, **kw)
 
     monkeypatch.setattr(S3Store, "put", racing)
     trust = pipeline.trust_files([str(deployment_files.public_key)])
@@ -414,8 +414,9 @@ def test_a_package_forged_before_its_put_is_never_sent(
 def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
     tmp_path: Path, s3_server: S3Server, bucket: str
 ) -> None:
-    """Every part keeps its CRC-32, and so does the whole: S3 would complete the upload.
-    The SHA-256 of the parts as sent, in order, refuses it before completion."""
+    """Every part keeps its CRC-32, and so does the whole: a CRC-32 check would pass. The
+    SHA-256 of each part as sent, against the same part in the verified read, refuses it
+    before anything is completed."""
     from concurrent.futures import ThreadPoolExecutor
 
     from pakman.digest import MULTIPART_CHUNK, digest_file
@@ -425,7 +426,7 @@ def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
     data = os.urandom(4 * MULTIPART_CHUNK + 1234)
     big.write_bytes(data)
     local = local_object("deployments/acme/app/x/big.apk", big, digest_file(big))
-    assert len(local.part_crc32) == 5
+    assert len(local.part_sha256) == 5
     at = MULTIPART_CHUNK + 1000  # in part 2
 
     def checks(candidate: bytes) -> int:

@@ -11,7 +11,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from pakman import tree
 from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
 from pakman.identity import Identity
-from pakman.publish.objects import LocalObject, RemoteObject, Store, local_object
+from pakman.publish.objects import Condition, LocalObject, RemoteObject, Store, local_object
 
 MANIFEST = "manifest.json"
 
@@ -64,10 +64,17 @@ class Plan:
     archive: LocalObject
     skip: frozenset[str] = frozenset()
     stale_manifest: bool = False  # storage holds a manifest that this publish will replace
+    # The ETag of each object storage held when the plan was made: a write replaces only
+    # that (If-Match), and a key absent here only if still absent (If-None-Match).
+    versions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def archive_path(self) -> str:
         return self.archive.key
+
+    def condition(self, key: str) -> Condition:
+        """What a write of ``key`` requires: storage still as it was when planned."""
+        return Condition(self.versions.get(key))
 
 
 def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
@@ -199,27 +206,37 @@ class Survey:
 
 
 def survey(store: Store, deployment: Deployment) -> Survey:
-    """Read what storage holds; it needs no hashes, so it can run while files hash."""
-    return Survey(store.list(deployment.prefix), _existing_manifest(store, deployment.manifest_key))
+    """Read what storage holds, with the checksums it keeps; it needs no hashes, so it can
+    run while files hash."""
+    return Survey(
+        store.list(deployment.prefix, checksums=True),
+        _existing_manifest(store, deployment.manifest_key),
+    )
 
 
-def matching(plan: Plan, store: Store, listed: dict[str, RemoteObject]) -> set[str]:
-    """The keys of the plan's objects that storage holds with the same bytes: ``listed``
-    (the deployment's prefix) and one HEAD of the archive, which lives elsewhere."""
+def matching(
+    plan: Plan, store: Store, listed: dict[str, RemoteObject]
+) -> tuple[set[str], dict[str, RemoteObject]]:
+    """The keys of the plan's objects that storage holds with the same bytes, and what
+    storage holds: ``listed`` (the deployment's prefix) and one HEAD of the archive,
+    which lives elsewhere."""
     remote = dict(listed)
     archived = store.head(plan.archive.key)
     if archived is not None:
         remote[archived.key] = archived
-    return {
+    held = {
         local.key
         for local in (*plan.packages, plan.archive)
         if local.key in remote and store.matches(local, remote[local.key])
     }
+    return held, remote
 
 
 def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
-    """Skip every object whose size and checksum already match what storage holds."""
-    skip = matching(plan, store, seen.objects)
+    """Skip every object whose size and SHA-256 already match what storage holds; every
+    other write is made conditional on what storage held."""
+    skip, remote = matching(plan, store, seen.objects)
+    versions = {key: held.etag for key, held in remote.items() if held.etag}
     existing = None if seen.manifest is None else dict(seen.manifest)
     stale = False
     if existing is not None:
@@ -229,4 +246,4 @@ def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
             skip.add(plan.deployment.manifest_key)
         else:
             stale = True  # retracted before anything changes, rewritten last
-    return dataclasses.replace(plan, skip=frozenset(skip), stale_manifest=stale)
+    return dataclasses.replace(plan, skip=frozenset(skip), stale_manifest=stale, versions=versions)

@@ -18,13 +18,12 @@ from typing import Any, TypeVar
 from pakman import tree
 from pakman.digest import MULTIPART_THRESHOLD, Digest
 from pakman.errors import ConfigError, PublishError
-from pakman.publish.objects import LocalObject, Store, bytes_object
+from pakman.publish.objects import Conflict, LocalObject, Staged, Store, bytes_object
 from pakman.publish.plan import (
     Deployment,
     Plan,
     Survey,
     manifest_body,
-    matching,
     plan,
     reconcile,
     survey,
@@ -90,6 +89,16 @@ def execute(
         archive_path=plan.archive.key, manifest=plan.deployment.manifest_key, dry_run=dry_run
     )
     lock = threading.Lock()
+    # The ETag of each object that this run proved holds the verified bytes: by the
+    # SHA-256 storage kept (when the plan was made, or read back), or an answer to its
+    # write whose ETag is the MD5 of the verified bytes. The read-backs only look for a
+    # change since; an object with no proven ETag is proven again.
+    vouched: dict[str, str] = {key: plan.versions[key] for key in plan.skip if key in plan.versions}
+
+    def written(local: LocalObject, etag: str | None, proven: bool = False) -> None:
+        if etag and (proven or etag == local.etag):
+            with lock:
+                vouched[local.key] = etag
 
     def record(local: LocalObject) -> None:
         skipped = local.key in plan.skip
@@ -105,7 +114,12 @@ def execute(
     def upload(local: LocalObject, progress: Callable[[int], None] | None = progress) -> None:
         if local.key not in plan.skip and not dry_run:
             store.check_deadline()
-            store.put(local, progress)
+            try:
+                written(local, store.put(local, progress, only_if=plan.condition(local.key)))
+            except Conflict:
+                written(local, settle(plan, store, local), proven=True)
+                if progress:
+                    progress(local.size)
         elif progress:
             progress(local.size)
         record(local)
@@ -121,7 +135,7 @@ def execute(
         log(f"delete {manifest_key} (stale)")
     manifest_sent = False  # set once the manifest may be in storage
     try:
-        _upload_all(plan, store, objects, upload, record, concurrency, dry_run, progress)
+        _upload_all(plan, store, objects, upload, record, written, concurrency, dry_run, progress)
         body = {
             **manifest_body(plan),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -131,11 +145,17 @@ def execute(
         if writing_manifest:
             # The manifest says what storage holds: read it back first, and again after,
             # in case another publish of this sha changed an object meanwhile.
-            confirm_stored(plan, store)
+            confirm_stored(plan, store, vouched)
         manifest_sent = writing_manifest
-        upload(manifest, progress=None)  # not part of the total the progress bar shows
         if writing_manifest:
-            confirm_stored(plan, store)
+            # Not conditional: this run retracted any manifest and every object it lists
+            # was just read back; a concurrent publish of this sha writes the same or,
+            # if it changed an object, fails its read-back or retracts this one.
+            store.check_deadline()
+            store.put(manifest)
+        record(manifest)
+        if writing_manifest:
+            confirm_stored(plan, store, vouched)
     except BaseException:
         if changing or manifest_sent:
             # Every upload of this run has ended here. One may have replaced an object that
@@ -154,6 +174,7 @@ def _upload_all(
     objects: tuple[LocalObject, ...],
     upload: Callable[[LocalObject], None],
     record: Callable[[LocalObject], None],
+    written: Callable[[LocalObject, str | None, bool], None],
     concurrency: int,
     dry_run: bool,
     progress: Callable[[int], None] | None,
@@ -175,8 +196,18 @@ def _upload_all(
         ThreadPoolExecutor(max_workers=concurrency) as pool,
         ThreadPoolExecutor(max_workers=max(1, len(big))) as completing,
     ):
-        staged = [(local, store.stage(local, pool, progress)) for local in big]
-        committed = [completing.submit(st.commit) for _, st in staged]
+        staged = [
+            (local, store.stage(local, pool, progress, only_if=plan.condition(local.key)))
+            for local in big
+        ]
+
+        def commit(local: LocalObject, upload_staged: Staged) -> None:
+            try:
+                written(local, upload_staged.commit(), False)
+            except Conflict:
+                written(local, settle(plan, store, local), True)
+
+        committed = [completing.submit(commit, local, st) for local, st in staged]
         small = [pool.submit(upload, local) for local in objects if local not in big]
         try:
             wait([*small, *committed], return_when=FIRST_EXCEPTION)
@@ -192,14 +223,48 @@ def _upload_all(
             record(local)
 
 
-def confirm_stored(plan: Plan, store: Store) -> None:
+def settle(plan: Plan, store: Store, local: LocalObject) -> str | None:
+    """A conditional write refused: another writer changed the object since the plan.
+    Fine if it now holds the verified bytes (a concurrent publish of the same files);
+    otherwise nothing was overwritten, and the run stops before any manifest."""
+    remote = store.head(local.key)
+    if remote is not None and store.matches(local, remote):
+        return remote.etag
+    raise PublishError(
+        f"storage {store.describe()}: {local.key} was changed by another writer after this"
+        " run read it: not overwritten, no manifest written; re-run to publish one"
+        " consistent deployment"
+    )
+
+
+def confirm_stored(plan: Plan, store: Store, vouched: dict[str, str]) -> None:
     """Storage must hold exactly the bytes of every object the manifest will list.
 
-    One listing of the prefix and one HEAD of the archive; a mismatch means another
-    publish of the same sha wrote different bytes, and no manifest may claim otherwise.
+    One listing of the prefix and one HEAD of the archive. An object whose ETag is still
+    one this run proved (``vouched``) is unchanged; any other is proven now, by the
+    SHA-256 the store kept (one HEAD each), and its ETag vouched for the next read-back.
+    A mismatch means another publish of the same sha wrote different bytes, and no
+    manifest may claim otherwise.
     """
-    held = matching(plan, store, store.list(plan.deployment.prefix))
-    differ = [local.key for local in (*plan.packages, plan.archive) if local.key not in held]
+    remote = store.list(plan.deployment.prefix)
+    archived = store.head(plan.archive.key)
+    if archived is not None:
+        remote[archived.key] = archived
+
+    def unchanged(local: LocalObject) -> bool:
+        held = remote.get(local.key)
+        if held is None:
+            return False
+        if held.etag and held.etag == vouched.get(local.key):
+            return True
+        held = store.head(local.key) or held
+        if not store.matches(local, held):
+            return False
+        if held.etag:
+            vouched[local.key] = held.etag
+        return True
+
+    differ = [local.key for local in (*plan.packages, plan.archive) if not unchanged(local)]
     if differ:
         more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
         raise PublishError(
