@@ -703,3 +703,30 @@ def _corrupted(
         return raised.value
     finally:
         proxy.stop()
+
+
+def test_a_planted_big_object_with_a_forged_crc32_is_sent_again(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Issue 27.12 for multipart sizes: other bytes under the (public) content-addressed
+    key, the same size and whole-object CRC-32 the server keeps. Not the archive: it is
+    sent again, and then the store's composite SHA-256 proves it."""
+    import zlib
+
+    from tests.forge import forge
+
+    local, data = big_object(tmp_path)
+    forged = forge(data, len(data) // 2, zlib.crc32)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key=local.key, Body=forged, ChecksumAlgorithm="CRC32")
+    store = store_for(s3_server, bucket)
+    remote = store.head(local.key)
+    assert remote is not None
+    assert remote.crc32 == local.crc32_b64
+    assert remote.size == local.size
+    assert not store.matches(local, remote)
+    stage_and_commit(store, local)
+    remote = store.head(local.key)
+    assert remote is not None
+    assert store.matches(local, remote)
+    assert client.get_object(Bucket=bucket, Key=local.key)["Body"].read() == data

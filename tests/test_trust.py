@@ -438,3 +438,37 @@ def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
     with ThreadPoolExecutor(4) as pool, pytest.raises(ConfigError, match="changed after"):
         store.stage(local, pool).commit()
     assert _stored_keys(s3_server, bucket) == []
+
+
+def test_a_planted_object_with_a_forged_crc32_is_not_taken_as_the_package(
+    deployment_files: Built, s3_server: S3Server, bucket: str
+) -> None:
+    """Issue 27.12: other bytes at a package's key, same size, and a CRC-32 the real
+    server computed and keeps that equals the package's. Only the SHA-256 the store
+    computed counts: the package is sent again, and the manifest tells the truth."""
+    import base64
+
+    client = s3_server.client()
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("app0-*.apk"))
+    data = package.read_bytes()
+    key = f"deployments/acme/app/{SHA}/x86_64/{package.name}"
+    client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=forge(data, len(data) // 2, zlib.crc32),
+        ChecksumAlgorithm="CRC32",
+    )
+    kept = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert kept["ChecksumCRC32"] == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert kept["ContentLength"] == len(data)
+    result = run_pakman(*publish_args(deployment_files, "--bucket", bucket), env=s3_server.env())
+    assert result.returncode == 0, result.stderr
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    manifest = json.loads(
+        client.get_object(Bucket=bucket, Key=f"deployments/acme/app/{SHA}/manifest.json")[
+            "Body"
+        ].read()
+    )
+    for entry in [*manifest["objects"], manifest["archive"]]:
+        stored = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+        assert hashlib.sha256(stored).hexdigest() == entry["sha256"], entry["key"]

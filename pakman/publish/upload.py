@@ -95,9 +95,16 @@ def execute(
     # change since; an object with no proven ETag is proven again.
     vouched: dict[str, str] = {key: plan.versions[key] for key in plan.skip if key in plan.versions}
 
+    # The objects this run replaced: a write If-None-Match only adds an object where none
+    # was, which cannot make any manifest false; a store that gives no ETag (a folder)
+    # writes unconditionally.
+    replaced: list[str] = []
+
     def written(local: LocalObject, etag: str | None, proven: bool = False) -> None:
-        if etag and (proven or etag == local.etag):
-            with lock:
+        with lock:
+            if not proven and (etag is None or local.key in plan.versions):
+                replaced.append(local.key)
+            if etag and (proven or etag == local.etag):
                 vouched[local.key] = etag
 
     def record(local: LocalObject) -> None:
@@ -157,10 +164,11 @@ def execute(
         if writing_manifest:
             confirm_stored(plan, store, vouched)
     except BaseException:
-        if changing or manifest_sent:
+        if replaced or manifest_sent:
             # Every upload of this run has ended here. One may have replaced an object that
             # a concurrent publish of this sha listed in its manifest after this run began:
-            # that manifest no longer tells the truth, so it goes too.
+            # that manifest no longer tells the truth, so it goes too. A run that replaced
+            # nothing (its writes added objects, or were refused) leaves it.
             with contextlib.suppress(Exception):
                 store.delete(manifest_key)
         raise
@@ -231,8 +239,8 @@ def settle(plan: Plan, store: Store, local: LocalObject) -> str | None:
     if remote is not None and store.matches(local, remote):
         return remote.etag
     raise PublishError(
-        f"storage {store.describe()}: {local.key} was changed by another writer after this"
-        " run read it: not overwritten, no manifest written; re-run to publish one"
+        f"storage {store.describe()}: another publish of this sha changed {local.key} after"
+        " this run read it: not overwritten, no manifest written; re-run to publish one"
         " consistent deployment"
     )
 
