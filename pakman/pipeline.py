@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pakman.merge import Merged
     from pakman.publish import Deployment, ProgressFactory, Summary
     from pakman.publish.filestore import FileStore
+    from pakman.publish.prefetch import ArchiveRead
     from pakman.publish.s3 import S3Store
     from pakman.serve.repository import Summary as RepoSummary
     from pakman.tree import Snapshot
@@ -360,6 +361,7 @@ class _Ready:
     digests: Mapping[Path, Digest]
     archive: Path
     deadline: float  # time.monotonic() after which no request starts
+    archive_read: Callable[[], ArchiveRead | None] | None = None  # read beside verification
 
 
 @contextlib.contextmanager
@@ -373,20 +375,28 @@ def _shipping(
     log: Log,
 ) -> Iterator[_Ready]:
     from pakman.digest import digest_file
+    from pakman.publish.prefetch import Prefetch
     from pakman.tree import snapshot
 
     deadline = time.monotonic() + check_timeout(timeout)
     walked = snapshot(tree)
-    verified = verify(tree, walked.paths, trust, what, log, digests=True)
-    digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
-    with archive_for(walked, archive, log) as zip_path:
-        yield _Ready(
-            dataclasses.replace(target, key_fingerprint=verified.fingerprint),
-            walked,
-            digests,
-            zip_path,
-            deadline,
-        )
+    # A given archive is read while the packages are verified (a made one, after).
+    reading = Prefetch(archive) if archive is not None and archive.is_file() else None
+    try:
+        verified = verify(tree, walked.paths, trust, what, log, digests=True)
+        digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
+        with archive_for(walked, archive, log) as zip_path:
+            yield _Ready(
+                dataclasses.replace(target, key_fingerprint=verified.fingerprint),
+                walked,
+                digests,
+                zip_path,
+                deadline,
+                reading.result if reading else None,
+            )
+    finally:
+        if reading:
+            reading.close()
 
 
 def publish(
@@ -421,6 +431,7 @@ def publish(
             create_bucket=store.create_bucket,
             log=log,
             progress_factory=progress_factory,
+            archive_read=ready.archive_read,
         )
 
 

@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pakman import tree
 from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
 from pakman.identity import Identity
 from pakman.publish.objects import Condition, LocalObject, RemoteObject, Store, local_object
+
+if TYPE_CHECKING:
+    from pakman.publish.prefetch import ArchiveRead
 
 MANIFEST = "manifest.json"
 
@@ -77,13 +80,18 @@ class Plan:
         return Condition(self.versions.get(key))
 
 
-def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
+def check_archive(
+    archive: Path,
+    packages: tuple[LocalObject, ...],
+    hashed: Mapping[str, str | None] | None = None,
+) -> None:
     """The archive must hold exactly the packages tree, so a stale or forged zip never ships.
 
     Every entry must be ``<repo>/<arch>/<file>`` (no absolute or ``..`` names, no
     duplicates, nothing but package files), and its bytes, as a reader extracts them, must
     have the SHA-256 of the verified tree file. A size and CRC-32 that match are not
-    enough: a CRC-32 is easily forged.
+    enough: a CRC-32 is easily forged. ``hashed``: those SHA-256s by entry name, where a
+    read of the same archive already took them (:mod:`.prefetch`).
     """
     expected = {"/".join(o.key.split("/")[-2:]): o for o in packages}
     problems: list[str] = []
@@ -116,7 +124,7 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
                     problems.append(f"{archive}: has {name}, not in the packages tree")
                 elif info.file_size != local.size or local.crc32 != info.CRC:
                     problems.append(f"{archive}: {name} differs from {local.path}")
-                elif (found := _entry_sha256(zipped, info)) != local.sha256:
+                elif (found := _hashed(hashed, zipped, info)) != local.sha256:
                     problems.append(
                         f"{archive}: {name} is corrupt (its bytes fail their CRC)"
                         if found is None
@@ -129,7 +137,15 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
         raise ConfigError(*problems, "rebuild the archive with 'pakman merge'")
 
 
-def _entry_sha256(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+def _hashed(
+    hashed: Mapping[str, str | None] | None, zipped: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> str | None:
+    if hashed is not None and info.filename in hashed:
+        return hashed[info.filename]
+    return entry_sha256(zipped, info)
+
+
+def entry_sha256(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
     """The SHA-256 of the entry's bytes as extracted; None if they fail their own CRC."""
     digest = hashlib.sha256()
     try:
@@ -146,21 +162,26 @@ def plan(
     digests: Mapping[Path, Digest],
     archive: Path,
     deployment: Deployment,
+    read: ArchiveRead | None = None,
 ) -> Plan:
     """Lay out the object keys of the snapshot's files, described by the digests of the
-    bytes verified in this run, and of the archive, read and checked against those same
-    digests now (no storage access)."""
+    bytes verified in this run, and of the archive, read now or by ``read`` (in this run,
+    beside verification), and checked against those same digests (no storage access)."""
     if not archive.is_file():
         raise ConfigError(f"{archive}: no such archive (make it with 'pakman merge')")
     packages = tuple(
         local_object(deployment.prefix + key, path, digests[path])
         for key, path in snapshot.files.items()
     )
-    # Both read the archive: side by side, as hashing and CRC checks release the GIL.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        hashing = pool.submit(digest_file, archive)
-        check_archive(archive, packages)
-        archived = hashing.result()
+    if read is not None:
+        check_archive(archive, packages, read.entries)
+        archived = read.digest
+    else:
+        # Both read the archive: side by side, as hashing and CRC checks release the GIL.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            hashing = pool.submit(digest_file, archive)
+            check_archive(archive, packages)
+            archived = hashing.result()
     key = f"archives/{archived.sha256}/{archive.name}"
     return Plan(deployment, packages, local_object(key, archive, archived))
 

@@ -28,6 +28,7 @@ from pakman.publish.plan import (
     reconcile,
     survey,
 )
+from pakman.publish.prefetch import ArchiveRead
 
 T = TypeVar("T")
 
@@ -308,12 +309,14 @@ def publish(
     create_bucket: bool = False,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
+    archive_read: Callable[[], ArchiveRead | None] | None = None,
 ) -> Summary:
     """Plan, compare with storage, and upload what is missing. Safe to re-run at any point.
 
     ``digests`` describe the bytes of the snapshot's files read in this run (verified);
     every upload checks that it sends those bytes. The archive must hold exactly them. A
     deadline set on the store stops every request that would start after it.
+    ``archive_read``: the archive as read in this run beside verification (:mod:`.prefetch`).
     """
 
     def look() -> Survey | None:
@@ -331,7 +334,7 @@ def publish(
     # Creating a bucket waits until the files are known to be good.
     store.connect()
     looking = _in_background(look) if not create_bucket else None
-    local = plan(snapshot, digests, archive, deployment)
+    local = plan(snapshot, digests, archive, deployment, archive_read() if archive_read else None)
     seen = look() if looking is None else looking.result()
     reconciled = local if seen is None else reconcile(local, store, seen)
     total = sum(o.size for o in (*local.packages, local.archive))
