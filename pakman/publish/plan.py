@@ -182,8 +182,13 @@ def plan(
             hashing = pool.submit(digest_file, archive)
             check_archive(archive, packages)
             archived = hashing.result()
-    key = f"archives/{archived.sha256}/{archive.name}"
+    key = archive_key(archived.sha256, archive.name)
     return Plan(deployment, packages, local_object(key, archive, archived))
+
+
+def archive_key(sha256: str, name: str) -> str:
+    """The archive's key names its content: a retry re-uses it."""
+    return f"archives/{sha256}/{name}"
 
 
 def manifest_body(plan: Plan) -> dict[str, Any]:
@@ -224,6 +229,8 @@ class Survey:
 
     objects: dict[str, RemoteObject]
     manifest: dict[str, Any] | None
+    archive_key: str | None = None  # when the archive's key was known: what it holds
+    archive: RemoteObject | None = None
 
 
 def survey(store: Store, deployment: Deployment) -> Survey:
@@ -235,14 +242,13 @@ def survey(store: Store, deployment: Deployment) -> Survey:
     )
 
 
-def matching(
-    plan: Plan, store: Store, listed: dict[str, RemoteObject]
-) -> tuple[set[str], dict[str, RemoteObject]]:
+def matching(plan: Plan, store: Store, seen: Survey) -> tuple[set[str], dict[str, RemoteObject]]:
     """The keys of the plan's objects that storage holds with the same bytes, and what
-    storage holds: ``listed`` (the deployment's prefix) and one HEAD of the archive,
-    which lives elsewhere."""
-    remote = dict(listed)
-    archived = store.head(plan.archive.key)
+    storage holds: the deployment's prefix and the archive, which lives elsewhere (one
+    HEAD, unless the survey read it)."""
+    remote = dict(seen.objects)
+    known = seen.archive_key == plan.archive.key
+    archived = seen.archive if known else store.head(plan.archive.key)
     if archived is not None:
         remote[archived.key] = archived
     held = {
@@ -256,7 +262,7 @@ def matching(
 def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
     """Skip every object whose size and SHA-256 already match what storage holds; every
     other write is made conditional on what storage held."""
-    skip, remote = matching(plan, store, seen.objects)
+    skip, remote = matching(plan, store, seen)
     versions = {key: held.etag for key, held in remote.items() if held.etag}
     existing = None if seen.manifest is None else dict(seen.manifest)
     stale = False

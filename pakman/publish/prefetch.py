@@ -1,11 +1,13 @@
-"""The archive read beside verification: its digests and the SHA-256 of every entry, in a
-child process started before the packages are verified.
+"""The archive and storage read beside verification, in a child process started before
+the packages are verified: the archive's digests and the SHA-256 of every entry, then
+what storage holds (one listing, the checksums it keeps, the manifest, the archive's key).
 
 Verification forks to check packages on every core, which it only does while the process
-has no other thread; the archive (as big as every package together) is then read on no
-core at all until verification ends. A child process started first reads it meanwhile,
-and hands back only what it read: the parent still compares every entry with the
-verified digests (:func:`pakman.publish.plan.check_archive`).
+has no other thread; the archive (as big as every package together) and the requests
+(botocore's import and client, one HEAD per object) would otherwise wait for it to end.
+The child hands back only what it read: the parent still compares every entry and every
+stored checksum with the verified digests (:func:`pakman.publish.plan.check_archive`,
+:func:`pakman.publish.plan.reconcile`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import pickle
 import signal
 import threading
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pakman import tree
 from pakman.digest import Digest, digest_file
@@ -52,11 +56,39 @@ def read_archive(archive: Path) -> ArchiveRead | None:
         return ArchiveRead(hashing.result(), entries)
 
 
-class Prefetch:
-    """An archive being read in a child process; :meth:`result` waits for it (None: read
-    it here instead), :meth:`close` ends the child if nobody waited."""
+# Given what was read of the archive, what storage holds (a Survey), read in the child.
+Look = Callable[[ArchiveRead | None], Any]
 
-    def __init__(self, archive: Path) -> None:
+
+@dataclass(frozen=True)
+class Prefetched:
+    read: ArchiveRead | None  # None: read the archive again in the parent
+    looked: bool = False  # whether storage was read
+    seen: Any = None  # what ``look`` returned
+    error: BaseException | None = None  # what ``look`` raised, raised again in the parent
+
+    def survey(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.seen
+
+
+def _prefetch(archive: Path, look: Look | None) -> Prefetched:
+    read = read_archive(archive)
+    if look is None:
+        return Prefetched(read)
+    try:
+        return Prefetched(read, True, look(read))
+    except Exception as error:  # the parent raises it where it would have met it
+        return Prefetched(read, True, error=error)
+
+
+class Prefetch:
+    """An archive (and storage, with ``look``) being read in a child process;
+    :meth:`result` waits for it (None: read them here instead), :meth:`close` ends the
+    child if nobody waited."""
+
+    def __init__(self, archive: Path, look: Look | None = None) -> None:
         self.archive = archive
         self._pid = 0
         self._pipe = -1
@@ -74,14 +106,14 @@ class Prefetch:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 with os.fdopen(write_end, "wb") as out:
-                    out.write(pickle.dumps(read_archive(archive)))
+                    out.write(pickle.dumps(_prefetch(archive, look)))
                 code = 0
             finally:
                 os._exit(code)
         os.close(write_end)
         self._pid, self._pipe = pid, read_end
 
-    def result(self) -> ArchiveRead | None:
+    def result(self) -> Prefetched | None:
         if not self._pid:
             return None
         try:
@@ -93,7 +125,7 @@ class Prefetch:
             self._pid = 0
         # Our own child's answer; should it have died, the archive is read here instead.
         read = pickle.loads(data) if status == 0 and data else None  # noqa: S301
-        return read if isinstance(read, ArchiveRead) else None
+        return read if isinstance(read, Prefetched) else None
 
     def close(self) -> None:
         if self._pid:

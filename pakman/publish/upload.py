@@ -4,6 +4,7 @@ stored objects read back before and after it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -23,12 +24,13 @@ from pakman.publish.plan import (
     Deployment,
     Plan,
     Survey,
+    archive_key,
     manifest_body,
     plan,
     reconcile,
     survey,
 )
-from pakman.publish.prefetch import ArchiveRead
+from pakman.publish.prefetch import ArchiveRead, Prefetch
 
 T = TypeVar("T")
 
@@ -309,14 +311,15 @@ def publish(
     create_bucket: bool = False,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
-    archive_read: Callable[[], ArchiveRead | None] | None = None,
+    prefetch: Prefetch | None = None,
 ) -> Summary:
     """Plan, compare with storage, and upload what is missing. Safe to re-run at any point.
 
     ``digests`` describe the bytes of the snapshot's files read in this run (verified);
     every upload checks that it sends those bytes. The archive must hold exactly them. A
     deadline set on the store stops every request that would start after it.
-    ``archive_read``: the archive as read in this run beside verification (:mod:`.prefetch`).
+    ``prefetch``: the archive, and storage unless a bucket is to be created, as read in
+    this run beside verification (:mod:`.prefetch`).
     """
 
     def look() -> Survey | None:
@@ -329,13 +332,19 @@ def publish(
                 return None  # the store does not exist yet: everything would be uploaded
             raise
 
-    # The requests that read storage wait on the network while the files hash. Making the
-    # client is CPU work in Python, so it comes first rather than beside the hashing.
-    # Creating a bucket waits until the files are known to be good.
-    store.connect()
-    looking = _in_background(look) if not create_bucket else None
-    local = plan(snapshot, digests, archive, deployment, archive_read() if archive_read else None)
-    seen = look() if looking is None else looking.result()
+    fetched = prefetch.result() if prefetch else None
+    read = fetched.read if fetched else None
+    if fetched is not None and fetched.looked:
+        local = plan(snapshot, digests, archive, deployment, read)
+        seen = fetched.survey()
+    else:
+        # The requests that read storage wait on the network while the files hash. Making
+        # the client is CPU work in Python, so it comes first rather than beside the
+        # hashing. Creating a bucket waits until the files are known to be good.
+        store.connect()
+        looking = _in_background(look) if not create_bucket else None
+        local = plan(snapshot, digests, archive, deployment, read)
+        seen = look() if looking is None else looking.result()
     reconciled = local if seen is None else reconcile(local, store, seen)
     total = sum(o.size for o in (*local.packages, local.archive))
     bar = progress_factory(total) if progress_factory else contextlib.nullcontext(None)
@@ -343,3 +352,18 @@ def publish(
         return execute(
             reconciled, store, concurrency=concurrency, dry_run=dry_run, log=log, progress=progress
         )
+
+
+def look_ahead(
+    store: Store, deployment: Deployment, archive: Path, read: ArchiveRead | None, dry_run: bool
+) -> Survey:
+    """What storage holds, read beside verification (:mod:`.prefetch`): the deployment's
+    prefix with the checksums kept, its manifest, and the archive's key once its digest
+    is known. Never creates a bucket."""
+    if not dry_run:
+        store.ensure_ready(False)
+    seen = survey(store, deployment)
+    if read is None:
+        return seen
+    key = archive_key(read.digest.sha256, archive.name)
+    return dataclasses.replace(seen, archive_key=key, archive=store.head(key))
