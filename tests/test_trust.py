@@ -376,6 +376,32 @@ def test_an_archive_entry_with_a_forged_crc_is_refused(
     assert not store.exists() or [p for p in store.rglob("*") if p.is_file()] == []
 
 
+def test_an_archive_read_beside_verification_is_still_checked_entry_by_entry(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    """The CLI reads a given archive in a child process while it verifies: the entries'
+    SHA-256s it hands back are still compared with the verified ones: a forged CRC-32
+    entry is refused and nothing stored; the true archive is published."""
+    package = next((deployment_files.packages / "acme" / "aarch64").glob("app2-*.apk"))
+    forged_tree = tmp_path / "forged"
+    shutil.copytree(deployment_files.packages, forged_tree)
+    data = package.read_bytes()
+    (forged_tree / package.relative_to(deployment_files.packages)).write_bytes(
+        forge(data, len(data) // 3, zlib.crc32)
+    )
+    archive = tmp_path / "forged.zip"
+    merge.write_zip(merge.collect([forged_tree]), archive)
+    store = tmp_path / "store"
+    result = run_pakman(*_store_args(deployment_files, store, "--archive", str(archive)))
+    one_line_error(result, 2, f"aarch64/{package.name} differs from")
+    assert [p for p in store.rglob("*") if p.is_file()] == [] if store.exists() else True
+    good = run_pakman(
+        *_store_args(deployment_files, store, "--archive", str(deployment_files.archive))
+    )
+    assert good.returncode == 0, good.stderr
+    assert len(_manifests(store)) == 1
+
+
 def test_a_package_forged_before_its_put_is_never_sent(
     deployment_files: Built,
     s3_server: S3Server,
