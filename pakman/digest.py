@@ -1,5 +1,5 @@
 """What one read of a file tells: size, SHA-256, CRC-32, the MD5 S3 uses as a single
-PUT's ETag, and each multipart part's CRC-32.
+PUT's ETag, and each multipart part's SHA-256.
 
 Verification reads every package and index once (:mod:`pakman.apk`) and feeds the same
 bytes to a :class:`Digester`, so the manifest's SHA-256, the transfer checksums and the
@@ -30,7 +30,7 @@ class Digest:
     sha256: str
     crc32: int
     md5: str | None  # below MULTIPART_THRESHOLD only: a single PUT's ETag
-    part_crc32: tuple[int, ...] = ()  # per MULTIPART_CHUNK part, at or above the threshold
+    part_sha256: tuple[bytes, ...] = ()  # per MULTIPART_CHUNK part, at or above the threshold
 
     @property
     def multipart(self) -> bool:
@@ -39,15 +39,17 @@ class Digest:
 
 class Digester:
     """Digests bytes as they stream by, in chunks of any size. ``expected_size`` (from
-    stat) spares the MD5 of a file that will be uploaded in parts."""
+    stat) decides which: a file that will be uploaded in parts gets each part's SHA-256
+    (what S3 combines into the object's checksum) and no MD5."""
 
     def __init__(self, expected_size: int = 0) -> None:
         self._sha256 = hashlib.sha256()
-        self._md5: Any = None if expected_size >= MULTIPART_THRESHOLD else hashlib.md5()  # noqa: S324 - S3's ETag, not security
+        multipart = expected_size >= MULTIPART_THRESHOLD
+        self._md5: Any = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
         self._crc = 0
-        self._part = 0
+        self._part: Any = hashlib.sha256() if multipart else None
         self._filled = 0
-        self._parts: list[int] = []
+        self._parts: list[bytes] = []
         self._size = 0
 
     def update(self, data: bytes | memoryview) -> None:
@@ -56,25 +58,28 @@ class Digester:
         if self._md5 is not None:
             self._md5.update(data)
         self._size += len(data)
+        if self._part is None:
+            return
         view = memoryview(data)
         while view:
             take = min(len(view), MULTIPART_CHUNK - self._filled)
-            self._part = zlib.crc32(view[:take], self._part)
+            self._part.update(view[:take])
             self._filled += take
             view = view[take:]
             if self._filled == MULTIPART_CHUNK:
-                self._parts.append(self._part)
-                self._part, self._filled = 0, 0
+                self._parts.append(self._part.digest())
+                self._part, self._filled = hashlib.sha256(), 0
 
     def result(self) -> Digest:
         multipart = self._size >= MULTIPART_THRESHOLD
-        parts = [*self._parts, self._part] if self._filled else list(self._parts)
+        # No parts when it grew past what stat said: an upload in parts then refuses it.
+        parts = [*self._parts, self._part.digest()] if self._filled else list(self._parts)
         return Digest(
             size=self._size,
             sha256=self._sha256.hexdigest(),
             crc32=self._crc,
             md5=None if multipart or self._md5 is None else self._md5.hexdigest(),
-            part_crc32=tuple(parts) if multipart else (),
+            part_sha256=tuple(parts) if multipart else (),
         )
 
 
@@ -91,6 +96,11 @@ def digest_bytes(data: bytes) -> Digest:
     digester = Digester()
     digester.update(data)
     return digester.result()
+
+
+def b64(digest: bytes) -> str:
+    """A digest as S3 writes it in ``x-amz-checksum-sha256``: base64."""
+    return base64.b64encode(digest).decode()
 
 
 def crc32_b64(crc: int) -> str:

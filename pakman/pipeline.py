@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pakman.merge import Merged
     from pakman.publish import Deployment, ProgressFactory, Summary
     from pakman.publish.filestore import FileStore
+    from pakman.publish.plan import Survey
+    from pakman.publish.prefetch import ArchiveRead, Look, Prefetch
     from pakman.publish.s3 import S3Store
     from pakman.serve.repository import Summary as RepoSummary
     from pakman.tree import Snapshot
@@ -432,6 +434,7 @@ class _Ready:
     digests: Mapping[Path, Digest]
     archive: Path
     deadline: float  # time.monotonic() after which no request starts
+    prefetch: Prefetch | None = None  # the archive (and storage) read beside verification
 
 
 @contextlib.contextmanager
@@ -443,23 +446,36 @@ def _shipping(
     what: str,
     timeout: float,
     log: Log,
+    look: Look | None = None,
+    *,
+    read_ahead: bool = False,
 ) -> Iterator[_Ready]:
     from pakman.digest import digest_file
+    from pakman.publish.prefetch import Prefetch
     from pakman.tree import snapshot
 
     deadline = time.monotonic() + check_timeout(timeout)
     check_trust(trust)
     walked = snapshot(tree)
-    verified = verify(tree, walked.paths, trust, what, log, digests=True)
-    digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
-    with archive_for(walked, archive, log) as zip_path:
-        yield _Ready(
-            dataclasses.replace(target, key_fingerprint=verified.fingerprint),
-            walked,
-            digests,
-            zip_path,
-            deadline,
-        )
+    # A given archive, and with ``look`` storage, are read while the packages are verified
+    # (a made archive, after).
+    given = archive is not None and archive.is_file()
+    reading = Prefetch(archive, look) if read_ahead and archive is not None and given else None
+    try:
+        verified = verify(tree, walked.paths, trust, what, log, digests=True)
+        digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
+        with archive_for(walked, archive, log) as zip_path:
+            yield _Ready(
+                dataclasses.replace(target, key_fingerprint=verified.fingerprint),
+                walked,
+                digests,
+                zip_path,
+                deadline,
+                reading,
+            )
+    finally:
+        if reading:
+            reading.close()
 
 
 def publish(
@@ -479,10 +495,21 @@ def publish(
     No request starts more than ``timeout`` seconds after the call.
     """
     from pakman import publish as publish_module
+    from pakman.publish.upload import look_ahead
 
     opened = open_checked(store)
     check_readable(archive, "--archive")
-    with _shipping(tree, archive, target, trust, "publish", timeout, log) as ready:
+    opened.deadline = time.monotonic() + check_timeout(timeout)  # also in the look ahead
+
+    def look(read: ArchiveRead | None) -> Survey:
+        assert archive is not None  # only a given archive is read ahead
+        return look_ahead(opened, target, archive, read, dry_run)
+
+    # Creating a bucket waits until the files are known to be good.
+    ahead = None if store.create_bucket else look
+    with _shipping(
+        tree, archive, target, trust, "publish", timeout, log, ahead, read_ahead=True
+    ) as ready:
         opened.deadline = ready.deadline
         return publish_module.publish(
             ready.snapshot,
@@ -495,6 +522,7 @@ def publish(
             create_bucket=store.create_bucket,
             log=log,
             progress_factory=progress_factory,
+            prefetch=ready.prefetch,
         )
 
 

@@ -248,7 +248,7 @@ class FaultProxy:
     has its last byte flipped on the way); ``cut-errors``: the first ``every`` error
     answers with a body are cut halfway through it, then the connection is reset; ``lie``
     (for a store that checks no signature): every uploaded body is changed, sent without
-    its checksum headers, and answered with the client's own CRC-32, as if it were kept;
+    its checksum headers, and answered with the client's own CRC-32 or SHA-256, as if kept;
     ``unconditional`` (for a store that checks no signature): requests lose their
     ``If-Match`` and ``If-None-Match`` headers, as on a store that ignores them.
     """
@@ -351,8 +351,8 @@ class FaultProxy:
             body = body[:-1] + bytes([body[-1] ^ 1])
         if self.mode == "lie" and head.startswith(b"PUT "):
             # Send no checksum upstream, and answer with the client's own, as if checked.
-            found = re.search(rb"(?im)^x-amz-checksum-crc32: *([^\r\n]+)\r\n", head)
-            claimed = found.group(1) if found else None
+            found = re.search(rb"(?im)^(x-amz-checksum-(?:crc32|sha256)): *([^\r\n]+)\r\n", head)
+            claimed = found.group(1) + b": " + found.group(2) if found else None
             head = re.sub(
                 rb"(?im)^x-amz-(checksum-[a-z0-9]+|sdk-checksum-algorithm|trailer):[^\r\n]*\r\n",
                 b"",
@@ -383,9 +383,7 @@ class FaultProxy:
         if self.mode in ("plain", "corrupt", "lie"):
             response_head = re.sub(rb"(?im)^x-amz-checksum-[^\r\n]*\r\n", b"", response_head)
         if claimed is not None:
-            response_head = response_head.replace(
-                b"\r\n", b"\r\nx-amz-checksum-crc32: " + claimed + b"\r\n", 1
-            )
+            response_head = response_head.replace(b"\r\n", b"\r\n" + claimed + b"\r\n", 1)
         client.sendall(response_head + response_body)
         return True
 

@@ -140,12 +140,14 @@ def test_concurrent_publishes_of_one_sha_never_leave_a_false_manifest(
             assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
 
 
-def test_a_run_that_overwrote_after_anothers_manifest_retracts_it(
+def test_an_upload_planned_before_anothers_whole_run_overwrites_nothing(
     tmp_path: Path, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run two's uploads straddle a whole run one: one's manifest, written before two's
-    last upload, lists bytes two then replaced. Two fails its check, and must take that
-    manifest down with it."""
+    """Run two's uploads straddle a whole run one: one's manifest is written before two's
+    last upload, which used to replace an object behind it (two then took the manifest
+    down, if it lived to). That upload is conditional on what two planned against (no
+    object), so it is refused: two fails, having replaced nothing, and one's manifest
+    stays, true."""
     one, two = (_tree(tmp_path / name, name.encode()) for name in ("one", "two"))
     options = pipeline.StoreOptions.resolve(
         s3_server.env(),
@@ -158,20 +160,102 @@ def test_a_run_that_overwrote_after_anothers_manifest_retracts_it(
     put = S3Store.put
     raced: list[str] = []
 
-    def racing(self: S3Store, local: Any, progress: Any = None) -> None:
+    def racing(self: S3Store, local: Any, progress: Any = None, **kw: Any) -> str:
         # With one upload at a time, two's last package goes up last, before its manifest:
         # run one, whole, just before it.
         if not raced and local.key.endswith("x86_64/app5-1.0.0-r0.apk"):
             raced.append(local.key)
             pipeline.publish(one.packages, None, target, _trust(one), options)
             assert _manifest(s3_server, bucket) is not None
-        put(self, local, progress)
+        return put(self, local, progress, **kw)
 
     monkeypatch.setattr(S3Store, "put", racing)
     with pytest.raises(PublishError, match="another publish of this sha"):
         pipeline.publish(two.packages, None, target, _trust(two), options)
     assert raced
-    assert _manifest(s3_server, bucket) is None  # one's manifest no longer told the truth
+    manifest = _manifest(s3_server, bucket)
+    assert manifest is not None
+    client = s3_server.client()
+    for entry in [*manifest["objects"], manifest["archive"]]:
+        data = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
+
+
+# Run two, in its own process: every upload to the deployment's prefix waits at a gate
+# once planned, and the first one made signals it and hangs, for the test to SIGKILL the
+# run right there.
+HELD_AT_THE_GATE = """
+import sys, time
+from pathlib import Path
+from pakman.cli import main
+from pakman.publish.s3 import S3Store
+
+gate, put = Path(sys.argv[1]), S3Store.put
+
+def held(self, local, progress=None, **kw):
+    if not local.key.startswith("deployments/"):  # the archive's own key names its bytes
+        return put(self, local, progress, **kw)
+    (gate / "planned").touch()
+    while not (gate / "go").exists():
+        time.sleep(0.01)
+    etag = put(self, local, progress, **kw)
+    (gate / "overwrote").touch()
+    time.sleep(300)
+    return etag
+
+S3Store.put = held
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_run_killed_after_an_overwrite_never_leaves_another_runs_manifest_false(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """Issue 27.13: two publishes of one sha, different bytes. Two plans against the
+    empty bucket, then one runs whole and writes its manifest, then two uploads and is
+    SIGKILLed as soon as one upload is made: nobody is left to retract one's manifest.
+    Two's writes are conditional on what it planned against (If-None-Match here), so
+    none is made behind one's manifest, which stays and tells the truth. Cold, in a
+    loop: a fresh bucket and fresh processes each round."""
+    one, two = (_tree(tmp_path / name, name.encode()) for name in ("one", "two"))
+    client = s3_server.client()
+    for round_ in range(3):
+        bucket = f"killed-overwrite-{round_}"
+        client.create_bucket(Bucket=bucket)
+        gate = tmp_path / f"gate-{round_}"
+        gate.mkdir()
+        args = publish_args(two, "--bucket", bucket)
+        second = subprocess.Popen(
+            [sys.executable, "-c", HELD_AT_THE_GATE, str(gate), *args],
+            env={**os.environ, **s3_server.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (gate / "planned").exists() and second.poll() is None:
+                assert time.monotonic() < deadline, "run two never planned"
+                time.sleep(0.01)
+            assert second.poll() is None, second.communicate()
+            first = run_pakman(*publish_args(one, "--bucket", bucket), env=s3_server.env())
+            assert first.returncode == 0, first.stderr
+            (gate / "go").touch()
+            while not (gate / "overwrote").exists() and second.poll() is None:
+                assert time.monotonic() < deadline, "run two neither wrote nor stopped"
+                time.sleep(0.01)
+        finally:
+            if second.poll() is None:
+                second.kill()  # SIGKILL: no clean-up runs
+            _, stderr = second.communicate()
+        manifest = _manifest(s3_server, bucket)
+        assert manifest is not None  # two changed nothing, so one's manifest stays
+        for entry in [*manifest["objects"], manifest["archive"]]:
+            data = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
+        assert not (gate / "overwrote").exists(), "run two overwrote an object"
+        ended = subprocess.CompletedProcess(args, second.returncode, "", stderr)
+        one_line_error(ended, 3, "another publish of this sha changed")
 
 
 def _trust(built: Built) -> pipeline.Trust:

@@ -57,9 +57,10 @@ class Recording(S3Store):
 
     order: list[str]
 
-    def put(self, local: LocalObject, progress: Any = None) -> None:
-        super().put(local, progress)
+    def put(self, local: LocalObject, progress: Any = None, **kw: Any) -> str:
+        etag = super().put(local, progress, **kw)
         self.order.append(local.key)
+        return etag
 
     def delete(self, key: str) -> None:
         super().delete(key)
@@ -527,7 +528,7 @@ def test_interrupted_archive_upload_resumes_its_parts(
     """A killed run leaves a multipart upload of the (content-addressed) archive; the next
     run re-uses the parts already sent and completes it."""
     local, data = big_object(tmp_path)
-    interrupted_upload(s3_server, bucket, local, data, "CRC32")
+    interrupted_upload(s3_server, bucket, local, data, "SHA256")
     staged = stage_and_commit(store_for(s3_server, bucket), local)
     assert staged.reused == 2  # part 3 did not match: sent again
     client = s3_server.client()
@@ -539,9 +540,10 @@ def test_interrupted_archive_upload_resumes_its_parts(
 def test_an_upload_with_another_checksum_is_not_resumed(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    """Its parts could not be completed beside CRC-32 ones: a fresh upload is made."""
+    """Its parts could not be completed beside SHA-256 ones, and their CRC-32s prove
+    nothing: a fresh upload is made."""
     local, data = big_object(tmp_path)
-    old = interrupted_upload(s3_server, bucket, local, data, "SHA256")
+    old = interrupted_upload(s3_server, bucket, local, data, "CRC32")
     staged = stage_and_commit(store_for(s3_server, bucket), local)
     assert staged.reused == 0
     assert staged.upload_id != old
@@ -559,10 +561,13 @@ def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
     data = os.urandom(4 * MULTIPART_CHUNK + 99)
     big.write_bytes(data)
     expected = tuple(
-        zlib.crc32(data[i : i + MULTIPART_CHUNK]) for i in range(0, len(data), MULTIPART_CHUNK)
+        hashlib.sha256(data[i : i + MULTIPART_CHUNK]).digest()
+        for i in range(0, len(data), MULTIPART_CHUNK)
     )
     hashed = hash_file(big, "k")
-    assert hashed.part_crc32 == expected
+    assert hashed.part_sha256 == expected
+    composite = base64.b64encode(hashlib.sha256(b"".join(expected)).digest()).decode()
+    assert hashed.composite_sha256() == f"{composite}-5"
     assert hashed.sha256 == hashlib.sha256(data).hexdigest()
     assert hashed.crc32 == zlib.crc32(data)
     assert hashed.etag is None  # multipart-sized: its ETag depends on the part size
@@ -574,16 +579,15 @@ def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
     small = tmp_path / "small.apk"
     small.write_bytes(b"abc")
     assert hash_file(small, "s").etag == hashlib.md5(b"abc").hexdigest()
-    assert hash_file(small, "s").part_crc32 == ()
+    assert hash_file(small, "s").part_sha256 == ()
+    assert hash_file(small, "s").composite_sha256() is None
 
 
-def test_every_upload_carries_a_crc32_the_server_keeps(
+def test_every_upload_carries_a_sha256_the_server_keeps(
     s3_server: S3Server, bucket: str, deployment_files: Built, tmp_path: Path
 ) -> None:
-    """Single PUTs carry the object's CRC-32, multipart uploads each part's: S3 checks the
-    bytes against them and keeps the (composite) checksum."""
-    import zlib
-
+    """Single PUTs carry the object's SHA-256, multipart uploads each part's: S3 checks
+    the bytes against them and keeps the (composite) checksum."""
     from pakman.digest import MULTIPART_CHUNK
 
     publish(deployment_files.packages, deployment_files.archive, DEPLOYMENT,
@@ -595,14 +599,14 @@ def test_every_upload_carries_a_crc32_the_server_keeps(
         head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         if key == local.key:
             parts = b"".join(
-                zlib.crc32(body[i : i + MULTIPART_CHUNK]).to_bytes(4, "big")
+                hashlib.sha256(body[i : i + MULTIPART_CHUNK]).digest()
                 for i in range(0, len(body), MULTIPART_CHUNK)
             )
-            expected = zlib.crc32(parts)
+            expected = hashlib.sha256(parts).digest()
         else:
-            expected = zlib.crc32(body)
-        stored = head.get("ChecksumCRC32", "").split("-")[0]
-        assert stored == base64.b64encode(expected.to_bytes(4, "big")).decode(), key
+            expected = hashlib.sha256(body).digest()
+        stored = head.get("ChecksumSHA256", "").split("-")[0]
+        assert stored == base64.b64encode(expected).decode(), key
 
 
 def test_multipart_object_with_our_sha256_but_other_bytes_is_sent_again(
@@ -699,3 +703,30 @@ def _corrupted(
         return raised.value
     finally:
         proxy.stop()
+
+
+def test_a_planted_big_object_with_a_forged_crc32_is_sent_again(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Issue 27.12 for multipart sizes: other bytes under the (public) content-addressed
+    key, the same size and whole-object CRC-32 the server keeps. Not the archive: it is
+    sent again, and then the store's composite SHA-256 proves it."""
+    import zlib
+
+    from tests.forge import forge
+
+    local, data = big_object(tmp_path)
+    forged = forge(data, len(data) // 2, zlib.crc32)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key=local.key, Body=forged, ChecksumAlgorithm="CRC32")
+    store = store_for(s3_server, bucket)
+    remote = store.head(local.key)
+    assert remote is not None
+    assert remote.crc32 == local.crc32_b64
+    assert remote.size == local.size
+    assert not store.matches(local, remote)
+    stage_and_commit(store, local)
+    remote = store.head(local.key)
+    assert remote is not None
+    assert store.matches(local, remote)
+    assert client.get_object(Bucket=bucket, Key=local.key)["Body"].read() == data

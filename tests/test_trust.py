@@ -376,6 +376,32 @@ def test_an_archive_entry_with_a_forged_crc_is_refused(
     assert not store.exists() or [p for p in store.rglob("*") if p.is_file()] == []
 
 
+def test_an_archive_read_beside_verification_is_still_checked_entry_by_entry(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    """The CLI reads a given archive in a child process while it verifies: the entries'
+    SHA-256s it hands back are still compared with the verified ones: a forged CRC-32
+    entry is refused and nothing stored; the true archive is published."""
+    package = next((deployment_files.packages / "acme" / "aarch64").glob("app2-*.apk"))
+    forged_tree = tmp_path / "forged"
+    shutil.copytree(deployment_files.packages, forged_tree)
+    data = package.read_bytes()
+    (forged_tree / package.relative_to(deployment_files.packages)).write_bytes(
+        forge(data, len(data) // 3, zlib.crc32)
+    )
+    archive = tmp_path / "forged.zip"
+    merge.write_zip(merge.collect([forged_tree]), archive)
+    store = tmp_path / "store"
+    result = run_pakman(*_store_args(deployment_files, store, "--archive", str(archive)))
+    one_line_error(result, 2, f"aarch64/{package.name} differs from")
+    assert [p for p in store.rglob("*") if p.is_file()] == [] if store.exists() else True
+    good = run_pakman(
+        *_store_args(deployment_files, store, "--archive", str(deployment_files.archive))
+    )
+    assert good.returncode == 0, good.stderr
+    assert len(_manifests(store)) == 1
+
+
 def test_a_package_forged_before_its_put_is_never_sent(
     deployment_files: Built,
     s3_server: S3Server,
@@ -390,10 +416,10 @@ def test_a_package_forged_before_its_put_is_never_sent(
     data = package.read_bytes()
     put = S3Store.put
 
-    def racing(self: S3Store, local: Any, progress: Any = None) -> None:
+    def racing(self: S3Store, local: Any, progress: Any = None, **kw: Any) -> str:
         if local.key.endswith(f"aarch64/{package.name}"):
             package.write_bytes(forge(data, len(data) // 2, zlib.crc32))
-        put(self, local, progress)
+        return put(self, local, progress, **kw)
 
     monkeypatch.setattr(S3Store, "put", racing)
     trust = pipeline.trust_files([str(deployment_files.public_key)])
@@ -414,8 +440,9 @@ def test_a_package_forged_before_its_put_is_never_sent(
 def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
     tmp_path: Path, s3_server: S3Server, bucket: str
 ) -> None:
-    """Every part keeps its CRC-32, and so does the whole: S3 would complete the upload.
-    The SHA-256 of the parts as sent, in order, refuses it before completion."""
+    """Every part keeps its CRC-32, and so does the whole: a CRC-32 check would pass. The
+    SHA-256 of each part as sent, against the same part in the verified read, refuses it
+    before anything is completed."""
     from concurrent.futures import ThreadPoolExecutor
 
     from pakman.digest import MULTIPART_CHUNK, digest_file
@@ -425,7 +452,7 @@ def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
     data = os.urandom(4 * MULTIPART_CHUNK + 1234)
     big.write_bytes(data)
     local = local_object("deployments/acme/app/x/big.apk", big, digest_file(big))
-    assert len(local.part_crc32) == 5
+    assert len(local.part_sha256) == 5
     at = MULTIPART_CHUNK + 1000  # in part 2
 
     def checks(candidate: bytes) -> int:
@@ -437,3 +464,37 @@ def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
     with ThreadPoolExecutor(4) as pool, pytest.raises(ConfigError, match="changed after"):
         store.stage(local, pool).commit()
     assert _stored_keys(s3_server, bucket) == []
+
+
+def test_a_planted_object_with_a_forged_crc32_is_not_taken_as_the_package(
+    deployment_files: Built, s3_server: S3Server, bucket: str
+) -> None:
+    """Issue 27.12: other bytes at a package's key, same size, and a CRC-32 the real
+    server computed and keeps that equals the package's. Only the SHA-256 the store
+    computed counts: the package is sent again, and the manifest tells the truth."""
+    import base64
+
+    client = s3_server.client()
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("app0-*.apk"))
+    data = package.read_bytes()
+    key = f"deployments/acme/app/{SHA}/x86_64/{package.name}"
+    client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=forge(data, len(data) // 2, zlib.crc32),
+        ChecksumAlgorithm="CRC32",
+    )
+    kept = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert kept["ChecksumCRC32"] == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert kept["ContentLength"] == len(data)
+    result = run_pakman(*publish_args(deployment_files, "--bucket", bucket), env=s3_server.env())
+    assert result.returncode == 0, result.stderr
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    manifest = json.loads(
+        client.get_object(Bucket=bucket, Key=f"deployments/acme/app/{SHA}/manifest.json")[
+            "Body"
+        ].read()
+    )
+    for entry in [*manifest["objects"], manifest["archive"]]:
+        stored = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+        assert hashlib.sha256(stored).hexdigest() == entry["sha256"], entry["key"]

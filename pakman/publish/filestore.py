@@ -15,6 +15,7 @@ from pathlib import Path
 from pakman.digest import READ_CHUNK
 from pakman.errors import PublishError
 from pakman.publish.objects import (
+    Condition,
     LocalObject,
     Progress,
     RemoteObject,
@@ -54,7 +55,7 @@ class FileStore:
                 if path.is_file() and not path.name.startswith(".pakman-"):
                     yield path
 
-    def list(self, prefix: str) -> dict[str, RemoteObject]:
+    def list(self, prefix: str, *, checksums: bool = False) -> dict[str, RemoteObject]:
         found = {}
         for path in self._files(prefix):
             key = path.relative_to(self.root).as_posix()
@@ -101,10 +102,24 @@ class FileStore:
             progress(local.size)
         return Path(name)
 
-    def put(self, local: LocalObject, progress: Progress | None = None) -> None:
+    def put(
+        self,
+        local: LocalObject,
+        progress: Progress | None = None,
+        *,
+        only_if: Condition | None = None,  # a folder has no ETags: renames are unconditional
+    ) -> str | None:
         self._write_temporary(local, progress).replace(self.root / local.key)
+        return None
 
-    def stage(self, local: LocalObject, pool: Executor, progress: Progress | None = None) -> Staged:
+    def stage(
+        self,
+        local: LocalObject,
+        pool: Executor,
+        progress: Progress | None = None,
+        *,
+        only_if: Condition | None = None,
+    ) -> Staged:
         copying = pool.submit(self._write_temporary, local, progress)
         return _FileStaged(copying, self.root / local.key)
 
@@ -168,8 +183,9 @@ class _FileStaged:
     copying: Future[Path]
     target: Path
 
-    def commit(self) -> None:
+    def commit(self) -> str | None:
         self.copying.result().replace(self.target)
+        return None
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,23 +1,39 @@
-"""Multipart uploads: parts sent side by side, checked against the verified bytes,
-resumed part by part where an earlier run left them, completed on commit."""
+"""Multipart uploads: parts sent side by side, each checked against the SHA-256 of the
+same part in the verified read, resumed part by part where an earlier run left them (by
+the SHA-256 the store kept), completed on commit, conditionally."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
-import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pakman.digest import crc32_b64
+from pakman.digest import b64
 from pakman.errors import PublishError
-from pakman.publish.objects import LocalObject, Progress
+from pakman.publish.objects import Condition, Conflict, LocalObject, Progress
 
 if TYPE_CHECKING:
     from pakman.publish.s3 import S3Store
+
+
+def condition(only_if: Condition | None) -> dict[str, str]:
+    """The headers of a write that happens only while the object is as planned."""
+    if only_if is None:
+        return {}
+    return {"IfMatch": only_if.etag} if only_if.etag else {"IfNoneMatch": "*"}
+
+
+def raise_conflict(error: Exception, key: str) -> None:
+    """A refused condition (412, or 409 for a write racing another) as :class:`Conflict`."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise Conflict(key) from None
 
 
 @dataclass(frozen=True)
@@ -26,44 +42,12 @@ class UploadedPart:
 
     etag: str
     size: int
-    crc32: str | None  # base64, when the server reports part checksums
+    sha256: str | None  # base64: the SHA-256 the store checked and kept
 
-    def holds(self, data: bytes, crc32: str) -> bool:
-        if len(data) != self.size:
-            return False
-        if self.crc32 is not None:
-            return self.crc32 == crc32
-        return self.etag == hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part ETag
-
-
-class InOrder:
-    """The SHA-256 of parts read side by side, fed in part order: each part waits for the
-    one before it, so the digest is of exactly the bytes sent, whatever the threads do."""
-
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-        self._next = 1
-        self._stopped = False
-        self._turn = threading.Condition()
-
-    def feed(self, number: int, data: bytes) -> None:
-        with self._turn:
-            self._turn.wait_for(lambda: self._next == number or self._stopped)
-            if self._stopped:
-                raise PublishError("upload stopped")
-            self._digest.update(data)
-            self._next += 1
-            self._turn.notify_all()
-
-    def stop(self) -> None:
-        """A part that will never be fed: release every part waiting its turn."""
-        with self._turn:
-            self._stopped = True
-            self._turn.notify_all()
-
-    def hexdigest(self) -> str:
-        with self._turn:
-            return self._digest.hexdigest()
+    def holds(self, size: int, sha256: str) -> bool:
+        """Only the SHA-256 the store kept proves the part's bytes: a part without one is
+        sent again."""
+        return size == self.size and self.sha256 == sha256
 
 
 @dataclass
@@ -75,31 +59,30 @@ class Multipart:
     uploaded: dict[int, UploadedPart] = field(default_factory=dict)  # from a run before
     keep_on_failure: bool = False
     reused: int = 0
-    sent: InOrder = field(default_factory=InOrder)
+    only_if: Condition | None = None  # completed only while the object is as planned
+    stopped: bool = False
 
     def send(
         self, path: Path, number: int, offset: int, length: int, progress: Progress | None
     ) -> dict[str, Any]:
-        try:
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                data = handle.read(length)
-            crc = zlib.crc32(data)
-            known = self.local.part_crc32
-            if len(data) != length or (len(known) >= number and known[number - 1] != crc):
-                raise self.local.changed()  # what is sent must be what was verified
-            # ... and by SHA-256 too, checked on commit: a CRC-32 is forged with four bytes.
-            self.sent.feed(number, data)
-        except BaseException:
-            self.sent.stop()
-            raise
-        checksum = crc32_b64(crc)
+        if self.stopped:
+            raise PublishError("upload stopped")
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+        digest = hashlib.sha256(data).digest()
+        known = self.local.part_sha256
+        # What is sent must be what was verified: each part by the SHA-256 of the same
+        # part in the verified read (the store checks it too, where it checks checksums).
+        if len(data) != length or len(known) < number or known[number - 1] != digest:
+            raise self.local.changed()
+        checksum = b64(digest)
         earlier = self.uploaded.get(number)
-        if earlier and earlier.holds(data, checksum):
+        if earlier and earlier.holds(length, checksum):
             self.reused += 1
             if progress:
                 progress(length)
-            return {"ETag": f'"{earlier.etag}"', "PartNumber": number, "ChecksumCRC32": checksum}
+            return {"ETag": f'"{earlier.etag}"', "PartNumber": number, "ChecksumSHA256": checksum}
         with self.store.errors():
             answer = self.store.client.upload_part(
                 Bucket=self.store.bucket,
@@ -107,46 +90,57 @@ class Multipart:
                 UploadId=self.upload_id,
                 PartNumber=number,
                 Body=data,
-                ChecksumAlgorithm="CRC32",
-                ChecksumCRC32=checksum,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
             )
         self.store.confirm(
             answer,
             f"part {number} of {self.local.key}",
             checksum,
             lambda: hashlib.md5(data).hexdigest(),  # noqa: S324 - S3's part ETag
+            field="ChecksumSHA256",
         )
         if progress:
             progress(length)
-        return {"ETag": answer["ETag"], "PartNumber": number, "ChecksumCRC32": checksum}
+        return {"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
 
-    def commit(self) -> None:
+    def commit(self) -> str:
+        """Complete the upload once every part is in; returns the object's ETag."""
         try:
             parts = [future.result() for future in self.parts]
-            if self.sent.hexdigest() != self.local.sha256:
+            if len(parts) != len(self.local.part_sha256):
                 raise self.local.changed()
             with self.store.errors():
-                answer = self.store.client.complete_multipart_upload(
-                    Bucket=self.store.bucket,
-                    Key=self.local.key,
-                    UploadId=self.upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                )
+                try:
+                    answer = self.store.client.complete_multipart_upload(
+                        Bucket=self.store.bucket,
+                        Key=self.local.key,
+                        UploadId=self.upload_id,
+                        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                        **condition(self.only_if),  # type: ignore[arg-type]
+                    )
+                except Exception as error:
+                    raise_conflict(error, self.local.key)
+                    raise
             etag = str(answer.get("ETag") or "").strip('"')
-            if not etag.endswith(f"-{len(parts)}"):
+            echoed = answer.get("ChecksumSHA256")
+            if not etag.endswith(f"-{len(parts)}") or (
+                echoed and echoed != self.local.composite_sha256()
+            ):
                 raise PublishError(
                     f"storage {self.store.describe()}: the answer to completing {self.local.key}"
                     f" does not confirm its {len(parts)} parts (ETag {etag[:40]!r})"
                 )
-        except BaseException:
-            self.abort()
+        except BaseException as error:
+            self.abort(keep=self.keep_on_failure and not isinstance(error, Conflict))
             raise
+        return etag
 
-    def abort(self) -> None:
+    def abort(self, keep: bool | None = None) -> None:
         for future in self.parts:
             future.cancel()
-        self.sent.stop()
-        if self.keep_on_failure:
+        self.stopped = True
+        if self.keep_on_failure if keep is None else keep:
             return  # the next run resumes it; a bucket lifecycle rule reaps abandoned ones
         with contextlib.suppress(Exception):
             self.store.client.abort_multipart_upload(

@@ -14,19 +14,20 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from pakman.digest import MULTIPART_CHUNK, Digest, crc32_b64
+from pakman.digest import MULTIPART_CHUNK, Digest, b64, crc32_b64
 from pakman.errors import ConfigError, PublishError
 
 
 @dataclass(frozen=True)
 class LocalObject:
     """A file to publish, described by the digests of the bytes read (and verified) in this
-    run: size, SHA-256, CRC-32 and, below the multipart threshold, the MD5 ETag.
+    run: size, SHA-256 (of each part too, for multipart sizes), CRC-32 and, below the
+    multipart threshold, the MD5 ETag.
 
-    The SHA-256 names the contents (manifest, object metadata, the archive's key). The
-    CRC-32 is the transfer checksum S3 verifies each body against, as the AWS SDKs and
-    CLI do by default: it costs the client and the server next to nothing. Every upload
-    compares the bytes it sends with these digests.
+    The SHA-256 names the contents (manifest, object metadata, the archive's key) and is
+    the transfer checksum S3 verifies each body (or part) against and keeps: what proves,
+    on a later run, that storage holds these bytes. Every upload compares the bytes it
+    sends with these digests.
     """
 
     key: str
@@ -37,21 +38,30 @@ class LocalObject:
     content_type: str
     crc32: int
     body: bytes | None = None  # for small generated objects such as the manifest
-    part_crc32: tuple[int, ...] = ()  # per MULTIPART_CHUNK part, for multipart sizes
+    part_sha256: tuple[bytes, ...] = ()  # per MULTIPART_CHUNK part, for multipart sizes
     cache_control: str | None = None  # the Cache-Control header the object is served with
 
     @property
     def crc32_b64(self) -> str:
         return crc32_b64(self.crc32)
 
-    def stored_checksums(self) -> set[str]:
-        """The CRC-32s S3 may report for these bytes: of the whole object, or for a
-        multipart upload the composite (the CRC-32 of the parts' CRC-32s)."""
-        forms = {self.crc32_b64}
-        if self.part_crc32:
-            joined = b"".join(part.to_bytes(4, "big") for part in self.part_crc32)
-            forms.add(crc32_b64(zlib.crc32(joined)))
-        return forms
+    @property
+    def sha256_b64(self) -> str:
+        """The SHA-256 as a single PUT sends it and S3 keeps it."""
+        return b64(bytes.fromhex(self.sha256))
+
+    def composite_sha256(self) -> str | None:
+        """The checksum S3 keeps for these bytes uploaded in MULTIPART_CHUNK parts: the
+        SHA-256 of the parts' SHA-256s, then ``-<parts>``; None below the threshold."""
+        if not self.part_sha256:
+            return None
+        joined = hashlib.sha256(b"".join(self.part_sha256)).digest()
+        return f"{b64(joined)}-{len(self.part_sha256)}"
+
+    def holds(self, stored_sha256: str) -> bool:
+        """Whether the SHA-256 a store computed and kept (whole, or composite) is of these
+        bytes."""
+        return stored_sha256 in (self.sha256_b64, self.composite_sha256())
 
     def store_etag(self) -> str:
         """The ETag a store without checksums gives these bytes: the MD5 of a single PUT,
@@ -86,7 +96,7 @@ def local_object(key: str, path: Path, digest: Digest) -> LocalObject:
         digest.md5,
         content_type(key),
         digest.crc32,
-        part_crc32=digest.part_crc32,
+        part_sha256=digest.part_sha256,
     )
 
 
@@ -97,6 +107,20 @@ class RemoteObject:
     etag: str | None = None
     crc32: str | None = None  # the checksum S3 stored, when a HEAD fetched it
     modified: float | None = None  # when it was last written (Unix time), from a listing
+    sha256: str | None = None  # the SHA-256 S3 computed and stored, when a HEAD fetched it
+    checksummed: bool | None = None  # whether the store keeps any checksum (None: not asked)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A write that happens only while the object is as the run planned against: at this
+    ETag, or absent (None). Another writer in between makes it fail, not overwrite."""
+
+    etag: str | None
+
+
+class Conflict(Exception):
+    """A conditional write found the object changed since the run planned against it."""
 
 
 CONTENT_TYPES = {
@@ -158,14 +182,25 @@ class Store(Protocol):
 
     def ensure_ready(self, create: bool) -> None: ...
 
-    def list(self, prefix: str) -> dict[str, RemoteObject]: ...
+    def list(self, prefix: str, *, checksums: bool = False) -> dict[str, RemoteObject]: ...
 
     def matches(self, local: LocalObject, remote: RemoteObject) -> bool: ...
 
-    def put(self, local: LocalObject, progress: Progress | None = None) -> None: ...
+    def put(
+        self,
+        local: LocalObject,
+        progress: Progress | None = None,
+        *,
+        only_if: Condition | None = None,
+    ) -> str | None: ...
 
     def stage(
-        self, local: LocalObject, pool: Executor, progress: Progress | None = None
+        self,
+        local: LocalObject,
+        pool: Executor,
+        progress: Progress | None = None,
+        *,
+        only_if: Condition | None = None,
     ) -> Staged: ...
 
     def get(self, key: str) -> bytes | None: ...
@@ -185,9 +220,10 @@ Progress = Callable[[int], None]
 
 
 class Staged(Protocol):
-    """An upload whose bytes move now but which becomes visible only on commit."""
+    """An upload whose bytes move now but which becomes visible only on commit (which
+    returns the ETag the store gave it, if any)."""
 
-    def commit(self) -> None: ...
+    def commit(self) -> str | None: ...
 
     def abort(self) -> None: ...
 
@@ -196,10 +232,10 @@ class Staged(Protocol):
 class Deferred:
     """Staging for objects too small to split: the whole PUT happens at commit."""
 
-    action: Callable[[], None]
+    action: Callable[[], str | None]
 
-    def commit(self) -> None:
-        self.action()
+    def commit(self) -> str | None:
+        return self.action()
 
     def abort(self) -> None:
         pass

@@ -11,16 +11,19 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pakman import tree
 from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
 from pakman.identity import Identity
 from pakman.placement import ARCHIVE_LAYOUT, is_folder_entry, placement
-from pakman.publish.objects import LocalObject, RemoteObject, Store, local_object
+from pakman.publish.objects import Condition, LocalObject, RemoteObject, Store, local_object
+
+if TYPE_CHECKING:
+    from pakman.publish.prefetch import ArchiveRead
 
 MANIFEST = "manifest.json"
 
@@ -65,20 +68,32 @@ class Plan:
     archive: LocalObject
     skip: frozenset[str] = frozenset()
     stale_manifest: bool = False  # storage holds a manifest that this publish will replace
+    # The ETag of each object storage held when the plan was made: a write replaces only
+    # that (If-Match), and a key absent here only if still absent (If-None-Match).
+    versions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def archive_path(self) -> str:
         return self.archive.key
 
+    def condition(self, key: str) -> Condition:
+        """What a write of ``key`` requires: storage still as it was when planned."""
+        return Condition(self.versions.get(key))
 
-def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
+
+def check_archive(
+    archive: Path,
+    packages: tuple[LocalObject, ...],
+    hashed: Mapping[str, str | None] | None = None,
+) -> None:
     """The archive must hold exactly the packages tree, so a stale or forged zip never ships.
 
     Every entry must be ``[<folders>/]<repo>/<arch>/<file>``, placed by its last two parts
     as the deployment agent places it (no absolute or ``..`` names, no duplicates, nothing
     but package files), and its bytes, as a reader extracts them, must
     have the SHA-256 of the verified tree file. A size and CRC-32 that match are not
-    enough: a CRC-32 is easily forged.
+    enough: a CRC-32 is easily forged. ``hashed``: those SHA-256s by entry name, where a
+    read of the same archive already took them (:mod:`.prefetch`).
     """
     expected = {"/".join(o.key.split("/")[-2:]): o for o in packages}
     problems: list[str] = []
@@ -102,7 +117,7 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
                     problems.append(f"{archive}: has {name}, not in the packages tree")
                 elif info.file_size != local.size or local.crc32 != info.CRC:
                     problems.append(f"{archive}: {name} differs from {local.path}")
-                elif (found := _entry_sha256(zipped, info)) != local.sha256:
+                elif (found := _hashed(hashed, zipped, info)) != local.sha256:
                     problems.append(
                         f"{archive}: {name} is corrupt (its bytes fail their CRC)"
                         if found is None
@@ -115,7 +130,15 @@ def check_archive(archive: Path, packages: tuple[LocalObject, ...]) -> None:
         raise ConfigError(*problems, "rebuild the archive with 'pakman merge'")
 
 
-def _entry_sha256(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+def _hashed(
+    hashed: Mapping[str, str | None] | None, zipped: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> str | None:
+    if hashed is not None and info.filename in hashed:
+        return hashed[info.filename]
+    return entry_sha256(zipped, info)
+
+
+def entry_sha256(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
     """The SHA-256 of the entry's bytes as extracted; None if they fail their own CRC."""
     digest = hashlib.sha256()
     try:
@@ -132,23 +155,33 @@ def plan(
     digests: Mapping[Path, Digest],
     archive: Path,
     deployment: Deployment,
+    read: ArchiveRead | None = None,
 ) -> Plan:
     """Lay out the object keys of the snapshot's files, described by the digests of the
-    bytes verified in this run, and of the archive, read and checked against those same
-    digests now (no storage access)."""
+    bytes verified in this run, and of the archive, read now or by ``read`` (in this run,
+    beside verification), and checked against those same digests (no storage access)."""
     if not archive.is_file():
         raise ConfigError(f"{archive}: no such archive (make it with 'pakman merge')")
     packages = tuple(
         local_object(deployment.prefix + key, path, digests[path])
         for key, path in snapshot.files.items()
     )
-    # Both read the archive: side by side, as hashing and CRC checks release the GIL.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        hashing = pool.submit(digest_file, archive)
-        check_archive(archive, packages)
-        archived = hashing.result()
-    key = f"archives/{archived.sha256}/{archive.name}"
+    if read is not None:
+        check_archive(archive, packages, read.entries)
+        archived = read.digest
+    else:
+        # Both read the archive: side by side, as hashing and CRC checks release the GIL.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            hashing = pool.submit(digest_file, archive)
+            check_archive(archive, packages)
+            archived = hashing.result()
+    key = archive_key(archived.sha256, archive.name)
     return Plan(deployment, packages, local_object(key, archive, archived))
+
+
+def archive_key(sha256: str, name: str) -> str:
+    """The archive's key names its content: a retry re-uses it."""
+    return f"archives/{sha256}/{name}"
 
 
 def manifest_body(plan: Plan) -> dict[str, Any]:
@@ -189,30 +222,41 @@ class Survey:
 
     objects: dict[str, RemoteObject]
     manifest: dict[str, Any] | None
+    archive_key: str | None = None  # when the archive's key was known: what it holds
+    archive: RemoteObject | None = None
 
 
 def survey(store: Store, deployment: Deployment) -> Survey:
-    """Read what storage holds; it needs no hashes, so it can run while files hash."""
-    return Survey(store.list(deployment.prefix), _existing_manifest(store, deployment.manifest_key))
+    """Read what storage holds, with the checksums it keeps; it needs no hashes, so it can
+    run while files hash."""
+    return Survey(
+        store.list(deployment.prefix, checksums=True),
+        _existing_manifest(store, deployment.manifest_key),
+    )
 
 
-def matching(plan: Plan, store: Store, listed: dict[str, RemoteObject]) -> set[str]:
-    """The keys of the plan's objects that storage holds with the same bytes: ``listed``
-    (the deployment's prefix) and one HEAD of the archive, which lives elsewhere."""
-    remote = dict(listed)
-    archived = store.head(plan.archive.key)
+def matching(plan: Plan, store: Store, seen: Survey) -> tuple[set[str], dict[str, RemoteObject]]:
+    """The keys of the plan's objects that storage holds with the same bytes, and what
+    storage holds: the deployment's prefix and the archive, which lives elsewhere (one
+    HEAD, unless the survey read it)."""
+    remote = dict(seen.objects)
+    known = seen.archive_key == plan.archive.key
+    archived = seen.archive if known else store.head(plan.archive.key)
     if archived is not None:
         remote[archived.key] = archived
-    return {
+    held = {
         local.key
         for local in (*plan.packages, plan.archive)
         if local.key in remote and store.matches(local, remote[local.key])
     }
+    return held, remote
 
 
 def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
-    """Skip every object whose size and checksum already match what storage holds."""
-    skip = matching(plan, store, seen.objects)
+    """Skip every object whose size and SHA-256 already match what storage holds; every
+    other write is made conditional on what storage held."""
+    skip, remote = matching(plan, store, seen)
+    versions = {key: held.etag for key, held in remote.items() if held.etag}
     existing = None if seen.manifest is None else dict(seen.manifest)
     stale = False
     if existing is not None:
@@ -222,4 +266,4 @@ def reconcile(plan: Plan, store: Store, seen: Survey) -> Plan:
             skip.add(plan.deployment.manifest_key)
         else:
             stale = True  # retracted before anything changes, rewritten last
-    return dataclasses.replace(plan, skip=frozenset(skip), stale_manifest=stale)
+    return dataclasses.replace(plan, skip=frozenset(skip), stale_manifest=stale, versions=versions)

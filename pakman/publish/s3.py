@@ -1,5 +1,6 @@
-"""An S3-compatible bucket through botocore: bounded retries, CRC-32 transfer checksums,
-answers confirmed, objects matched only by what the store computed of the bytes it holds."""
+"""An S3-compatible bucket through botocore: bounded retries, SHA-256 transfer checksums
+the store checks and keeps, conditional writes, answers confirmed, objects matched only by
+the SHA-256 the store computed of the bytes it holds."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import random
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from pakman.digest import MULTIPART_CHUNK, MULTIPART_THRESHOLD
 from pakman.errors import ConfigError, PublishError
 from pakman.publish.errors import S3Errors
-from pakman.publish.multipart import Multipart, UploadedPart
+from pakman.publish.multipart import Multipart, UploadedPart, condition, raise_conflict
 from pakman.publish.objects import (
+    Condition,
     Deferred,
     LocalObject,
     Progress,
@@ -126,7 +128,10 @@ class S3Store:
                     raise
                 self.client.create_bucket(Bucket=self.bucket)
 
-    def list(self, prefix: str) -> dict[str, RemoteObject]:
+    def list(self, prefix: str, *, checksums: bool = False) -> dict[str, RemoteObject]:
+        """The objects under ``prefix``; with ``checksums``, each with the checksums the
+        store keeps (a listing has none: one HEAD each, side by side)."""
+
         def listing() -> dict[str, RemoteObject]:
             found = {}
             paginator = self.client.get_paginator("list_objects_v2")
@@ -144,58 +149,96 @@ class S3Store:
             return found
 
         with self.errors():
-            return self._read(listing)
+            found = self._read(listing)
+        if not checksums or not found:
+            return found
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            headed = pool.map(self.head, list(found))
+            return {key: head or found[key] for key, head in zip(found, headed, strict=True)}
 
     def matches(self, local: LocalObject, remote: RemoteObject) -> bool:
         """Whether storage holds these bytes, judged only by what the store computed over
-        the bytes it holds: its stored checksum, else an ETag equal to the MD5 of the local
-        bytes (a single PUT) or the composite ETag of the planned parts. Metadata (the
-        sha256 pakman stores beside an object) is never evidence."""
+        the bytes it holds: the SHA-256 it checked and kept (of the whole object, or
+        composite of the parts). A store that keeps checksums but no SHA-256 proves
+        nothing (a CRC-32 is forged with four bytes): the object is sent again. Only a
+        store that keeps no checksum at all is judged by its ETag, the MD5 of a single
+        PUT or the composite of the planned parts. Metadata (the sha256 pakman stores
+        beside an object) is never evidence."""
         if local.size != remote.size:
             return False
-        if local.etag is not None and remote.etag == local.etag:
-            return True  # a single PUT's ETag is the MD5 of the bytes the store holds
-        if remote.crc32 is None:
+        if remote.checksummed is None:
             remote = self.head(remote.key) or remote
-        if remote.crc32 is not None:
-            # Real S3 writes a composite checksum as "<crc>-<parts>".
-            return remote.crc32.split("-")[0] in local.stored_checksums()
+        if remote.sha256 is not None:
+            return local.holds(remote.sha256)
+        if remote.checksummed is not False:
+            return False
         return remote.etag is not None and remote.etag == local.store_etag()
 
-    def put(self, local: LocalObject, progress: Progress | None = None) -> None:
-        """One PUT, for objects below the multipart threshold (bigger ones are staged)."""
+    def put(
+        self,
+        local: LocalObject,
+        progress: Progress | None = None,
+        *,
+        only_if: Condition | None = None,
+    ) -> str:
+        """One PUT, for objects below the multipart threshold (bigger ones are staged);
+        with ``only_if``, only while the object is as planned (else :class:`Conflict`).
+        Returns the ETag the store gave it."""
         if local.body is not None:
             body = local.body
         else:
             assert local.path is not None
             body = local.path.read_bytes()
-            # What is sent must be what was verified: by SHA-256, as a CRC-32 is forged
-            # with four bytes.
+            # What is sent must be what was verified, by SHA-256 (the store checks it too,
+            # where it checks checksums).
             if len(body) != local.size or hashlib.sha256(body).hexdigest() != local.sha256:
                 raise local.changed()
         with self.errors():
-            # The server checks the body against ChecksumCRC32 and rejects a mismatch.
-            answer = self.client.put_object(
-                Bucket=self.bucket,
-                Key=local.key,
-                Body=body,
-                ChecksumAlgorithm="CRC32",  # names the checksum sent, as the AWS SDKs do
-                ChecksumCRC32=local.crc32_b64,
-                ContentType=local.content_type,
-                Metadata={"sha256": local.sha256},
-                **_cache_control(local),
-            )
-        self.confirm(answer, f"PUT {local.key}", local.crc32_b64, lambda: local.etag)
+            # The server checks the body against ChecksumSHA256, rejects a mismatch, and
+            # keeps it: what proves, on a later run, which bytes it holds.
+            try:
+                answer = self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=local.key,
+                    Body=body,
+                    ChecksumAlgorithm="SHA256",  # names the checksum sent, as the SDKs do
+                    ChecksumSHA256=local.sha256_b64,
+                    ContentType=local.content_type,
+                    Metadata={"sha256": local.sha256},
+                    **condition(only_if),  # type: ignore[arg-type]
+                    **_cache_control(local),
+                )
+            except Exception as error:
+                raise_conflict(error, local.key)
+                raise
+        self.confirm(
+            answer,
+            f"PUT {local.key}",
+            local.sha256_b64,
+            lambda: hashlib.md5(body).hexdigest(),  # noqa: S324 - S3's ETag
+            field="ChecksumSHA256",
+        )
         if progress:
             progress(local.size)
+        return str(answer.get("ETag") or "").strip('"')
 
-    def stage(self, local: LocalObject, pool: Executor, progress: Progress | None = None) -> Staged:
-        """Big objects: send the parts now, complete the multipart upload on commit."""
+    def stage(
+        self,
+        local: LocalObject,
+        pool: Executor,
+        progress: Progress | None = None,
+        *,
+        only_if: Condition | None = None,
+    ) -> Staged:
+        """Big objects: send the parts now, complete the multipart upload on commit (with
+        ``only_if``, only while the object is as planned)."""
         if local.path is None or local.size < MULTIPART_THRESHOLD:
-            return Deferred(lambda: self.put(local, progress))
+            return Deferred(lambda: self.put(local, progress, only_if=only_if))
         # A key that names its content (the archive's) can resume an interrupted upload:
-        # its parts are re-used where their MD5 matches, and it is kept if this run fails.
+        # its parts are re-used where their SHA-256 matches the verified part's, and it is
+        # kept if this run fails.
         staged = self._start_multipart(local, resumable=local.sha256 in local.key)
+        staged.only_if = only_if
         path = local.path
         for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
             length = min(MULTIPART_CHUNK, local.size - offset)
@@ -211,7 +254,7 @@ class S3Store:
                     Key=local.key,
                     ContentType=local.content_type,
                     Metadata={"sha256": local.sha256},
-                    ChecksumAlgorithm="CRC32",
+                    ChecksumAlgorithm="SHA256",
                 )
             upload_id = created.get("UploadId")
             if not isinstance(upload_id, str) or not upload_id:
@@ -222,17 +265,17 @@ class S3Store:
         return Multipart(self, local, upload_id, uploaded=uploaded, keep_on_failure=resumable)
 
     def _unfinished(self, key: str) -> tuple[str | None, dict[int, UploadedPart]]:
-        """The newest unfinished CRC-32 multipart upload of ``key`` and its parts.
+        """The newest unfinished SHA-256 multipart upload of ``key`` and its parts.
 
-        Uploads with another checksum algorithm (or none) cannot take CRC-32 parts, so
-        they are left alone.
+        Uploads with another checksum algorithm (or none) cannot take SHA-256 parts, and
+        their parts prove nothing, so they are left alone.
         """
         with self.errors():
             listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
             uploads = [
                 u
                 for u in listing.get("Uploads", [])
-                if u.get("Key") == key and u.get("ChecksumAlgorithm") == "CRC32"
+                if u.get("Key") == key and u.get("ChecksumAlgorithm") == "SHA256"
             ]
             if not uploads:
                 return None, {}
@@ -242,7 +285,7 @@ class S3Store:
             for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
                 for part in page.get("Parts", []):
                     parts[part["PartNumber"]] = UploadedPart(
-                        part["ETag"].strip('"'), part["Size"], part.get("ChecksumCRC32")
+                        part["ETag"].strip('"'), part["Size"], part.get("ChecksumSHA256")
                     )
         return upload_id, parts
 
@@ -352,7 +395,12 @@ class S3Store:
         if head is None:
             return None
         return RemoteObject(
-            key, head["ContentLength"], head.get("ETag", "").strip('"'), head.get("ChecksumCRC32")
+            key,
+            head["ContentLength"],
+            head.get("ETag", "").strip('"'),
+            head.get("ChecksumCRC32"),
+            head.get("ChecksumSHA256"),
+            checksummed=any(name.startswith("Checksum") for name in head),
         )
 
     def delete(self, key: str) -> None:
@@ -366,15 +414,24 @@ class S3Store:
     def check_deadline(self) -> None:
         check_deadline(self.deadline, self.describe())
 
-    def confirm(self, answer: Any, what: str, crc32: str, md5: Callable[[], str | None]) -> None:
-        """The server must confirm the bytes it stored: its CRC-32 echo or its ETag (MD5).
+    def confirm(
+        self,
+        answer: Any,
+        what: str,
+        crc32: str,
+        md5: Callable[[], str | None],
+        *,
+        field: str = "ChecksumCRC32",
+    ) -> None:
+        """The server must confirm the bytes it stored: its echo of the checksum sent (in
+        ``field``; ``crc32`` names the value) or its ETag (MD5).
 
         An endpoint that answers 200 to anything (a captive portal, a misrouted proxy)
         confirms neither, and nothing is reported as uploaded that was not. The MD5 is
         only computed for a server that does not echo checksums.
         """
         answer = answer if isinstance(answer, dict) else {}
-        echoed = answer.get("ChecksumCRC32")
+        echoed = answer.get(field)
         etag = str(answer.get("ETag") or "").strip('"')
         if echoed == crc32 or (not echoed and etag and etag == md5()):
             return

@@ -4,6 +4,7 @@ stored objects read back before and after it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -18,17 +19,18 @@ from typing import Any, TypeVar
 from pakman import tree
 from pakman.digest import MULTIPART_THRESHOLD, Digest
 from pakman.errors import ConfigError, PublishError
-from pakman.publish.objects import LocalObject, Store, bytes_object
+from pakman.publish.objects import Conflict, LocalObject, Staged, Store, bytes_object
 from pakman.publish.plan import (
     Deployment,
     Plan,
     Survey,
+    archive_key,
     manifest_body,
-    matching,
     plan,
     reconcile,
     survey,
 )
+from pakman.publish.prefetch import ArchiveRead, Prefetch
 
 T = TypeVar("T")
 
@@ -90,6 +92,23 @@ def execute(
         archive_path=plan.archive.key, manifest=plan.deployment.manifest_key, dry_run=dry_run
     )
     lock = threading.Lock()
+    # The ETag of each object that this run proved holds the verified bytes: by the
+    # SHA-256 storage kept (when the plan was made, or read back), or an answer to its
+    # write whose ETag is the MD5 of the verified bytes. The read-backs only look for a
+    # change since; an object with no proven ETag is proven again.
+    vouched: dict[str, str] = {key: plan.versions[key] for key in plan.skip if key in plan.versions}
+
+    # The objects this run replaced: a write If-None-Match only adds an object where none
+    # was, which cannot make any manifest false; a store that gives no ETag (a folder)
+    # writes unconditionally.
+    replaced: list[str] = []
+
+    def written(local: LocalObject, etag: str | None, proven: bool = False) -> None:
+        with lock:
+            if not proven and (etag is None or local.key in plan.versions):
+                replaced.append(local.key)
+            if etag and (proven or etag == local.etag):
+                vouched[local.key] = etag
 
     def record(local: LocalObject) -> None:
         skipped = local.key in plan.skip
@@ -105,7 +124,12 @@ def execute(
     def upload(local: LocalObject, progress: Callable[[int], None] | None = progress) -> None:
         if local.key not in plan.skip and not dry_run:
             store.check_deadline()
-            store.put(local, progress)
+            try:
+                written(local, store.put(local, progress, only_if=plan.condition(local.key)))
+            except Conflict:
+                written(local, settle(plan, store, local), proven=True)
+                if progress:
+                    progress(local.size)
         elif progress:
             progress(local.size)
         record(local)
@@ -121,7 +145,7 @@ def execute(
         log(f"delete {manifest_key} (stale)")
     manifest_sent = False  # set once the manifest may be in storage
     try:
-        _upload_all(plan, store, objects, upload, record, concurrency, dry_run, progress)
+        _upload_all(plan, store, objects, upload, record, written, concurrency, dry_run, progress)
         body = {
             **manifest_body(plan),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -131,16 +155,23 @@ def execute(
         if writing_manifest:
             # The manifest says what storage holds: read it back first, and again after,
             # in case another publish of this sha changed an object meanwhile.
-            confirm_stored(plan, store)
+            confirm_stored(plan, store, vouched)
         manifest_sent = writing_manifest
-        upload(manifest, progress=None)  # not part of the total the progress bar shows
         if writing_manifest:
-            confirm_stored(plan, store)
+            # Not conditional: this run retracted any manifest and every object it lists
+            # was just read back; a concurrent publish of this sha writes the same or,
+            # if it changed an object, fails its read-back or retracts this one.
+            store.check_deadline()
+            store.put(manifest)
+        record(manifest)
+        if writing_manifest:
+            confirm_stored(plan, store, vouched)
     except BaseException:
-        if changing or manifest_sent:
+        if replaced or manifest_sent:
             # Every upload of this run has ended here. One may have replaced an object that
             # a concurrent publish of this sha listed in its manifest after this run began:
-            # that manifest no longer tells the truth, so it goes too.
+            # that manifest no longer tells the truth, so it goes too. A run that replaced
+            # nothing (its writes added objects, or were refused) leaves it.
             with contextlib.suppress(Exception):
                 store.delete(manifest_key)
         raise
@@ -154,6 +185,7 @@ def _upload_all(
     objects: tuple[LocalObject, ...],
     upload: Callable[[LocalObject], None],
     record: Callable[[LocalObject], None],
+    written: Callable[[LocalObject, str | None, bool], None],
     concurrency: int,
     dry_run: bool,
     progress: Callable[[int], None] | None,
@@ -175,8 +207,18 @@ def _upload_all(
         ThreadPoolExecutor(max_workers=concurrency) as pool,
         ThreadPoolExecutor(max_workers=max(1, len(big))) as completing,
     ):
-        staged = [(local, store.stage(local, pool, progress)) for local in big]
-        committed = [completing.submit(st.commit) for _, st in staged]
+        staged = [
+            (local, store.stage(local, pool, progress, only_if=plan.condition(local.key)))
+            for local in big
+        ]
+
+        def commit(local: LocalObject, upload_staged: Staged) -> None:
+            try:
+                written(local, upload_staged.commit(), False)
+            except Conflict:
+                written(local, settle(plan, store, local), True)
+
+        committed = [completing.submit(commit, local, st) for local, st in staged]
         small = [pool.submit(upload, local) for local in objects if local not in big]
         try:
             wait([*small, *committed], return_when=FIRST_EXCEPTION)
@@ -192,14 +234,48 @@ def _upload_all(
             record(local)
 
 
-def confirm_stored(plan: Plan, store: Store) -> None:
+def settle(plan: Plan, store: Store, local: LocalObject) -> str | None:
+    """A conditional write refused: another writer changed the object since the plan.
+    Fine if it now holds the verified bytes (a concurrent publish of the same files);
+    otherwise nothing was overwritten, and the run stops before any manifest."""
+    remote = store.head(local.key)
+    if remote is not None and store.matches(local, remote):
+        return remote.etag
+    raise PublishError(
+        f"storage {store.describe()}: another publish of this sha changed {local.key} after"
+        " this run read it: not overwritten, no manifest written; re-run to publish one"
+        " consistent deployment"
+    )
+
+
+def confirm_stored(plan: Plan, store: Store, vouched: dict[str, str]) -> None:
     """Storage must hold exactly the bytes of every object the manifest will list.
 
-    One listing of the prefix and one HEAD of the archive; a mismatch means another
-    publish of the same sha wrote different bytes, and no manifest may claim otherwise.
+    One listing of the prefix and one HEAD of the archive. An object whose ETag is still
+    one this run proved (``vouched``) is unchanged; any other is proven now, by the
+    SHA-256 the store kept (one HEAD each), and its ETag vouched for the next read-back.
+    A mismatch means another publish of the same sha wrote different bytes, and no
+    manifest may claim otherwise.
     """
-    held = matching(plan, store, store.list(plan.deployment.prefix))
-    differ = [local.key for local in (*plan.packages, plan.archive) if local.key not in held]
+    remote = store.list(plan.deployment.prefix)
+    archived = store.head(plan.archive.key)
+    if archived is not None:
+        remote[archived.key] = archived
+
+    def unchanged(local: LocalObject) -> bool:
+        held = remote.get(local.key)
+        if held is None:
+            return False
+        if held.etag and held.etag == vouched.get(local.key):
+            return True
+        held = store.head(local.key) or held
+        if not store.matches(local, held):
+            return False
+        if held.etag:
+            vouched[local.key] = held.etag
+        return True
+
+    differ = [local.key for local in (*plan.packages, plan.archive) if not unchanged(local)]
     if differ:
         more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
         raise PublishError(
@@ -235,12 +311,15 @@ def publish(
     create_bucket: bool = False,
     log: Callable[[str], None] = lambda _: None,
     progress_factory: ProgressFactory | None = None,
+    prefetch: Prefetch | None = None,
 ) -> Summary:
     """Plan, compare with storage, and upload what is missing. Safe to re-run at any point.
 
     ``digests`` describe the bytes of the snapshot's files read in this run (verified);
     every upload checks that it sends those bytes. The archive must hold exactly them. A
     deadline set on the store stops every request that would start after it.
+    ``prefetch``: the archive, and storage unless a bucket is to be created, as read in
+    this run beside verification (:mod:`.prefetch`).
     """
 
     def look() -> Survey | None:
@@ -253,13 +332,19 @@ def publish(
                 return None  # the store does not exist yet: everything would be uploaded
             raise
 
-    # The requests that read storage wait on the network while the files hash. Making the
-    # client is CPU work in Python, so it comes first rather than beside the hashing.
-    # Creating a bucket waits until the files are known to be good.
-    store.connect()
-    looking = _in_background(look) if not create_bucket else None
-    local = plan(snapshot, digests, archive, deployment)
-    seen = look() if looking is None else looking.result()
+    fetched = prefetch.result() if prefetch else None
+    read = fetched.read if fetched else None
+    if fetched is not None and fetched.looked:
+        local = plan(snapshot, digests, archive, deployment, read)
+        seen = fetched.survey()
+    else:
+        # The requests that read storage wait on the network while the files hash. Making
+        # the client is CPU work in Python, so it comes first rather than beside the
+        # hashing. Creating a bucket waits until the files are known to be good.
+        store.connect()
+        looking = _in_background(look) if not create_bucket else None
+        local = plan(snapshot, digests, archive, deployment, read)
+        seen = look() if looking is None else looking.result()
     reconciled = local if seen is None else reconcile(local, store, seen)
     total = sum(o.size for o in (*local.packages, local.archive))
     bar = progress_factory(total) if progress_factory else contextlib.nullcontext(None)
@@ -267,3 +352,18 @@ def publish(
         return execute(
             reconciled, store, concurrency=concurrency, dry_run=dry_run, log=log, progress=progress
         )
+
+
+def look_ahead(
+    store: Store, deployment: Deployment, archive: Path, read: ArchiveRead | None, dry_run: bool
+) -> Survey:
+    """What storage holds, read beside verification (:mod:`.prefetch`): the deployment's
+    prefix with the checksums kept, its manifest, and the archive's key once its digest
+    is known. Never creates a bucket."""
+    if not dry_run:
+        store.ensure_ready(False)
+    seen = survey(store, deployment)
+    if read is None:
+        return seen
+    key = archive_key(read.digest.sha256, archive.name)
+    return dataclasses.replace(seen, archive_key=key, archive=store.head(key))
