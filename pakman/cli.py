@@ -472,7 +472,7 @@ def cmd_repo_check(args: argparse.Namespace) -> int:
         args.arch or ["x86_64"],
         trusted_keys(trust.keys),
         timeout=args.timeout,
-        verify_tls=not args.no_verify_tls,
+        verify_tls=args.verify_tls,
     )
     if args.json:
         _result(args, report.as_dict())
@@ -498,7 +498,14 @@ def _add_repo_check(add: Callable[..., argparse.ArgumentParser]) -> None:
         "--key", action="append", required=True, help="public key the index must verify with"
     )
     p.add_argument("--arch", action="append", help="arch to check (repeatable; default: x86_64)")
-    p.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS certificates")
+    p.add_argument(
+        "--no-verify-tls",
+        dest="verify_tls",
+        action="store_const",
+        const=False,
+        default=True,
+        help="do not verify the repository's TLS certificate",
+    )
     p.add_argument(
         "--timeout", type=float, default=60.0, help="seconds per read (default: %(default)s)"
     )

@@ -106,9 +106,9 @@ class RemoteObject:
     size: int
     etag: str | None = None
     crc32: str | None = None  # the checksum S3 stored, when a HEAD fetched it
-    modified: float | None = None  # when it was last written (Unix time), from a listing
     sha256: str | None = None  # the SHA-256 S3 computed and stored, when a HEAD fetched it
     checksummed: bool | None = None  # whether the store keeps any checksum (None: not asked)
+    modified: float | None = None  # when it was last written (Unix time), from a listing
 
 
 @dataclass(frozen=True)
