@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
+from pakman.storage.options import DEFAULT_CONCURRENCY, StoreOptions
 
 if TYPE_CHECKING:
-    from pakman.pipeline import StoreOptions
-    from pakman.publish import ProgressFactory, Summary
+    from pakman.publish.upload import ProgressFactory, Summary
     from pakman.verify import Report
 
 EPILOG = {
@@ -373,9 +373,8 @@ def _watchdog(args: argparse.Namespace) -> None:
 
 def _store_options(args: argparse.Namespace) -> StoreOptions:
     """``--bucket``/``--store`` and the S3 options publish and repo share."""
-    from pakman import pipeline
 
-    return pipeline.StoreOptions.resolve(
+    return StoreOptions.resolve(
         os.environ,
         bucket=args.bucket,
         store=args.store,
@@ -383,7 +382,7 @@ def _store_options(args: argparse.Namespace) -> StoreOptions:
         region=args.region,
         addressing_style=args.addressing_style,
         verify_tls=args.verify_tls,
-        concurrency=getattr(args, "concurrency", pipeline.DEFAULT_CONCURRENCY),
+        concurrency=getattr(args, "concurrency", DEFAULT_CONCURRENCY),
         create_bucket=args.create_bucket,
     )
 
@@ -463,7 +462,7 @@ def cmd_repo(args: argparse.Namespace) -> int:
 
 def cmd_repo_check(args: argparse.Namespace) -> int:
     from pakman import pipeline
-    from pakman.serve.check import check
+    from pakman.repo.check import check
     from pakman.verify import trusted_keys
 
     trust = pipeline.trust_files(args.key)

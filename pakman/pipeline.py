@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import os
 import re
 import time
@@ -21,25 +20,26 @@ from urllib.parse import urlsplit
 
 from pakman.errors import ConfigError, VerificationError, check_credential, redact
 from pakman.identity import Identity
+from pakman.storage.options import (
+    DEFAULT_CONCURRENCY,
+    StoreOptions,
+    check_concurrency,
+    open_checked,
+)
 
 if TYPE_CHECKING:
     from pakman.apk import Package
     from pakman.config import Config
-    from pakman.deploy import Pushed
     from pakman.digest import Digest
     from pakman.merge import Merged
-    from pakman.publish import Deployment, ProgressFactory, Summary
-    from pakman.publish.filestore import FileStore
-    from pakman.publish.plan import Survey
+    from pakman.publish.deploy import Pushed
+    from pakman.publish.plan import Deployment, Survey
     from pakman.publish.prefetch import ArchiveRead, Look, Prefetch
-    from pakman.publish.s3 import S3Store
-    from pakman.serve.repository import Summary as RepoSummary
+    from pakman.publish.upload import ProgressFactory, Summary
+    from pakman.repo.repository import Summary as RepoSummary
     from pakman.tree import Snapshot
 
 Log = Callable[[str], None]
-DEFAULT_REGION = "us-east-1"
-DEFAULT_CONCURRENCY = 8
-MAX_CONCURRENCY = 64
 ARCHIVE_NAME = "packages.zip"
 DEFAULT_TIMEOUT = 30 * 60  # seconds for a whole publish or push
 
@@ -234,132 +234,16 @@ def v8_archive(given: str, home: Path) -> Path | None:
 # --- where packages are published --------------------------------------------------------
 
 
-class AddressingStyle(enum.Enum):
-    """How an S3 bucket is addressed."""
-
-    AUTO = "auto"
-    """Virtual-hosted where the endpoint allows it, else path style."""
-    PATH = "path"
-    """https://endpoint/bucket/key"""
-    VIRTUAL = "virtual"
-    """https://bucket.endpoint/key"""
-
-
-@dataclass(frozen=True)
-class StoreOptions:
-    """Where to publish: an S3-compatible bucket or a ``file:///`` folder."""
-
-    bucket: str | None = None
-    store: str | None = None  # file:///dir or s3://bucket
-    endpoint: str | None = None
-    region: str = DEFAULT_REGION
-    addressing_style: AddressingStyle = AddressingStyle.AUTO
-    verify_tls: bool = True
-    concurrency: int = DEFAULT_CONCURRENCY
-    create_bucket: bool = False
-    access_key_id: str | None = field(default=None, repr=False)
-    secret_access_key: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def resolve(
-        cls,
-        env: Mapping[str, str],
-        *,
-        bucket: str | None = None,
-        store: str | None = None,
-        endpoint: str | None = None,
-        region: str | None = None,
-        addressing_style: str | AddressingStyle = AddressingStyle.AUTO,
-        verify_tls: bool = True,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        create_bucket: bool = False,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-    ) -> StoreOptions:
-        """Options from arguments, then ``AWS_REGION`` and ``AWS_ENDPOINT_URL[_S3]``.
-
-        Credentials are checked, whether given or left to botocore to read from ``env``.
-        """
-        check_credential("access-key-id", access_key_id or None)
-        check_credential("secret-access-key", secret_access_key or None)
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            check_credential(name, env.get(name) or None)
-        try:
-            style = AddressingStyle(addressing_style)
-        except ValueError:
-            raise ConfigError(
-                f"--addressing-style: must be auto, path or virtual (got {addressing_style!r})"
-            ) from None
-        return cls(
-            bucket=bucket or None,
-            store=store or None,
-            endpoint=endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
-            region=region
-            or env.get("AWS_REGION")
-            or env.get("AWS_DEFAULT_REGION")
-            or DEFAULT_REGION,
-            addressing_style=style,
-            verify_tls=verify_tls,
-            concurrency=check_concurrency(concurrency),
-            create_bucket=create_bucket,
-            access_key_id=access_key_id or None,
-            secret_access_key=secret_access_key or None,
-        )
-
-    def open(self) -> FileStore | S3Store:
-        from pakman.publish.target import open_store
-
-        return open_store(
-            self.store,
-            self.bucket,
-            endpoint=self.endpoint,
-            region=self.region,
-            access_key_id=self.access_key_id,
-            secret_access_key=self.secret_access_key,
-            addressing_style=self.addressing_style.value,
-            verify_tls=self.verify_tls,
-            concurrency=self.concurrency,
-        )
-
-
 def check_timeout(seconds: float) -> float:
     if not 0 < seconds <= 7 * 24 * 3600:
         raise ConfigError(f"--timeout: must be 1 second to 7 days (got {seconds})")
     return seconds
 
 
-def check_concurrency(value: int) -> int:
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise ConfigError(f"--concurrency: must be 1 to {MAX_CONCURRENCY} (got {value})")
-    return value
-
-
 # --- checks of options and environment, before any heavy work -------------------------
 # Verifying, hashing and zipping a tree of gigabytes takes a while: whatever a run will
 # refuse anyway (a bucket name, missing credentials, an unreadable file, an unwritable
 # folder) is refused first.
-
-
-def open_checked(store: StoreOptions) -> FileStore | S3Store:
-    """The store, its name, endpoint and credentials checked; no request is made."""
-    from pakman.publish.s3 import S3Store
-
-    opened = store.open()  # refuses a bad --store, --bucket or --endpoint
-    if isinstance(opened, S3Store) and not (store.access_key_id and store.secret_access_key):
-        # botocore's own search (variables, profiles, a role): what the upload would use.
-        import botocore.session
-        from botocore.exceptions import BotoCoreError
-
-        try:
-            found = botocore.session.get_session().get_credentials()
-        except BotoCoreError as error:  # a profile that is not there, a broken config file
-            raise ConfigError(f"storage {opened.describe()}: credentials: {error}") from None
-        if found is None:
-            raise ConfigError(
-                f"storage {opened.describe()}: no credentials"
-                " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
-            )
-    return opened
 
 
 def check_readable(path: Path | None, option: str) -> None:
@@ -397,7 +281,7 @@ def deployment(
     env: Mapping[str, str] | None = None,
 ) -> Deployment:
     """What is published, from arguments, then v8's variables (``WORKFLOW_SHA``, ``GITHUB_*``)."""
-    from pakman.publish import Deployment
+    from pakman.publish.plan import Deployment
 
     env = env or {}
     repository = repository or env.get("GITHUB_REPOSITORY")
@@ -494,7 +378,7 @@ def publish(
 
     No request starts more than ``timeout`` seconds after the call.
     """
-    from pakman import publish as publish_module
+    from pakman.publish import upload
     from pakman.publish.upload import look_ahead
 
     opened = open_checked(store)
@@ -511,7 +395,7 @@ def publish(
         tree, archive, target, trust, "publish", timeout, log, ahead, read_ahead=True
     ) as ready:
         opened.deadline = ready.deadline
-        return publish_module.publish(
+        return upload.publish(
             ready.snapshot,
             ready.digests,
             ready.archive,
@@ -544,7 +428,7 @@ class InstellarOptions:
         endpoint: str | None = None,
     ) -> InstellarOptions:
         """Tokens and endpoint from arguments, then v8's ``INSTELLAR_*`` variables."""
-        from pakman.instellar import DEFAULT_ENDPOINT
+        from pakman.publish.instellar import DEFAULT_ENDPOINT
 
         token = auth_token or env.get("INSTELLAR_AUTH_TOKEN")
         if not token:
@@ -581,8 +465,8 @@ def push(
 
     No request starts more than ``timeout`` seconds after the call.
     """
-    from pakman.deploy import push as push_deployment
-    from pakman.instellar import Client
+    from pakman.publish.deploy import push as push_deployment
+    from pakman.publish.instellar import Client
 
     client = Client(instellar.endpoint, instellar.auth_token, instellar.package_token)
     with _shipping(tree, archive, target, trust, "push", timeout, log) as ready:
@@ -632,10 +516,10 @@ def repo(
     log: Log = _quiet,
 ) -> RepoSummary:
     """Verify the packages of ``inputs`` with ``key``, then add them to the signed apk
-    repository in ``store`` (:mod:`pakman.serve.repository`), signing its index with
+    repository in ``store`` (:mod:`pakman.repo.repository`), signing its index with
     the private key, which must be the pair of ``key``."""
     from pakman import keys
-    from pakman.serve import repository
+    from pakman.repo import repository
     from pakman.tree import snapshot
 
     if not REPO_PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):

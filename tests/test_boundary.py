@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pakman import pipeline
 from pakman.errors import ConfigError, redact
+from pakman.storage.options import StoreOptions
 from tests.conftest import SHA, V8_CONFIGS, Built, run_pakman
 from tests.servers import FaultProxy, S3Server, answer, http_server
 from tests.test_hardening import _push_env, one_line_error, publish_args, push
@@ -66,9 +66,7 @@ def test_an_instellar_token_with_a_trailing_newline_is_refused_by_name(
 
 def test_module_credentials_are_checked_as_the_cli_checks_them() -> None:
     with pytest.raises(ConfigError, match="secret-access-key: must be printable ASCII"):
-        pipeline.StoreOptions.resolve(
-            {}, bucket="b", access_key_id=KEY_ID, secret_access_key="a\nb"
-        )
+        StoreOptions.resolve({}, bucket="b", access_key_id=KEY_ID, secret_access_key="a\nb")
 
 
 def test_an_api_token_with_a_newline_is_an_api_error_never_shown(

@@ -456,7 +456,7 @@ def test_no_call_the_module_makes_carries_private_key_material(
 def test_repo_body_adds_to_the_repository_in_the_bucket(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    from pakman.serve import index
+    from pakman.repo import index
     from tests.apkfactory import SigningKey, make_package, write_repo
 
     key = SigningKey(keys.generate(2048), "acme-app.rsa.pub")

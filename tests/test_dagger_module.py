@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 
 from pakman.recipe import SOURCE_IGNORE
+from pakman.storage.options import DEFAULT_CONCURRENCY, AddressingStyle
 from tests import rig
 from tests.conftest import ROOT
 
@@ -113,7 +114,6 @@ def test_other_signatures() -> None:
 
 def test_publish_and_deploy_agree_with_the_cli() -> None:
     """Verification is required unless skipped; the archive is optional; same defaults."""
-    from pakman import pipeline
 
     for name in ("publish", "merge"):
         p = params(name)
@@ -123,9 +123,9 @@ def test_publish_and_deploy_agree_with_the_cli() -> None:
     for name in ("publish", "deploy"):
         p = params(name)
         assert p["archive"].resolved_type == dagger.File | None
-        assert json.loads(p["concurrency"].default_value) == pipeline.DEFAULT_CONCURRENCY
+        assert json.loads(p["concurrency"].default_value) == DEFAULT_CONCURRENCY
     p = params("publish")
-    assert p["addressing_style"].resolved_type is pipeline.AddressingStyle
+    assert p["addressing_style"].resolved_type is AddressingStyle
     assert json.loads(p["region"].default_value) == ""  # resolved by the pipeline: us-east-1
 
 

@@ -26,8 +26,9 @@ import pytest
 
 from pakman import keys, pipeline
 from pakman.errors import PublishError
-from pakman.publish import hash_file
-from pakman.publish.s3 import S3Store
+from pakman.storage.objects import hash_file
+from pakman.storage.options import StoreOptions
+from pakman.storage.s3 import S3Store
 from tests.apkfactory import SigningKey, make_package, signature_stream, write_repo
 from tests.conftest import (
     AUTH,
@@ -149,7 +150,7 @@ def test_an_upload_planned_before_anothers_whole_run_overwrites_nothing(
     object), so it is refused: two fails, having replaced nothing, and one's manifest
     stays, true."""
     one, two = (_tree(tmp_path / name, name.encode()) for name in ("one", "two"))
-    options = pipeline.StoreOptions.resolve(
+    options = StoreOptions.resolve(
         s3_server.env(),
         bucket=bucket,
         concurrency=1,
@@ -188,7 +189,7 @@ HELD_AT_THE_GATE = """
 import sys, time
 from pathlib import Path
 from pakman.cli import main
-from pakman.publish.s3 import S3Store
+from pakman.storage.s3 import S3Store
 
 gate, put = Path(sys.argv[1]), S3Store.put
 

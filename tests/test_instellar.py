@@ -234,3 +234,29 @@ def test_push_finds_the_public_key_as_a_v8_job_has_it(
     installed.unlink()
     warned = run_pakman("push", env={**env, "INSTELLAR_ENDPOINT": api.endpoint})
     assert "packages not verified" in warned.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"bucket": "Not_A_Bucket"}, "not a valid S3 bucket name"),
+        ({"scheme": "ftp"}, "must be an http(s) URL"),
+    ],
+    ids=["bucket", "endpoint"],
+)
+def test_storage_from_the_api_is_checked_like_the_users_own(
+    api: Instellar,
+    deployment_files: Built,
+    tmp_path: Path,
+    given: dict[str, str],
+    expected: str,
+) -> None:
+    """push opens Instellar's storage through the same checks as --bucket and --endpoint:
+    an unusable answer is one error line, before any upload, naming where it came from."""
+    api.storage.update(given)
+    code, _, err = push(api, v8_home(tmp_path, deployment_files))
+    assert code == 3, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: instellar GET /publish/storage: "), err
+    assert expected in last, err
+    assert "POST /publish/deployments" not in api.paths()

@@ -10,23 +10,24 @@ from pakman import keys, merge, pipeline, tree
 from pakman.digest import digest_file
 from pakman.errors import ConfigError, VerificationError
 from pakman.identity import Identity
+from pakman.storage.options import AddressingStyle, StoreOptions
 from tests.conftest import Built
 
 IDENTITY = Identity("acme/app")
 
 
 def test_store_options_take_arguments_then_the_environment() -> None:
-    default = pipeline.StoreOptions.resolve({}, bucket="b")
+    default = StoreOptions.resolve({}, bucket="b")
     assert (default.region, default.endpoint, default.concurrency) == ("us-east-1", None, 8)
-    assert default.addressing_style is pipeline.AddressingStyle.AUTO
+    assert default.addressing_style is AddressingStyle.AUTO
     env = {
         "AWS_REGION": "eu-west-3",
         "AWS_ENDPOINT_URL": "https://generic.example",
         "AWS_ENDPOINT_URL_S3": "https://s3.example",
     }
-    from_env = pipeline.StoreOptions.resolve(env, bucket="b")
+    from_env = StoreOptions.resolve(env, bucket="b")
     assert (from_env.region, from_env.endpoint) == ("eu-west-3", "https://s3.example")
-    given = pipeline.StoreOptions.resolve(
+    given = StoreOptions.resolve(
         env,
         bucket="b",
         region="ap-south-1",
@@ -34,11 +35,11 @@ def test_store_options_take_arguments_then_the_environment() -> None:
         addressing_style="path",
     )
     assert (given.region, given.endpoint) == ("ap-south-1", "https://mine.example")
-    assert given.addressing_style is pipeline.AddressingStyle.PATH
+    assert given.addressing_style is AddressingStyle.PATH
 
 
 def test_store_options_secrets_stay_out_of_repr() -> None:
-    options = pipeline.StoreOptions.resolve(
+    options = StoreOptions.resolve(
         {}, bucket="b", access_key_id="AKIDSECRET", secret_access_key="SKSECRET"
     )
     assert "SECRET" not in repr(options)
@@ -54,7 +55,7 @@ def test_store_options_secrets_stay_out_of_repr() -> None:
 )
 def test_store_options_reject_bad_values(given: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        pipeline.StoreOptions.resolve({}, bucket="b", **given)  # type: ignore[arg-type]
+        StoreOptions.resolve({}, bucket="b", **given)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("value", ["²", " 7", "-1", "1.5", "٣"])
@@ -173,7 +174,7 @@ def test_every_run_verifies_reading_each_file_once(
     from pakman import apk, digest
     from pakman.publish import plan as planning
 
-    store = pipeline.StoreOptions.resolve({}, store=f"file://{tmp_path / 's'}", create_bucket=True)
+    store = StoreOptions.resolve({}, store=f"file://{tmp_path / 's'}", create_bucket=True)
     trust = pipeline.trust_files([str(deployment_files.public_key)])
     target = pipeline.deployment("acme/app", "a" * 40)
     reads: list[Path] = []

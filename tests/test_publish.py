@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 
-from pakman import publish as publish_module
 from pakman import tree
 from pakman.digest import digest_file
 from pakman.errors import ConfigError, PublishError
 from pakman.identity import Identity
-from pakman.publish import Deployment, LocalObject, Store, Summary
-from pakman.publish.filestore import FileStore
-from pakman.publish.s3 import S3Store
+from pakman.publish import upload
+from pakman.publish.plan import Deployment
+from pakman.publish.upload import Summary
+from pakman.storage.filestore import FileStore
+from pakman.storage.objects import LocalObject, Store
+from pakman.storage.s3 import S3Store
 from tests.conftest import Built, build_deployment, run_pakman
 from tests.servers import FaultProxy, S3Server, free_port
 
@@ -39,7 +41,7 @@ def publish(
     (here without verification, which the pipeline's own tests cover)."""
     walked = tree.snapshot(packages)
     digests = {path: digest_file(path) for path in walked.paths}
-    return publish_module.publish(walked, digests, archive, deployment, store, **options)
+    return upload.publish(walked, digests, archive, deployment, store, **options)
 
 
 def store_for(server: S3Server, bucket: str, endpoint: str | None = None, **kw: Any) -> S3Store:
@@ -479,7 +481,7 @@ def test_terminal_gets_a_byte_progress_bar(tmp_path: Path, deployment_files: Bui
 def big_object(tmp_path: Path, name: str = "packages.zip") -> tuple[LocalObject, bytes]:
     """A file just over the multipart threshold, hashed, under its content-addressed key."""
     from pakman.digest import MULTIPART_CHUNK
-    from pakman.publish import hash_file
+    from pakman.storage.objects import hash_file
 
     big = tmp_path / name
     big.write_bytes(os.urandom(4 * MULTIPART_CHUNK + 1234))
@@ -555,7 +557,7 @@ def test_part_checksums_come_from_the_one_hashing_pass(tmp_path: Path) -> None:
     import zlib
 
     from pakman.digest import MULTIPART_CHUNK
-    from pakman.publish import hash_file
+    from pakman.storage.objects import hash_file
 
     big = tmp_path / "big.zip"
     data = os.urandom(4 * MULTIPART_CHUNK + 99)

@@ -21,9 +21,9 @@ from pakman import apk, keys, pipeline
 from pakman.apkversion import compare
 from pakman.errors import ConfigError, VerificationError
 from pakman.identity import Identity
-from pakman.publish.filestore import FileStore
-from pakman.publish.objects import LocalObject
-from pakman.serve import index
+from pakman.repo import index
+from pakman.storage.filestore import FileStore
+from pakman.storage.objects import LocalObject
 from tests import rig
 from tests.apkfactory import SigningKey, make_index, make_package, write_repo
 from tests.conftest import run_pakman
@@ -287,7 +287,7 @@ class CrashingStore(FileStore):
 
 
 def _add(tree: Path, key: SigningKey, store: Any, keep: int = 1) -> Any:
-    from pakman.serve import repository
+    from pakman.repo import repository
     from pakman.tree import snapshot
 
     walked = snapshot(tree)
@@ -371,7 +371,7 @@ def test_two_runs_at_once_on_a_folder_never_lose_an_entry(tmp_path: Path, key: S
 def test_two_runs_at_once_on_s3_never_lose_an_entry(
     tmp_path: Path, key: SigningKey, s3_server: S3Server, bucket: str
 ) -> None:
-    from pakman.publish.s3 import S3Store
+    from pakman.storage.s3 import S3Store
 
     barrier = threading.Barrier(2)
 
@@ -404,7 +404,7 @@ def test_two_runs_at_once_on_s3_never_lose_an_entry(
 
 
 def test_keep_must_be_positive_and_merge_policy_is_pure() -> None:
-    from pakman.serve.merge import merge
+    from pakman.repo.next_index import merge
 
     old = {"P": "app", "V": "1.0.0-r0", "C": "Q1a", "S": "1"}
     with pytest.raises(ConfigError, match="--keep: must be at least 1"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pakman import keys
-from pakman.serve import index
+from pakman.repo import index
 from tests import rig
 from tests.apkfactory import SigningKey, make_package, write_repo
 from tests.conftest import run_pakman

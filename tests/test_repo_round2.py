@@ -20,10 +20,10 @@ import pytest
 from pakman import apk, keys, pipeline
 from pakman.errors import PublishError, VerificationError
 from pakman.identity import Identity
-from pakman.publish.filestore import FileStore
-from pakman.publish.objects import LocalObject, RemoteObject
-from pakman.publish.s3 import S3Store
-from pakman.serve import index, repository
+from pakman.repo import index, repository
+from pakman.storage.filestore import FileStore
+from pakman.storage.objects import LocalObject, RemoteObject
+from pakman.storage.s3 import S3Store
 from tests import rig
 from tests.apkfactory import SigningKey, make_package, write_repo
 from tests.conftest import run_pakman

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pakman import keys
-from pakman.instellar import Client, Storage
-from pakman.publish.s3 import S3Store
+from pakman.publish.instellar import Client, Storage
+from pakman.storage.s3 import S3Store
 from tests.conftest import git_workspace, run_bootstrap, run_pakman
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from pakman import apk, keys, sign
 from pakman.errors import KeyMaterialError
-from pakman.serve import index
+from pakman.repo import index
 from pakman.verify import trusted_keys, verify_root
 from tests import rig
 from tests.apkfactory import SigningKey, make_package, write_repo

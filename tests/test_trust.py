@@ -28,6 +28,7 @@ import pytest
 from pakman import keys, merge, pipeline
 from pakman import verify as verify_module
 from pakman.errors import ConfigError, VerificationError
+from pakman.storage.options import StoreOptions
 from tests import rig
 from tests.conftest import SHA, Built, build_deployment, run_pakman
 from tests.forge import forge
@@ -118,7 +119,7 @@ def test_no_run_deletes_through_a_planted_link(deployment_files: Built, tmp_path
 
 def _publish(built: Built, store: Path) -> Any:
     trust = pipeline.trust_files([str(built.public_key)])
-    options = pipeline.StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
+    options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
     target = pipeline.deployment("acme/app", SHA)
     return pipeline.publish(built.packages, None, target, trust, options)
 
@@ -166,7 +167,7 @@ def test_a_package_rewritten_after_verification_is_never_uploaded(
     monkeypatch.setattr(verify_module, "verify_tree", racing)
     trust = pipeline.trust_files([str(deployment_files.public_key)])
     store = tmp_path / "store"
-    options = pipeline.StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
+    options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
     target = pipeline.deployment("acme/app", SHA)
     with pytest.raises(ConfigError) as raised:
         pipeline.publish(deployment_files.packages, archive, target, trust, options)
@@ -339,8 +340,8 @@ def test_the_archive_key_and_manifest_describe_the_bytes_stored(
 # --- CRC-32 is a transfer checksum, never the evidence: forged, it must not pass ---------
 
 
-def _s3_options(server: S3Server, bucket: str) -> pipeline.StoreOptions:
-    return pipeline.StoreOptions.resolve(
+def _s3_options(server: S3Server, bucket: str) -> StoreOptions:
+    return StoreOptions.resolve(
         {},
         bucket=bucket,
         endpoint=server.endpoint,
@@ -369,7 +370,7 @@ def test_an_archive_entry_with_a_forged_crc_is_refused(
     merge.write_zip(merge.collect([forged_tree]), archive)
     trust = pipeline.trust_files([str(deployment_files.public_key)])
     store = tmp_path / "store"
-    options = pipeline.StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
+    options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
     target = pipeline.deployment("acme/app", SHA)
     with pytest.raises(ConfigError, match=f"x86_64/{package.name} differs from"):
         pipeline.publish(deployment_files.packages, archive, target, trust, options)
@@ -410,7 +411,7 @@ def test_a_package_forged_before_its_put_is_never_sent(
 ) -> None:
     """Rewritten between the plan and its PUT, with the size and CRC-32 kept: the server
     would accept the body (its CRC-32 is right); the SHA-256 of what is sent refuses it."""
-    from pakman.publish.s3 import S3Store
+    from pakman.storage.s3 import S3Store
 
     package = next((deployment_files.packages / "acme" / "aarch64").glob("app2-*.apk"))
     data = package.read_bytes()
@@ -446,7 +447,7 @@ def test_a_big_file_forged_while_its_parts_go_up_is_never_completed(
     from concurrent.futures import ThreadPoolExecutor
 
     from pakman.digest import MULTIPART_CHUNK, digest_file
-    from pakman.publish.objects import local_object
+    from pakman.storage.objects import local_object
 
     big = tmp_path / "big.apk"
     data = os.urandom(4 * MULTIPART_CHUNK + 1234)

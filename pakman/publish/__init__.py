@@ -7,26 +7,7 @@ Layout (compatible with v8):
   sees the manifest knows every object it lists is in place.
 
 The modules, in the order a publish uses them: :mod:`.plan` (keys, the archive check,
-what storage holds), :mod:`.upload` (carrying the plan out), :mod:`.objects` (local and
-remote objects, the store protocol), :mod:`.target` (``--store`` or ``--bucket``),
-:mod:`.s3`, :mod:`.multipart` and :mod:`.errors` (S3), :mod:`.filestore` (a folder).
+what storage holds), :mod:`.prefetch` (the archive and storage read beside verification),
+:mod:`.upload` (carrying the plan out), :mod:`.deploy` and :mod:`.instellar` (registering
+the deployment with OpsMaru/Instellar). Storage itself is :mod:`pakman.storage`.
 """
-
-from pakman.publish.objects import LocalObject, RemoteObject, Store, hash_file, local_object
-from pakman.publish.plan import MANIFEST, Deployment, Plan, check_archive
-from pakman.publish.upload import ProgressFactory, Summary, publish
-
-__all__ = [
-    "MANIFEST",
-    "Deployment",
-    "LocalObject",
-    "Plan",
-    "ProgressFactory",
-    "RemoteObject",
-    "Store",
-    "Summary",
-    "check_archive",
-    "hash_file",
-    "local_object",
-    "publish",
-]

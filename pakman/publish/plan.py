@@ -20,7 +20,7 @@ from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
 from pakman.identity import Identity
 from pakman.placement import ARCHIVE_LAYOUT, is_folder_entry, placement
-from pakman.publish.objects import Condition, LocalObject, RemoteObject, Store, local_object
+from pakman.storage.objects import Condition, LocalObject, RemoteObject, Store, local_object
 
 if TYPE_CHECKING:
     from pakman.publish.prefetch import ArchiveRead

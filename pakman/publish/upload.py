@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from pakman import tree
 from pakman.digest import MULTIPART_THRESHOLD, Digest
 from pakman.errors import ConfigError, PublishError
-from pakman.publish.objects import Conflict, LocalObject, Staged, Store, bytes_object
 from pakman.publish.plan import (
     Deployment,
     Plan,
@@ -31,6 +30,7 @@ from pakman.publish.plan import (
     survey,
 )
 from pakman.publish.prefetch import ArchiveRead, Prefetch
+from pakman.storage.objects import Conflict, LocalObject, Staged, Store, bytes_object
 
 T = TypeVar("T")
 

@@ -25,8 +25,8 @@ from pakman import config as config_module
 from pakman import recipe as recipes  # the module has its own function named recipe
 from pakman.errors import PakmanError
 from pakman.identity import GitFacts, Identity, git_probe, read_git_probe, resolve_alpine
-from pakman.instellar import DEFAULT_ENDPOINT
-from pakman.pipeline import AddressingStyle
+from pakman.publish.instellar import DEFAULT_ENDPOINT
+from pakman.storage.options import DEFAULT_CONCURRENCY, AddressingStyle, StoreOptions
 from pakman.tree import files as package_files
 
 Source = Annotated[
@@ -144,15 +144,15 @@ async def _store_options(
     bucket: str,
     options: tuple[str, str, AddressingStyle, bool, bool],
     credentials: tuple[dagger.Secret, dagger.Secret],
-    concurrency: int = pipeline.DEFAULT_CONCURRENCY,
-) -> pipeline.StoreOptions:
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> StoreOptions:
     """The bucket options publish and repo share: (endpoint, region, addressing style,
     verify TLS, create the bucket), with the credentials read from their Secrets."""
     endpoint, region, addressing_style, verify_tls, create_bucket = options
     access_key_id, secret_access_key = credentials
     access, secret = await access_key_id.plaintext(), await secret_access_key.plaintext()
     with _reported():
-        return pipeline.StoreOptions.resolve(
+        return StoreOptions.resolve(
             {},  # the engine's environment is not the caller's
             bucket=bucket,
             endpoint=endpoint,
@@ -458,7 +458,7 @@ class Pakman:
         region: Region = "",
         addressing_style: Addressing = AddressingStyle.AUTO,
         verify_tls: VerifyTls = True,
-        concurrency: Concurrency = pipeline.DEFAULT_CONCURRENCY,
+        concurrency: Concurrency = DEFAULT_CONCURRENCY,
         create_bucket: CreateBucket = False,
         dry_run: Annotated[bool, Doc("Print the plan; read storage, write nothing")] = False,
         timeout: Timeout = pipeline.DEFAULT_TIMEOUT,
@@ -506,7 +506,7 @@ class Pakman:
         ref: Ref = "",
         build_number: BuildNumber = 0,
         instellar_endpoint: Annotated[str, Doc("The deployment API")] = DEFAULT_ENDPOINT,
-        concurrency: Concurrency = pipeline.DEFAULT_CONCURRENCY,
+        concurrency: Concurrency = DEFAULT_CONCURRENCY,
         timeout: Timeout = pipeline.DEFAULT_TIMEOUT,
     ) -> str:
         """Verify, upload and register the deployment with OpsMaru/Instellar (v8's push)."""

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from pakman.digest import MULTIPART_CHUNK, MULTIPART_THRESHOLD
 from pakman.errors import ConfigError, PublishError
-from pakman.publish.errors import S3Errors
-from pakman.publish.multipart import Multipart, UploadedPart, condition, raise_conflict
-from pakman.publish.objects import (
+from pakman.storage.multipart import Multipart, UploadedPart, condition, raise_conflict
+from pakman.storage.objects import (
     Condition,
     Deferred,
     LocalObject,
@@ -28,6 +27,7 @@ from pakman.publish.objects import (
     redact_url,
     too_large,
 )
+from pakman.storage.s3errors import S3Errors
 
 _T = TypeVar("_T")
 

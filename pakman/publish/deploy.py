@@ -9,9 +9,12 @@ from typing import Any
 
 from pakman.config import PASSTHROUGH, Config
 from pakman.digest import Digest
-from pakman.instellar import Client
-from pakman.publish import Deployment, ProgressFactory, Summary, publish
-from pakman.publish.s3 import S3Store
+from pakman.errors import ConfigError, PublishError
+from pakman.publish.instellar import STORAGE, Client, Storage
+from pakman.publish.plan import Deployment
+from pakman.publish.upload import ProgressFactory, Summary, publish
+from pakman.storage.options import StoreOptions, open_checked
+from pakman.storage.s3 import S3Store
 from pakman.tree import Snapshot
 
 
@@ -29,6 +32,25 @@ class Pushed:
             "configuration": self.configuration,
             "upload": self.summary.as_dict() if self.summary else None,
         }
+
+
+def _open(storage: Storage, concurrency: int, deadline: float | None) -> S3Store:
+    """Instellar's storage, through the checks ``--bucket`` and ``--endpoint`` get."""
+    options = StoreOptions(
+        bucket=storage.bucket,
+        endpoint=storage.endpoint,
+        region=storage.region,
+        access_key_id=storage.access_key_id,
+        secret_access_key=storage.secret_access_key,
+        concurrency=concurrency,
+    )
+    try:
+        store = open_checked(options)
+    except ConfigError as error:  # the API's answer, not the user's option, is at fault
+        raise PublishError(f"instellar GET {STORAGE}: {error}") from None
+    assert isinstance(store, S3Store)  # a bucket, never a folder
+    store.deadline = deadline
+    return store
 
 
 def push(
@@ -54,16 +76,7 @@ def push(
         archive_path = str(existing["archive_path"])
         log(f"deployment {deployment.sha} exists: re-registering {archive_path} without uploading")
     else:
-        storage = client.get_storage()
-        store = S3Store(
-            bucket=storage.bucket,
-            endpoint=storage.endpoint,
-            region=storage.region,
-            access_key_id=storage.access_key_id,
-            secret_access_key=storage.secret_access_key,
-            concurrency=concurrency,
-            deadline=deadline,
-        )
+        store = _open(client.get_storage(), concurrency, deadline)
         summary = publish(
             snapshot,
             digests,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import urllib3
 
 DEFAULT_ENDPOINT = "https://opsmaru.com"
+STORAGE = "/publish/storage"  # where the API hands out the bucket to upload to
 DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 BACKOFF_MAX = 5.0  # seconds: also the cap on a server's Retry-After
 MAX_ANSWER = 1024 * 1024  # bytes of an answer, decoded: real ones are a few KiB
@@ -197,7 +198,7 @@ class Client:
         raise self._fail("GET", path, status, data)
 
     def get_storage(self) -> Storage:
-        path = "/publish/storage"
+        path = STORAGE
         status, data = self._request("GET", path)
         if status != 200 or not isinstance(data, dict):
             raise self._fail("GET", path, status, data)

@@ -6,9 +6,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pakman.errors import ConfigError
-from pakman.publish.filestore import FileStore
-from pakman.publish.objects import redact_url
-from pakman.publish.s3 import BUCKET, IP_ADDRESS, S3Store
+from pakman.storage.filestore import FileStore
+from pakman.storage.objects import redact_url
+from pakman.storage.s3 import BUCKET, IP_ADDRESS, S3Store
 
 
 def open_store(

@@ -6,17 +6,39 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pakman.digest import b64
 from pakman.errors import PublishError
-from pakman.publish.objects import Condition, Conflict, LocalObject, Progress
+from pakman.storage.objects import Condition, Conflict, LocalObject, Progress
 
 if TYPE_CHECKING:
-    from pakman.publish.s3 import S3Store
+    from mypy_boto3_s3 import S3Client
+
+
+class Bucket(Protocol):
+    """What a multipart upload asks of its bucket (:class:`~pakman.storage.s3.S3Store`)."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def client(self) -> S3Client: ...
+    def describe(self) -> str: ...
+    def errors(self) -> AbstractContextManager[None]: ...
+    def confirm(
+        self,
+        answer: Any,
+        what: str,
+        crc32: str,
+        md5: Callable[[], str | None],
+        *,
+        field: str = ...,
+    ) -> None: ...
 
 
 def condition(only_if: Condition | None) -> dict[str, str]:
@@ -52,7 +74,7 @@ class UploadedPart:
 
 @dataclass
 class Multipart:
-    store: S3Store
+    store: Bucket
     local: LocalObject
     upload_id: str
     parts: list[Future[dict[str, Any]]] = field(default_factory=list)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pakman.digest import READ_CHUNK
 from pakman.errors import PublishError
-from pakman.publish.objects import (
+from pakman.storage.objects import (
     Condition,
     LocalObject,
     Progress,

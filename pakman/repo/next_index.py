@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pakman.apkversion import version_key
 from pakman.errors import ConfigError
-from pakman.serve.index import Record, filename
+from pakman.repo.index import Record, filename
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pakman.errors import ConfigError, PublishError, redact
 
-if TYPE_CHECKING:
-    from pakman.publish.s3 import S3Store
+
+class Bucket(Protocol):
+    """What an error message names of the bucket (:class:`~pakman.storage.s3.S3Store`)."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def secrets(self) -> list[str]: ...
+    def describe(self) -> str: ...
 
 
 # What S3 and S3-compatible servers answer to credentials they do not accept (versitygw
@@ -27,7 +36,7 @@ CREDENTIAL_ERRORS = frozenset(
 class S3Errors:
     """Turns botocore's exceptions into one-line PublishErrors with secrets redacted."""
 
-    def __init__(self, store: S3Store) -> None:
+    def __init__(self, store: Bucket) -> None:
         self.store = store
 
     def __enter__(self) -> None:

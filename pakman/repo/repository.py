@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from pakman import apk, apkversion, tree
 from pakman.errors import ConfigError, PublishError, VerificationError
-from pakman.publish.objects import RemoteObject, Store, bytes_object, local_object
-from pakman.serve import index
-from pakman.serve.merge import Merge, merge
-from pakman.serve.state import LEASE, State
+from pakman.repo import index
+from pakman.repo.next_index import Merge, merge
+from pakman.repo.state import LEASE, State
+from pakman.storage.objects import RemoteObject, Store, bytes_object, local_object
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey

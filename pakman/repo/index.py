@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pakman import apk
 from pakman.apkversion import version_key
 from pakman.errors import PackageFormatError, VerificationError
-from pakman.serve.state import MEMBER, State, parse
+from pakman.repo.state import MEMBER, State, parse
 from pakman.sign import DEFAULT_ALGORITHM, load_key, signature_stream
 
 # apk's order. C..L are always written, the rest only when set.
