@@ -163,7 +163,7 @@ def test_the_cache_key_follows_the_sources(tmp_path: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", source)
     _, before = prepare(tmp_path, "3.20", source=source)
     _, again = prepare(tmp_path, "3.20", source=source)
-    (source / "pakman" / "cli.py").write_text("# changed\n", encoding="utf-8")
+    (source / "pakman" / "cli" / "__init__.py").write_text("# changed\n", encoding="utf-8")
     _, after = prepare(tmp_path, "3.20", source=source)
     assert before["cache-key"] == again["cache-key"] != after["cache-key"]
     assert after["cache-key"].startswith(f"pakman-{before['version']}-")

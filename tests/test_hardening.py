@@ -739,7 +739,7 @@ def test_an_unexpected_failure_is_one_redacted_line(monkeypatch: pytest.MonkeyPa
         raise RuntimeError(f"boom at https://user:{SECRET}@example.com/?sig={SECRET}")
 
     monkeypatch.setenv("INSTELLAR_AUTH_TOKEN", SECRET)
-    monkeypatch.setattr(cli, "cmd_check", explode)
+    monkeypatch.setattr(cli.check, "cmd", explode)
     errors = io.StringIO()
     monkeypatch.setattr(sys, "stderr", errors)
     assert cli.main(["check"]) == 1

@@ -1,0 +1,5 @@
+"""``python -m pakman.cli``: the ``pakman`` command."""
+
+from pakman.cli import run
+
+run()
