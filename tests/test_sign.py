@@ -144,6 +144,14 @@ def test_the_default_is_rsa_sha256_as_the_docs_say(tmp_path: Path) -> None:
         assert option.split()[0] in helped, option  # every option the page names exists
 
 
+def test_the_commands_algorithms_are_the_signers() -> None:
+    """The parser restates them, so that building it does not import pakman.sign."""
+    from pakman.cli import sign as command
+
+    assert set(command.ALGORITHMS) == set(sign.PREFIXES)
+    assert command.DEFAULT_ALGORITHM == sign.DEFAULT_ALGORITHM
+
+
 def test_a_long_key_name_is_carried_as_abuild_does_and_real_apk_reads_it(
     tmp_path: Path, alpine: rig.Overlay
 ) -> None:
