@@ -1,8 +1,10 @@
-"""The options more than one command takes, each declared once, here, by its group.
+"""The options more than one command takes, each declared once, here, by its group, and
+a command's parser (:func:`subcommand`).
 
 A command adds the groups it needs; a group's resolver turns its parsed values into
 what the library takes (:func:`store_options`, :func:`deployment`, :func:`trust`).
 Where a second spelling exists, it is the Dagger module's name for the same option.
+An option only one command takes is declared in that command's module.
 """
 
 from __future__ import annotations
