@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pakman import tree
 from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
-from pakman.identity import Identity
+from pakman.identity import Identity, build_number
 from pakman.placement import ARCHIVE_LAYOUT, is_folder_entry, placement
 from pakman.storage.objects import Condition, LocalObject, RemoteObject, Store, local_object
 
@@ -49,6 +49,27 @@ class Deployment:
             raise ConfigError(
                 f"--sha: must be a commit sha of 7 to 64 hex digits (got {self.sha[:80]!r})"
             )
+
+    @classmethod
+    def resolve(
+        cls,
+        repository: str | None,
+        sha: str | None,
+        ref: str | None = None,
+        build: str | int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Deployment:
+        """From arguments, then v8's variables (``WORKFLOW_SHA``, ``GITHUB_*``)."""
+        env = env or {}
+        repository = repository or env.get("GITHUB_REPOSITORY")
+        if not repository:
+            raise ConfigError("--repository: required (or set GITHUB_REPOSITORY), e.g. acme/app")
+        number = build if build not in (None, "") else env.get("GITHUB_RUN_NUMBER")
+        return cls(
+            identity=Identity(repository, build=build_number(number)),
+            sha=sha or env.get("WORKFLOW_SHA") or env.get("GITHUB_SHA") or "",
+            ref=ref or env.get("WORKFLOW_REF") or env.get("GITHUB_REF") or "",
+        )
 
     @property
     def prefix(self) -> str:
