@@ -25,7 +25,8 @@ from pakman import apk, keys, sign
 from pakman.errors import KeyMaterialError
 from pakman.repo import index
 from pakman.sign import load_key
-from pakman.verify import trusted_keys, verify_root
+from pakman.trust import Trust
+from pakman.verify import verify_root
 from tests import rig
 from tests.apkfactory import SigningKey, make_package, write_repo
 from tests.conftest import ROOT, run_pakman
@@ -92,7 +93,7 @@ def signature_entries(path: Path) -> list[str]:
 
 
 def problems(top: Path, name: str = NAME) -> list[str]:
-    trusted = trusted_keys({name: pair("real").public_pem})
+    trusted = Trust({name: pair("real").public_pem}).public
     return [str(p) for p in verify_root(top, trusted).problems]
 
 
