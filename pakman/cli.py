@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
 from pakman.placement import v8_archive
+from pakman.publish.deployment import Deployment
 from pakman.publish.instellar import InstellarOptions
-from pakman.publish.plan import Deployment
 from pakman.storage.options import DEFAULT_CONCURRENCY, StoreOptions
 from pakman.trust import trust_files, trust_for_push
 

@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from pakman.digest import Digest
     from pakman.merge import Merged
     from pakman.publish.deploy import Pushed
+    from pakman.publish.deployment import Deployment
     from pakman.publish.instellar import InstellarOptions
-    from pakman.publish.plan import Deployment, Survey
+    from pakman.publish.plan import Survey
     from pakman.publish.prefetch import ArchiveRead, Look, Prefetch
     from pakman.publish.upload import ProgressFactory, Summary
     from pakman.repo.repository import Summary as RepoSummary

@@ -26,7 +26,7 @@ import pytest
 
 from pakman import keys, pipeline
 from pakman.errors import PublishError
-from pakman.publish.plan import Deployment
+from pakman.publish.deployment import Deployment
 from pakman.storage.objects import hash_file
 from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store

@@ -13,7 +13,7 @@ from pakman.errors import ConfigError, VerificationError
 from pakman.identity import Identity, build_number
 from pakman.merge import SCRATCH, archive_for
 from pakman.placement import v8_archive
-from pakman.publish.plan import Deployment
+from pakman.publish.deployment import Deployment
 from pakman.storage.options import AddressingStyle, StoreOptions
 from pakman.trust import Trust, trust_files, trust_for_push, trust_pem
 from tests.conftest import Built

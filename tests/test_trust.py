@@ -28,7 +28,7 @@ import pytest
 from pakman import keys, merge, pipeline
 from pakman import verify as verify_module
 from pakman.errors import ConfigError, VerificationError
-from pakman.publish.plan import Deployment
+from pakman.publish.deployment import Deployment
 from pakman.storage.options import StoreOptions
 from pakman.trust import trust_files
 from tests import rig

@@ -26,8 +26,8 @@ from pakman import recipe as recipes  # the module has its own function named re
 from pakman.errors import PakmanError
 from pakman.identity import GitFacts, Identity, git_probe, read_git_probe, resolve_alpine
 from pakman.merge import ARCHIVE_NAME
+from pakman.publish.deployment import Deployment
 from pakman.publish.instellar import DEFAULT_ENDPOINT, InstellarOptions
-from pakman.publish.plan import Deployment
 from pakman.storage.options import DEFAULT_CONCURRENCY, AddressingStyle, StoreOptions
 from pakman.tree import files as package_files
 from pakman.trust import Trust, trust_pem
