@@ -43,7 +43,7 @@ def add(subparsers: Subparsers) -> None:
 
 def cmd(args: argparse.Namespace) -> int:
     from pakman import bootstrap, render
-    from pakman.pipeline import build_number
+    from pakman.identity import build_number
 
     workspace = options.workspace(args)
     plan = bootstrap.plan_workspace(

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pakman.errors import ConfigError
+from pakman.publish.deployment import Deployment
 from pakman.storage.options import DEFAULT_CONCURRENCY, StoreOptions
+from pakman.trust import Trust, trust_files
 
 if TYPE_CHECKING:
     from typing import TypeAlias
-
-    from pakman.pipeline import Trust
-    from pakman.publish.plan import Deployment
 
     Command: TypeAlias = Callable[[argparse.Namespace], int]
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -122,9 +121,7 @@ def add_deployment(parser: argparse.ArgumentParser) -> None:
 
 
 def deployment(args: argparse.Namespace) -> Deployment:
-    from pakman import pipeline
-
-    return pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
+    return Deployment.resolve(args.repository, args.sha, args.ref, args.build, os.environ)
 
 
 # --- trust: --key, --no-verify, --private-key -------------------------------------------
@@ -152,9 +149,7 @@ def add_no_verify(parser: argparse.ArgumentParser, text: str) -> None:
 
 def trust(args: argparse.Namespace) -> Trust:
     """The ``--key`` files, unless ``--no-verify`` (where the command has it)."""
-    from pakman import pipeline
-
-    return pipeline.trust_files(args.key or (), skip=getattr(args, "no_verify", False))
+    return trust_files(args.key or (), skip=getattr(args, "no_verify", False))
 
 
 def add_private_key(parser: argparse.ArgumentParser, text: str, *, required: bool) -> None:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from pakman.cli import options
 from pakman.cli.publish import summarise
 from pakman.cli.terminal import log, progress_factory, watchdog
+from pakman.placement import v8_archive
+from pakman.publish.instellar import InstellarOptions
+from pakman.trust import trust_for_push
 
 if TYPE_CHECKING:
     from pakman.cli.options import Subparsers
@@ -56,16 +59,14 @@ def cmd(args: argparse.Namespace) -> int:
     home = Path(options.env("HOME") or Path.home())
     cfg = config.load(options.config_path(args))
     target = options.deployment(args)
-    trust = pipeline.trust_for_push(
-        args.key or (), target.identity, os.environ, home, skip=args.no_verify
-    )
+    trust = trust_for_push(args.key or (), target.identity, os.environ, home, skip=args.no_verify)
     pushed = pipeline.push(
         Path(args.packages_dir) if args.packages_dir else home / "packages",
-        pipeline.v8_archive(args.archive, home),
+        v8_archive(args.archive, home),
         target,
         trust,
         cfg,
-        pipeline.InstellarOptions.resolve(os.environ, endpoint=args.instellar_endpoint),
+        InstellarOptions.resolve(os.environ, endpoint=args.instellar_endpoint),
         concurrency=args.concurrency,
         timeout=args.timeout,
         log=log(not sys.stderr.isatty()),

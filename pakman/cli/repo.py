@@ -79,6 +79,7 @@ def _duration(text: str) -> float:
 def cmd(args: argparse.Namespace) -> int:
     from pakman import config, pipeline
     from pakman.identity import resolve_alpine
+    from pakman.trust import trust_files
 
     watchdog(args)
     stack = None
@@ -90,7 +91,7 @@ def cmd(args: argparse.Namespace) -> int:
     store = options.store_options(args)
     summary = pipeline.repo(
         [Path(d) for d in args.directories],
-        Path(args.key),
+        trust_files([args.key]),  # repo's one --key
         private_pem,
         store,
         branch=resolve_alpine(args.branch, stack, option="--branch"),
@@ -132,12 +133,11 @@ def _add_check(subparsers: Subparsers) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from pakman.repo.check import check
-    from pakman.verify import trusted_keys
 
     report = check(
         args.url,
         args.arch or ["x86_64"],
-        trusted_keys(options.trust(args).keys),
+        options.trust(args).public,
         timeout=args.timeout,
         verify_tls=args.verify_tls,
     )

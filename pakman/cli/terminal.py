@@ -76,7 +76,7 @@ def watchdog(args: argparse.Namespace) -> None:
     def fire(*_: object) -> None:
         import shutil
 
-        from pakman.pipeline import SCRATCH
+        from pakman.merge import SCRATCH
 
         print(
             f"error: {args.command}: gave up after {seconds:g} s (--timeout);"

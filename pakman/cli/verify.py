@@ -33,12 +33,12 @@ def add(subparsers: Subparsers) -> None:
 
 
 def cmd(args: argparse.Namespace) -> int:
-    from pakman.verify import trusted_keys, verify_root
+    from pakman.verify import verify_root
 
     trust = options.trust(args)
     if not trust.keys:
         raise ConfigError("--key: a trusted public key is required to verify")
-    return _print_report(args, verify_root(Path(args.directory), trusted_keys(trust.keys)))
+    return _print_report(args, verify_root(Path(args.directory), trust.public))
 
 
 def _print_report(args: argparse.Namespace, report: Report) -> int:
