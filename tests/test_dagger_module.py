@@ -16,7 +16,7 @@ import pytest
 
 from pakman.recipe import SOURCE_IGNORE
 from pakman.storage.options import DEFAULT_CONCURRENCY, AddressingStyle
-from tests import rig
+from tests import docpages, rig
 from tests.conftest import ROOT
 
 try:
@@ -317,10 +317,15 @@ def test_the_selftest_reads_both_keys_from_one_keygen_result() -> None:
     assert public.split("-")[1] == private.split("-")[1], (public, private)
 
 
-def documented(*extra: str) -> dict[str, str]:
-    """The README and the Dagger docs page, by name."""
-    pages = [ROOT / "README.md", ROOT / "docs" / "dagger.md", *(ROOT / e for e in extra)]
-    return {page.name: page.read_text() for page in pages if page.exists()}
+def documented() -> dict[str, str]:
+    """The README and every docs/ page, by name, with the examples a user copies."""
+    examples = [
+        ROOT / "examples" / "hello" / "README.md",
+        *(ROOT / "examples" / "github").glob("*.yml"),
+        *(ROOT / ".github" / "workflows").glob("*.yml"),
+    ]
+    shown = {str(path.relative_to(ROOT)): path.read_text() for path in examples}
+    return {**docpages.pages(), **shown}
 
 
 def test_every_documented_export_of_packages_wipes_the_folder() -> None:
