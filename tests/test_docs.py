@@ -8,8 +8,10 @@ import re
 import tomllib
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from pakman import cli, errors
 from tests.docpages import DOCS, README, ROOT, code_blocks, commands, pages, paths
@@ -236,3 +238,43 @@ def test_the_development_page_describes_the_setup_there_is() -> None:
     for variable in ("PAKMAN_UPDATE_GOLDEN", "PAKMAN_TOOLS"):
         assert variable in page
         assert f'"{variable}"' in tests, variable
+
+
+# --- workflow snippets ------------------------------------------------------------------
+
+
+def _steps(node: object) -> list[dict[str, Any]]:
+    """Every step (a mapping with `uses` or `run`) of a parsed workflow or snippet."""
+    if isinstance(node, dict):
+        own = [node] if "uses" in node or "run" in node else []
+        return own + [s for value in node.values() for s in _steps(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in _steps(item)]
+    return []
+
+
+def test_workflow_snippets_are_steps_of_the_example_workflows() -> None:
+    """Each step of a YAML snippet in the README and docs/ is a step of the workflows a
+    user copies: the same action at the same version, with inputs it is given there; or
+    the same command in the same shell."""
+    examples = [*(ROOT / "examples" / "github").glob("*.yml")]
+    real = [s for path in examples for s in _steps(yaml.safe_load(path.read_text()))]
+    inputs: dict[str, set[str]] = {}
+    for step in real:
+        if "uses" in step:
+            inputs.setdefault(step["uses"], set()).update(step.get("with") or {})
+    shells = {str(s["run"]).strip(): s.get("shell") for s in real if "run" in s}
+    snippets = 0
+    for name, text in pages().items():
+        for block in code_blocks(text, "yaml"):
+            for step in _steps(yaml.safe_load(block)):
+                snippets += 1
+                if "uses" in step:
+                    assert step["uses"] in inputs, f"{name}: {step['uses']}"
+                    given = set(step.get("with") or {})
+                    assert given <= inputs[step["uses"]], f"{name}: {step['uses']} with {given}"
+                else:
+                    run = str(step["run"]).strip()
+                    assert run in shells, f"{name}: run {run}"
+                    assert shells[run] == step.get("shell"), f"{name}: {run}"
+    assert snippets >= 10
