@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
+from pakman.placement import v8_archive
+from pakman.publish.deployment import Deployment
+from pakman.publish.instellar import InstellarOptions
 from pakman.storage.options import DEFAULT_CONCURRENCY, StoreOptions
+from pakman.trust import trust_files, trust_for_push
 
 if TYPE_CHECKING:
     from pakman.publish.upload import ProgressFactory, Summary
@@ -131,7 +135,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pakman import bootstrap, render
-    from pakman.pipeline import build_number
+    from pakman.identity import build_number
 
     workspace = _workspace(args)
     plan = bootstrap.plan_workspace(
@@ -253,13 +257,12 @@ def _print_report(args: argparse.Namespace, report: Report) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pakman.pipeline import trust_files
-    from pakman.verify import trusted_keys, verify_root
+    from pakman.verify import verify_root
 
     trust = trust_files(args.key or ())
     if not trust.keys:
         raise ConfigError("--key: a trusted public key is required to verify")
-    return _print_report(args, verify_root(Path(args.directory), trusted_keys(trust.keys)))
+    return _print_report(args, verify_root(Path(args.directory), trust.public))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -268,7 +271,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     merged, digest = pipeline.merge(
         [Path(d) for d in args.artifacts],
         Path(args.output),
-        pipeline.trust_files(args.key or (), skip=args.no_verify),
+        trust_files(args.key or (), skip=args.no_verify),
         packages_dir=Path(args.packages_dir) if args.packages_dir else None,
         log=_log(False),
     )
@@ -355,7 +358,7 @@ def _watchdog(args: argparse.Namespace) -> None:
     def fire(*_: object) -> None:
         import shutil
 
-        from pakman.pipeline import SCRATCH
+        from pakman.merge import SCRATCH
 
         print(
             f"error: {args.command}: gave up after {seconds:g} s (--timeout);"
@@ -391,13 +394,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from pakman import pipeline
 
     _watchdog(args)
-    target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
+    target = Deployment.resolve(args.repository, args.sha, args.ref, args.build, os.environ)
     store = _store_options(args)
     summary = pipeline.publish(
         Path(args.packages_dir),
         Path(args.archive) if args.archive else None,
         target,
-        pipeline.trust_files(args.key or (), skip=args.no_verify),
+        trust_files(args.key or (), skip=args.no_verify),
         store,
         dry_run=args.dry_run,
         timeout=args.timeout,
@@ -437,7 +440,7 @@ def cmd_repo(args: argparse.Namespace) -> int:
     store = _store_options(args)
     summary = pipeline.repo(
         [Path(d) for d in args.directories],
-        Path(args.key),
+        trust_files([args.key]),
         private_pem,
         store,
         branch=resolve_alpine(args.branch, stack, option="--branch"),
@@ -461,15 +464,13 @@ def cmd_repo(args: argparse.Namespace) -> int:
 
 
 def cmd_repo_check(args: argparse.Namespace) -> int:
-    from pakman import pipeline
     from pakman.repo.check import check
-    from pakman.verify import trusted_keys
 
-    trust = pipeline.trust_files(args.key)
+    trust = trust_files(args.key)
     report = check(
         args.url,
         args.arch or ["x86_64"],
-        trusted_keys(trust.keys),
+        trust.public,
         timeout=args.timeout,
         verify_tls=args.verify_tls,
     )
@@ -517,17 +518,15 @@ def cmd_push(args: argparse.Namespace) -> int:
     _watchdog(args)
     home = Path(_env("HOME") or Path.home())
     cfg = config.load(_config_path(args))
-    target = pipeline.deployment(args.repository, args.sha, args.ref, args.build, os.environ)
-    trust = pipeline.trust_for_push(
-        args.key or (), target.identity, os.environ, home, skip=args.no_verify
-    )
+    target = Deployment.resolve(args.repository, args.sha, args.ref, args.build, os.environ)
+    trust = trust_for_push(args.key or (), target.identity, os.environ, home, skip=args.no_verify)
     pushed = pipeline.push(
         Path(args.packages_dir) if args.packages_dir else home / "packages",
-        pipeline.v8_archive(args.archive, home),
+        v8_archive(args.archive, home),
         target,
         trust,
         cfg,
-        pipeline.InstellarOptions.resolve(os.environ, endpoint=args.instellar_endpoint),
+        InstellarOptions.resolve(os.environ, endpoint=args.instellar_endpoint),
         concurrency=args.concurrency,
         timeout=args.timeout,
         log=_log(not sys.stderr.isatty()),

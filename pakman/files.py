@@ -111,3 +111,35 @@ def write_all(files: dict[Path, tuple[bytes, int]]) -> list[Path]:
             temporary.unlink(missing_ok=True)
         raise
     return [path for _, path in staged]
+
+
+# Verifying, hashing and zipping a tree of gigabytes takes a while: whatever a run will
+# refuse anyway (a bucket name, missing credentials, an unreadable file, an unwritable
+# folder) is refused first.
+
+
+def check_readable(path: Path | None, option: str) -> None:
+    """A file a run will read later, checked now."""
+    if path is None:
+        return
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{option}: {path}: cannot read: {error.strerror}") from None
+    if not path.is_file():
+        raise ConfigError(f"{option}: {path}: not a regular file")
+
+
+def check_writable(path: Path, option: str, *, folder: bool = False) -> None:
+    """A file (or, with ``folder``, a folder) a run will write later: the nearest folder
+    that exists must take it now (missing folders are made as it is written)."""
+    if path.is_dir() and not folder:
+        raise ConfigError(f"{option}: {path}: cannot write: is a directory")
+    existing = path.absolute() if folder else path.absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option}: {existing}: not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: {existing}: cannot write here")

@@ -190,3 +190,13 @@ def resolve_alpine(
                 )
             return branch
     return DEFAULT_ALPINE
+
+
+def build_number(value: str | int | None) -> int:
+    """The pkgrel: ASCII digits only (``int()`` would take '²' or ' 7')."""
+    if value is None or value == "":
+        return 0
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"--build: must be a whole number (got {text!r})")
+    return int(text)

@@ -90,9 +90,14 @@ def check_pair(
 
 def fingerprint(public_pem: bytes) -> str:
     """SHA-256 of the DER SubjectPublicKeyInfo, hex: stable across PEM formatting."""
+    return fingerprint_of(load_public(public_pem))
+
+
+def fingerprint_of(key: RSAPublicKey) -> str:
+    """:func:`fingerprint` of a key already parsed."""
     from cryptography.hazmat.primitives import serialization
 
-    der = load_public(public_pem).public_bytes(
+    der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).hexdigest()

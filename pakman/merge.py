@@ -8,9 +8,12 @@ agent keeps only the last two path parts of each zip entry, so every entry is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
+import tempfile
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +107,30 @@ def consumer_view(archive: Path) -> list[str]:
     with zipfile.ZipFile(archive) as zipped:
         names = [info.filename for info in zipped.infolist() if not info.is_dir()]
     return ["/".join(name.split("/")[-2:]) for name in names]
+
+
+ARCHIVE_NAME = "packages.zip"
+# Folders a run is writing into that must go even when the run is cut short by its
+# watchdog (which ends the process at once): a made archive is as big as the packages.
+SCRATCH: set[str] = set()
+
+
+@contextlib.contextmanager
+def archive_for(
+    snapshot: tree.Snapshot, archive: Path | None, log: Callable[[str], None] = lambda _: None
+) -> Iterator[Path]:
+    """The archive to ship: the one given, else a deterministic zip of the snapshot's
+    files, made afresh in a temporary folder (removed afterwards, also on SIGTERM). Either
+    way publish checks it against the verified bytes before anything is uploaded."""
+    if archive is not None:
+        yield archive
+        return
+    with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
+        SCRATCH.add(tmp)
+        try:
+            made = Path(tmp) / ARCHIVE_NAME
+            digest = write_zip(Merged(snapshot.entries()), made)
+            log(f"no archive given: made {ARCHIVE_NAME} from the packages tree (sha256 {digest})")
+            yield made
+        finally:
+            SCRATCH.discard(tmp)

@@ -1,25 +1,25 @@
-"""The steps the CLI and the Dagger module share, with the options they take.
+"""The steps the CLI and the Dagger module share: check, verify, merge, publish, push, repo.
 
 Each front end resolves its arguments once (the CLI also reads the environment) into the
-frozen option objects below, then calls the same step functions. Defaults, the verification
-policy and archive handling therefore live here only, and the two cannot drift apart.
+frozen option objects that live beside what they configure (:class:`~pakman.trust.Trust`,
+:class:`~pakman.storage.options.StoreOptions`, :class:`~pakman.publish.plan.Deployment`,
+:class:`~pakman.publish.instellar.InstellarOptions`), then calls these steps. The
+verification policy and the order of checks therefore live here only, and the front ends
+cannot drift apart.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from pakman.errors import ConfigError, VerificationError, check_credential, redact
-from pakman.identity import Identity
+from pakman import files
+from pakman.errors import ConfigError, VerificationError
 from pakman.storage.options import (
     DEFAULT_CONCURRENCY,
     StoreOptions,
@@ -33,14 +33,16 @@ if TYPE_CHECKING:
     from pakman.digest import Digest
     from pakman.merge import Merged
     from pakman.publish.deploy import Pushed
-    from pakman.publish.plan import Deployment, Survey
+    from pakman.publish.deployment import Deployment
+    from pakman.publish.instellar import InstellarOptions
+    from pakman.publish.plan import Survey
     from pakman.publish.prefetch import ArchiveRead, Look, Prefetch
     from pakman.publish.upload import ProgressFactory, Summary
     from pakman.repo.repository import Summary as RepoSummary
     from pakman.tree import Snapshot
+    from pakman.trust import Trust
 
 Log = Callable[[str], None]
-ARCHIVE_NAME = "packages.zip"
 DEFAULT_TIMEOUT = 30 * 60  # seconds for a whole publish or push
 
 
@@ -57,52 +59,7 @@ def check_summary(cfg: Config, name: str) -> str:
     return f"{name}: ok ({cfg.type} package, {len(cfg.architectures)} arch){notes}"
 
 
-# --- trust: what packages are verified against -------------------------------------------
-
-
-@dataclass(frozen=True)
-class Trust:
-    """The public keys packages are verified against before they are merged or shipped.
-
-    Verification is required: only ``skip`` (``--no-verify``, ``skip_verify``) ships
-    unverified packages. v8's ``push`` never verified, so for it alone a missing key is
-    a warning (``required=False``).
-    """
-
-    keys: Mapping[str, bytes] = field(default_factory=dict)  # PEM by file name
-    skip: bool = False
-    required: bool = True
-
-
-def trust_files(paths: Sequence[str], *, skip: bool = False) -> Trust:
-    """Trust the ``--key`` files, under their file names (apk trusts a key by its name)."""
-    named = {}
-    for name in paths:
-        try:
-            named[Path(name).name] = Path(name).read_bytes()
-        except OSError as error:
-            raise ConfigError(f"--key: {name}: cannot read: {error.strerror}") from None
-    return Trust(named, skip=skip)
-
-
-def trust_pem(pem: bytes | None, identity: Identity, *, skip: bool = False) -> Trust:
-    """Trust one PEM key under the name abuild signs with: ``<org>-<slug>.rsa.pub``."""
-    return Trust({f"{identity.key_name}.pub": pem} if pem else {}, skip=skip)
-
-
-def trust_for_push(
-    paths: Sequence[str], identity: Identity, env: Mapping[str, str], home: Path, *, skip: bool
-) -> Trust:
-    """v8's push: ``--key``, else ``ABUILD_PUBLIC_KEY``, else ``~/.abuild/`` from bootstrap."""
-    if paths:
-        return trust_files(paths, skip=skip)
-    pem = env.get("ABUILD_PUBLIC_KEY")
-    installed = home / ".abuild" / f"{identity.key_name}.pub"
-    if not pem and installed.is_file():
-        pem = installed.read_text()
-    return dataclasses.replace(
-        trust_pem(pem.encode() if pem else None, identity, skip=skip), required=False
-    )
+# --- verify ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -114,15 +71,6 @@ class Verified:
     digests: Mapping[Path, Digest] = field(default_factory=dict)
     packages: Mapping[Path, Package] = field(default_factory=dict)  # as verification read them
     signed_as: Mapping[str, str] = field(default_factory=dict)  # key file by its signing name
-
-
-def check_trust(trust: Trust) -> None:
-    """Refuse, before anything is read, a run that must verify but has no key."""
-    if trust.required and not trust.skip and not trust.keys:
-        raise ConfigError(
-            "--key: a trusted public key is required to verify packages"
-            " (or skip verification explicitly with --no-verify)"
-        )
 
 
 def verify(
@@ -142,16 +90,15 @@ def verify(
     """
     if trust.skip:
         return Verified(None)
-    check_trust(trust)
+    trust.check()
     if not trust.keys:
         log(
             "warning: no public key (--key, ABUILD_PUBLIC_KEY or ~/.abuild/): packages not verified"
         )
         return Verified(None)
-    from pakman.keys import fingerprint
-    from pakman.verify import trusted_keys, verify_tree
+    from pakman.verify import verify_tree
 
-    report = verify_tree(tree, files, trusted_keys(trust.keys), digests=digests)
+    report = verify_tree(tree, files, trust.public, digests=digests)
     if not report.ok:
         raise VerificationError(
             *(str(problem) for problem in report.problems),
@@ -159,8 +106,7 @@ def verify(
         )
     for note in report.notes:
         log(note)
-    fingerprint_ = "sha256:" + fingerprint(next(iter(trust.keys.values())))
-    return Verified(fingerprint_, report.digests, report.verified, report.signed_as)
+    return Verified(trust.fingerprint, report.digests, report.verified, report.signed_as)
 
 
 # --- merge ----------------------------------------------------------------------------
@@ -178,134 +124,28 @@ def merge(
     import tempfile
 
     from pakman import merge as merge_module
-    from pakman.tree import files
+    from pakman.tree import files as tree_files
 
-    check_writable(output, "--output")
+    files.check_writable(output, "--output")
     if packages_dir is not None:
-        check_writable(packages_dir, "--packages-dir", folder=True)
+        files.check_writable(packages_dir, "--packages-dir", folder=True)
     merged = merge_module.collect(list(inputs))
     with tempfile.TemporaryDirectory(prefix="pakman-merge-") as tmp:
         tree = packages_dir or Path(tmp)
         if packages_dir is not None or not trust.skip:
             merge_module.write_tree(merged, tree)
         # The merged tree is what ships: the index beside each package is checked there.
-        verify(tree, files(tree), trust, "merge", log)
+        verify(tree, tree_files(tree), trust, "merge", log)
     return merged, merge_module.write_zip(merged, output)
 
 
-# Folders a run is writing into that must go even when the run is cut short by its
-# watchdog (which ends the process at once): a made archive is as big as the packages.
-SCRATCH: set[str] = set()
-
-
-@contextlib.contextmanager
-def archive_for(snapshot: Snapshot, archive: Path | None, log: Log = _quiet) -> Iterator[Path]:
-    """The archive to ship: the one given, else a deterministic zip of the snapshot's
-    files, made afresh in a temporary folder (removed afterwards, also on SIGTERM). Either
-    way publish checks it against the verified bytes before anything is uploaded."""
-    if archive is not None:
-        yield archive
-        return
-    import tempfile
-
-    from pakman import merge as merge_module
-
-    with tempfile.TemporaryDirectory(prefix="pakman-archive-") as tmp:
-        SCRATCH.add(tmp)
-        try:
-            made = Path(tmp) / ARCHIVE_NAME
-            digest = merge_module.write_zip(merge_module.Merged(snapshot.entries()), made)
-            log(f"no archive given: made {ARCHIVE_NAME} from the packages tree (sha256 {digest})")
-            yield made
-        finally:
-            SCRATCH.discard(tmp)
-
-
-def v8_archive(given: str, home: Path) -> Path | None:
-    """Where v8's push found the archive: as given, else in $HOME; None when in neither."""
-    path = Path(given)
-    if path.exists():
-        return path
-    if not path.is_absolute() and (home / path).exists():
-        return home / path
-    return None
-
-
-# --- where packages are published --------------------------------------------------------
+# --- publish and push -----------------------------------------------------------------
 
 
 def check_timeout(seconds: float) -> float:
     if not 0 < seconds <= 7 * 24 * 3600:
         raise ConfigError(f"--timeout: must be 1 second to 7 days (got {seconds})")
     return seconds
-
-
-# --- checks of options and environment, before any heavy work -------------------------
-# Verifying, hashing and zipping a tree of gigabytes takes a while: whatever a run will
-# refuse anyway (a bucket name, missing credentials, an unreadable file, an unwritable
-# folder) is refused first.
-
-
-def check_readable(path: Path | None, option: str) -> None:
-    """A file a run will read later, checked now."""
-    if path is None:
-        return
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as error:
-        raise ConfigError(f"{option}: {path}: cannot read: {error.strerror}") from None
-    if not path.is_file():
-        raise ConfigError(f"{option}: {path}: not a regular file")
-
-
-def check_writable(path: Path, option: str, *, folder: bool = False) -> None:
-    """A file (or, with ``folder``, a folder) a run will write later: the nearest folder
-    that exists must take it now (missing folders are made as it is written)."""
-    if path.is_dir() and not folder:
-        raise ConfigError(f"{option}: {path}: cannot write: is a directory")
-    existing = path.absolute() if folder else path.absolute().parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{option}: {existing}: not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option}: {existing}: cannot write here")
-
-
-def deployment(
-    repository: str | None,
-    sha: str | None,
-    ref: str | None = None,
-    build: str | int | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Deployment:
-    """What is published, from arguments, then v8's variables (``WORKFLOW_SHA``, ``GITHUB_*``)."""
-    from pakman.publish.plan import Deployment
-
-    env = env or {}
-    repository = repository or env.get("GITHUB_REPOSITORY")
-    if not repository:
-        raise ConfigError("--repository: required (or set GITHUB_REPOSITORY), e.g. acme/app")
-    number = build if build not in (None, "") else env.get("GITHUB_RUN_NUMBER")
-    return Deployment(
-        identity=Identity(repository, build=build_number(number)),
-        sha=sha or env.get("WORKFLOW_SHA") or env.get("GITHUB_SHA") or "",
-        ref=ref or env.get("WORKFLOW_REF") or env.get("GITHUB_REF") or "",
-    )
-
-
-def build_number(value: str | int | None) -> int:
-    """The pkgrel: ASCII digits only (``int()`` would take '²' or ' 7')."""
-    if value is None or value == "":
-        return 0
-    text = str(value)
-    if not (text.isascii() and text.isdigit()):
-        raise ConfigError(f"--build: must be a whole number (got {text!r})")
-    return int(text)
-
-
-# --- publish and push -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -334,12 +174,13 @@ def _shipping(
     *,
     read_ahead: bool = False,
 ) -> Iterator[_Ready]:
+    from pakman import merge as merge_module
     from pakman.digest import digest_file
     from pakman.publish.prefetch import Prefetch
     from pakman.tree import snapshot
 
     deadline = time.monotonic() + check_timeout(timeout)
-    check_trust(trust)
+    trust.check()
     walked = snapshot(tree)
     # A given archive, and with ``look`` storage, are read while the packages are verified
     # (a made archive, after).
@@ -348,7 +189,7 @@ def _shipping(
     try:
         verified = verify(tree, walked.paths, trust, what, log, digests=True)
         digests = {path: verified.digests.get(path) or digest_file(path) for path in walked.paths}
-        with archive_for(walked, archive, log) as zip_path:
+        with merge_module.archive_for(walked, archive, log) as zip_path:
             yield _Ready(
                 dataclasses.replace(target, key_fingerprint=verified.fingerprint),
                 walked,
@@ -382,7 +223,7 @@ def publish(
     from pakman.publish.upload import look_ahead
 
     opened = open_checked(store)
-    check_readable(archive, "--archive")
+    files.check_readable(archive, "--archive")
     opened.deadline = time.monotonic() + check_timeout(timeout)  # also in the look ahead
 
     def look(read: ArchiveRead | None) -> Survey:
@@ -408,44 +249,6 @@ def publish(
             progress_factory=progress_factory,
             prefetch=ready.prefetch,
         )
-
-
-@dataclass(frozen=True)
-class InstellarOptions:
-    """The OpsMaru/Instellar deployment API and its tokens."""
-
-    auth_token: str = field(repr=False)
-    package_token: str = field(default="", repr=False)
-    endpoint: str = ""
-
-    @classmethod
-    def resolve(
-        cls,
-        env: Mapping[str, str],
-        *,
-        auth_token: str | None = None,
-        package_token: str | None = None,
-        endpoint: str | None = None,
-    ) -> InstellarOptions:
-        """Tokens and endpoint from arguments, then v8's ``INSTELLAR_*`` variables."""
-        from pakman.publish.instellar import DEFAULT_ENDPOINT
-
-        token = auth_token or env.get("INSTELLAR_AUTH_TOKEN")
-        if not token:
-            raise ConfigError("INSTELLAR_AUTH_TOKEN: required for push")
-        package = package_token or env.get("INSTELLAR_PACKAGE_TOKEN") or ""
-        check_credential("instellar-auth-token" if auth_token else "INSTELLAR_AUTH_TOKEN", token)
-        check_credential(
-            "instellar-package-token" if package_token else "INSTELLAR_PACKAGE_TOKEN", package
-        )
-        name = "--instellar-endpoint" if endpoint else "INSTELLAR_ENDPOINT"
-        endpoint = endpoint or env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"{name}: must be an http(s) URL (got {redact(endpoint, [token, package])!r})"
-            )
-        return cls(auth_token=token, package_token=package, endpoint=endpoint)
 
 
 def push(
@@ -484,25 +287,12 @@ def push(
         )
 
 
-# --- serve: a signed apk repository ---------------------------------------------------
-
-REPO_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
-
-
-def index_key_name(key_file: str, signed_as: set[str]) -> str:
-    """The name the repository's index is signed as: the packages' own, so that hosts trust
-    one key under one name, whatever the ``--key`` file is called."""
-    if len(signed_as) > 1:
-        raise ConfigError(
-            f"--key: {key_file} verifies packages signed under several names"
-            f" ({', '.join(sorted(signed_as))}): hosts can trust only one; rebuild them"
-        )
-    return next(iter(signed_as), key_file)
+# --- repo: a signed apk repository ---------------------------------------------------
 
 
 def repo(
     inputs: Sequence[Path],
-    key: Path,
+    trust: Trust,
     private_pem: bytes,
     store: StoreOptions,
     *,
@@ -515,19 +305,21 @@ def repo(
     grace: float | None = None,
     log: Log = _quiet,
 ) -> RepoSummary:
-    """Verify the packages of ``inputs`` with ``key``, then add them to the signed apk
-    repository in ``store`` (:mod:`pakman.repo.repository`), signing its index with
-    the private key, which must be the pair of ``key``."""
-    from pakman import keys
+    """Verify the packages of ``inputs`` with the one key of ``trust``, then add them to the
+    signed apk repository in ``store`` (:mod:`pakman.repo.repository`), signing its index
+    with the private key, which must be the pair of that key."""
+    from pakman.errors import KeyMaterialError
     from pakman.repo import repository
+    from pakman.sign import load_key
     from pakman.tree import snapshot
 
-    if not REPO_PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
-        raise ConfigError(f"--prefix: must be a relative path of safe names (got {prefix!r})")
+    repository.check_prefix(prefix)
     deadline = time.monotonic() + check_timeout(timeout)
-    trust = trust_files([str(key)])
-    pem = trust.keys[key.name]
-    keys.check_pair(private_pem, pem, private_name="--private-key", public_name="--key")
+    ((key_file, pem),) = trust.keys.items()
+    public = trust.public[key_file]
+    private = load_key(private_pem, "--private-key")
+    if private.public_key().public_numbers() != public.public_numbers():
+        raise KeyMaterialError("--key: does not match --private-key")
     opened = open_checked(store)
     walked = [snapshot(top) for top in inputs]
     verified: dict[Path, Package] = {}
@@ -536,7 +328,7 @@ def repo(
         checked = verify(tree.top, tree.paths, trust, "repo", log, digests=True)
         verified.update(checked.packages)
         signed_as |= set(checked.signed_as)
-    name = repository.check_key_name(index_key_name(key.name, signed_as))
+    name = repository.check_key_name(repository.index_key_name(key_file, signed_as))
     opened.deadline = deadline
     if not dry_run:
         opened.ensure_ready(store.create_bucket)
@@ -549,8 +341,8 @@ def repo(
         opened,
         options,
         key_name=name,
-        public=keys.load_public(pem, f"--key: {name}"),
-        private_pem=private_pem,
+        public=public,
+        private=private,
         public_pem=pem,
         log=log,
     )

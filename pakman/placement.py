@@ -8,6 +8,8 @@ merge`` writes) and v8's own ``sudo zip -r /home/runner/packages.zip "$HOME"/pac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pakman.tree import is_package_file
 
 ARCHIVE_LAYOUT = "[<folders>/]<repo>/<arch>/<file>"
@@ -29,3 +31,13 @@ def placement(name: str) -> str | None:
 def is_folder_entry(name: str) -> bool:
     """A folder entry (``a/b/``) of safe relative parts, which extracts to nothing else."""
     return name.endswith("/") and _safe(name[:-1].split("/"))
+
+
+def v8_archive(given: str, home: Path) -> Path | None:
+    """Where v8's push found the archive: as given, else in $HOME; None when in neither."""
+    path = Path(given)
+    if path.exists():
+        return path
+    if not path.is_absolute() and (home / path).exists():
+        return home / path
+    return None

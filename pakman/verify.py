@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pakman import apk, tree
 from pakman.digest import Digest
-from pakman.errors import ConfigError, PackageFormatError
+from pakman.errors import PackageFormatError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -67,15 +67,6 @@ class Report:
     def notes(self) -> list[str]:
         """One line per key file that hosts must install under another name."""
         return [install_note(name, key) for name, key in sorted(self.signed_as.items())]
-
-
-def trusted_keys(named: Mapping[str, bytes]) -> dict[str, RSAPublicKey]:
-    """Public keys by file name: apk matches a signature to a key by its file name."""
-    from pakman.keys import load_public
-
-    if not named:
-        raise ConfigError("--key: at least one trusted public key is required")
-    return {name: load_public(pem, f"--key: {name}") for name, pem in named.items()}
 
 
 def _verifies(key: RSAPublicKey, signature: apk.Signature, signed: bytes) -> bool:

@@ -163,24 +163,27 @@ def _imports(module: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 
 def _layers() -> dict[str, int]:
-    """architecture.md's table: each entry (`pakman/storage/`, `pakman/errors.py`) as a
-    dotted name, with its layer."""
+    """architecture.md's table: each entry as a dotted name with its layer. A folder
+    (`pakman/storage/`) ends in a dot and holds every module under it; a file
+    (`pakman/errors.py`, `pakman/__init__.py`) is that module alone."""
     text = (DOCS / "architecture.md").read_text()
     table = text[text.index("| layer | name | modules |") :]
     layers = {}
     for number, entries in re.findall(r"^\| (\d) \| [^|]+ \| (.+) \|$", table, re.MULTILINE):
         for entry in re.findall(r"`([^`]+)`", entries):
             if entry.startswith("pakman"):
-                name = entry.removesuffix("/").removesuffix(".py").removesuffix("/__init__")
-                layers[name.replace("/", ".")] = int(number)
+                name = entry.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+                layers[name] = int(number)
             else:
                 assert (ROOT / entry).is_dir(), entry
     return layers
 
 
 def _layer_of(module: str, layers: dict[str, int]) -> int | None:
-    matches = [n for n in layers if module == n or module.startswith(n + ".")]
-    return layers[max(matches, key=len)] if matches else None
+    if module in layers:
+        return layers[module]
+    folders = [n for n in layers if n.endswith(".") and (module + ".").startswith(n)]
+    return layers[max(folders, key=len)] if folders else None
 
 
 def test_the_layers_of_architecture_md_hold_for_every_import() -> None:
@@ -190,7 +193,7 @@ def test_the_layers_of_architecture_md_hold_for_every_import() -> None:
     assert len(set(layers.values())) >= 5
     assert {m: _layer_of(m, layers) for m in modules if _layer_of(m, layers) is None} == {}
     for entry in layers:
-        assert any(m == entry or m.startswith(entry + ".") for m in modules), entry
+        assert any(m == entry or (m + ".").startswith(entry) for m in modules), entry
     upward = set()
     for module, path in modules.items():
         own = _layer_of(module, layers)

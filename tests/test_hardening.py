@@ -26,9 +26,11 @@ import pytest
 
 from pakman import keys, pipeline
 from pakman.errors import PublishError
+from pakman.publish.deployment import Deployment
 from pakman.storage.objects import hash_file
 from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store
+from pakman.trust import Trust, trust_files
 from tests.apkfactory import SigningKey, make_package, signature_stream, write_repo
 from tests.conftest import (
     AUTH,
@@ -157,7 +159,7 @@ def test_an_upload_planned_before_anothers_whole_run_overwrites_nothing(
         access_key_id=s3_server.access_key_id,
         secret_access_key=s3_server.secret_access_key,
     )
-    target = pipeline.deployment("acme/app", SHA)
+    target = Deployment.resolve("acme/app", SHA)
     put = S3Store.put
     raced: list[str] = []
 
@@ -259,8 +261,8 @@ def test_a_run_killed_after_an_overwrite_never_leaves_another_runs_manifest_fals
         one_line_error(ended, 3, "another publish of this sha changed")
 
 
-def _trust(built: Built) -> pipeline.Trust:
-    return pipeline.trust_files([str(built.public_key)])
+def _trust(built: Built) -> Trust:
+    return trust_files([str(built.public_key)])
 
 
 def _manifest(server: S3Server, bucket: str) -> dict[str, Any] | None:

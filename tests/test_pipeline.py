@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pakman import keys, merge, pipeline, tree
 from pakman.digest import digest_file
 from pakman.errors import ConfigError, VerificationError
-from pakman.identity import Identity
+from pakman.identity import Identity, build_number
+from pakman.merge import SCRATCH, archive_for
+from pakman.placement import v8_archive
+from pakman.publish.deployment import Deployment
 from pakman.storage.options import AddressingStyle, StoreOptions
+from pakman.trust import Trust, trust_files, trust_for_push, trust_pem
 from tests.conftest import Built
 
 IDENTITY = Identity("acme/app")
@@ -61,7 +66,7 @@ def test_store_options_reject_bad_values(given: dict[str, object], message: str)
 @pytest.mark.parametrize("value", ["²", " 7", "-1", "1.5", "٣"])
 def test_build_numbers_are_ascii_digits(value: str) -> None:
     with pytest.raises(ConfigError, match="--build: must be a whole number"):
-        pipeline.build_number(value)
+        build_number(value)
 
 
 def test_deployment_reads_v8_variables() -> None:
@@ -72,21 +77,21 @@ def test_deployment_reads_v8_variables() -> None:
         "GITHUB_REF": "refs/heads/main",
         "GITHUB_RUN_NUMBER": "12",
     }
-    target = pipeline.deployment(None, None, None, None, env)
+    target = Deployment.resolve(None, None, None, None, env)
     assert (target.sha, target.ref, target.identity.build) == ("b" * 40, "refs/heads/main", 12)
-    explicit = pipeline.deployment("acme/other", "c" * 40, "refs/tags/v1", 3, env)
+    explicit = Deployment.resolve("acme/other", "c" * 40, "refs/tags/v1", 3, env)
     assert (explicit.identity.slug, explicit.sha, explicit.identity.build) == ("other", "c" * 40, 3)
     with pytest.raises(ConfigError, match="--repository: required"):
-        pipeline.deployment(None, "a" * 40, env={})
+        Deployment.resolve(None, "a" * 40, env={})
 
 
 def test_verification_is_required_unless_skipped(deployment_files: Built) -> None:
     packages = deployment_files.packages
     with pytest.raises(ConfigError, match="a trusted public key is required"):
-        pipeline.verify(packages, tree.files(packages), pipeline.Trust(), "publish")
-    skipped = pipeline.verify(packages, tree.files(packages), pipeline.Trust(skip=True), "publish")
+        pipeline.verify(packages, tree.files(packages), Trust(), "publish")
+    skipped = pipeline.verify(packages, tree.files(packages), Trust(skip=True), "publish")
     assert (skipped.fingerprint, dict(skipped.digests)) == (None, {})
-    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    trust = trust_files([str(deployment_files.public_key)])
     verified = pipeline.verify(packages, tree.files(packages), trust, "publish", digests=True)
     assert verified.fingerprint == "sha256:" + keys.fingerprint(
         deployment_files.public_key.read_bytes()
@@ -97,7 +102,7 @@ def test_verification_is_required_unless_skipped(deployment_files: Built) -> Non
     for path in files:
         assert verified.digests[path] == digest_file(path)
     other = keys.generate(2048)
-    wrong = pipeline.trust_pem(other.public_pem, IDENTITY)
+    wrong = trust_pem(other.public_pem, IDENTITY)
     with pytest.raises(VerificationError, match="publish refused: verification failed"):
         pipeline.verify(packages, tree.files(packages), wrong, "publish")
 
@@ -105,40 +110,36 @@ def test_verification_is_required_unless_skipped(deployment_files: Built) -> Non
 def test_push_finds_keys_as_v8_jobs_have_them(deployment_files: Built, tmp_path: Path) -> None:
     pem = deployment_files.public_key.read_bytes()
     home = tmp_path / "home"
-    found = pipeline.trust_for_push([], IDENTITY, {}, home, skip=False)
+    found = trust_for_push([], IDENTITY, {}, home, skip=False)
     assert (dict(found.keys), found.required) == ({}, False)  # warns, as v8 never verified
     (home / ".abuild").mkdir(parents=True)
     (home / ".abuild" / "acme-app.rsa.pub").write_bytes(pem)
-    assert pipeline.trust_for_push([], IDENTITY, {}, home, skip=False).keys == {
-        "acme-app.rsa.pub": pem
-    }
+    assert trust_for_push([], IDENTITY, {}, home, skip=False).keys == {"acme-app.rsa.pub": pem}
     env = {"ABUILD_PUBLIC_KEY": "from-env"}
-    assert pipeline.trust_for_push([], IDENTITY, env, home, skip=False).keys == {
+    assert trust_for_push([], IDENTITY, env, home, skip=False).keys == {
         "acme-app.rsa.pub": b"from-env"
     }
-    given = pipeline.trust_for_push(
-        [str(deployment_files.public_key)], IDENTITY, env, home, skip=False
-    )
+    given = trust_for_push([str(deployment_files.public_key)], IDENTITY, env, home, skip=False)
     assert given.keys == {"acme-app.rsa.pub": pem}
     assert given.required
 
 
 def test_missing_key_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--key: .*nope\.pub: cannot read"):
-        pipeline.trust_files([str(tmp_path / "nope.pub")])
+        trust_files([str(tmp_path / "nope.pub")])
 
 
 def test_an_archive_is_made_when_none_is_given(deployment_files: Built, tmp_path: Path) -> None:
     logged: list[str] = []
     walked = tree.snapshot(deployment_files.packages)
-    with pipeline.archive_for(walked, None, logged.append) as made:
+    with archive_for(walked, None, logged.append) as made:
         assert made.read_bytes() == deployment_files.archive.read_bytes()  # deterministic
-        assert str(made.parent) in pipeline.SCRATCH  # the watchdog removes it too
+        assert str(made.parent) in SCRATCH  # the watchdog removes it too
     assert not made.exists()  # a temporary, gone afterwards
-    assert set() == pipeline.SCRATCH
+    assert set() == SCRATCH
     assert logged
     assert "no archive given" in logged[0]
-    with pipeline.archive_for(walked, deployment_files.archive) as given:
+    with archive_for(walked, deployment_files.archive) as given:
         assert given == deployment_files.archive
 
 
@@ -146,23 +147,23 @@ def test_v8_archive_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
-    assert pipeline.v8_archive("packages.zip", home) is None
+    assert v8_archive("packages.zip", home) is None
     (home / "packages.zip").write_bytes(b"zip")
-    assert pipeline.v8_archive("packages.zip", home) == home / "packages.zip"
+    assert v8_archive("packages.zip", home) == home / "packages.zip"
     (tmp_path / "packages.zip").write_bytes(b"zip")
-    assert pipeline.v8_archive("packages.zip", home) == Path("packages.zip")
+    assert v8_archive("packages.zip", home) == Path("packages.zip")
 
 
 def test_merge_verifies_the_merged_tree(deployment_files: Built, tmp_path: Path) -> None:
-    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    trust = trust_files([str(deployment_files.public_key)])
     merged, digest = pipeline.merge([deployment_files.packages], tmp_path / "out.zip", trust)
     assert merged.architectures == ["aarch64", "x86_64"]
     assert (tmp_path / "out.zip").read_bytes() == deployment_files.archive.read_bytes()
     assert len(digest) == 64
     with pytest.raises(ConfigError, match="a trusted public key is required"):
-        pipeline.merge([deployment_files.packages], tmp_path / "x.zip", pipeline.Trust())
+        pipeline.merge([deployment_files.packages], tmp_path / "x.zip", Trust())
     assert not (tmp_path / "x.zip").exists()
-    pipeline.merge([deployment_files.packages], tmp_path / "y.zip", pipeline.Trust(skip=True))
+    pipeline.merge([deployment_files.packages], tmp_path / "y.zip", Trust(skip=True))
     assert merge.consumer_view(tmp_path / "y.zip") == merge.consumer_view(deployment_files.archive)
 
 
@@ -175,8 +176,8 @@ def test_every_run_verifies_reading_each_file_once(
     from pakman.publish import plan as planning
 
     store = StoreOptions.resolve({}, store=f"file://{tmp_path / 's'}", create_bucket=True)
-    trust = pipeline.trust_files([str(deployment_files.public_key)])
-    target = pipeline.deployment("acme/app", "a" * 40)
+    trust = trust_files([str(deployment_files.public_key)])
+    target = Deployment.resolve("acme/app", "a" * 40)
     reads: list[Path] = []
     hashed: list[Path] = []
     read_package, digest_file_ = apk.read_package, digest.digest_file
@@ -209,3 +210,35 @@ def test_every_run_verifies_reading_each_file_once(
     package.write_bytes(bytes(data))
     with pytest.raises(VerificationError):
         pipeline.publish(deployment_files.packages, None, target, trust, store)
+
+
+def test_a_run_reads_each_key_once(
+    deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys are parsed once per run, into the Trust, whatever uses them after."""
+    from tests.apkfactory import SigningKey, make_package, write_repo
+
+    pair = keys.generate(2048)
+    key = SigningKey(pair, "acme-app.rsa.pub")
+    write_repo(
+        tmp_path / "in" / "acme", key, [make_package(key, "app", "1.0-r0", "x86_64")], "x86_64"
+    )
+    public = key.write_public(tmp_path / "repo-keys")
+    parsed: list[str] = []
+    for name in ("load_public", "load_private"):
+        real = getattr(keys, name)
+
+        def counting(*args: object, _real: Any = real, _name: str = name) -> object:
+            parsed.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(keys, name, counting)
+    store = StoreOptions.resolve({}, store=f"file://{tmp_path / 's'}", create_bucket=True)
+    trust = trust_files([str(public)])
+    pipeline.repo([tmp_path / "in"], trust, pair.private_pem, store, branch="v3.23")
+    assert sorted(parsed) == ["load_private", "load_public"]
+    parsed.clear()
+    trust = trust_files([str(deployment_files.public_key)])
+    target = Deployment.resolve("acme/app", "0123abcd")
+    pipeline.publish(deployment_files.packages, None, target, trust, store)
+    assert parsed == ["load_public"]

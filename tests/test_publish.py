@@ -19,7 +19,7 @@ from pakman.digest import digest_file
 from pakman.errors import ConfigError, PublishError
 from pakman.identity import Identity
 from pakman.publish import upload
-from pakman.publish.plan import Deployment
+from pakman.publish.deployment import Deployment
 from pakman.publish.upload import Summary
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject, Store

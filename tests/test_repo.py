@@ -22,8 +22,10 @@ from pakman.apkversion import compare
 from pakman.errors import ConfigError, VerificationError
 from pakman.identity import Identity
 from pakman.repo import index
+from pakman.sign import load_key
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject
+from pakman.trust import trust_pem
 from tests import rig
 from tests.apkfactory import SigningKey, make_index, make_package, write_repo
 from tests.conftest import run_pakman
@@ -291,7 +293,7 @@ def _add(tree: Path, key: SigningKey, store: Any, keep: int = 1) -> Any:
     from pakman.tree import snapshot
 
     walked = snapshot(tree)
-    trust = pipeline.trust_pem(key.pair.public_pem, Identity("acme/app"))
+    trust = trust_pem(key.pair.public_pem, Identity("acme/app"))
     verified = pipeline.verify(tree, walked.paths, trust, "repo", digests=True)
     return repository.add(
         [walked],
@@ -300,7 +302,7 @@ def _add(tree: Path, key: SigningKey, store: Any, keep: int = 1) -> Any:
         repository.Options("v3.23", keep=keep),
         key_name=key.name,
         public=keys.load_public(key.pair.public_pem),
-        private_pem=key.pair.private_pem,
+        private=load_key(key.pair.private_pem),
     )
 
 

@@ -22,9 +22,11 @@ from pakman import apk, keys, pipeline
 from pakman.errors import PublishError, VerificationError
 from pakman.identity import Identity
 from pakman.repo import index, repository
+from pakman.sign import load_key
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject, RemoteObject
 from pakman.storage.s3 import S3Store
+from pakman.trust import trust_pem
 from tests import docpages, rig
 from tests.apkfactory import SigningKey, make_package, write_repo
 from tests.conftest import run_pakman
@@ -54,7 +56,7 @@ def _run(
     from pakman.tree import snapshot
 
     walked = snapshot(tree)
-    trust = pipeline.trust_pem(key.pair.public_pem, Identity("acme/app"))
+    trust = trust_pem(key.pair.public_pem, Identity("acme/app"))
     verified = pipeline.verify(tree, walked.paths, trust, "repo", digests=True)
     return repository.add(
         [walked],
@@ -63,7 +65,7 @@ def _run(
         repository.Options("v3.23", keep=keep, replace=replace, grace=grace),
         key_name=key.name,
         public=keys.load_public(key.pair.public_pem),
-        private_pem=key.pair.private_pem,
+        private=load_key(key.pair.private_pem),
         public_pem=key.pair.public_pem,
     )
 

@@ -25,7 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pakman import apk, cli, keys, sign
 from pakman.errors import KeyMaterialError
 from pakman.repo import index
-from pakman.verify import trusted_keys, verify_root
+from pakman.sign import load_key
+from pakman.trust import Trust
+from pakman.verify import verify_root
 from tests import rig
 from tests.apkfactory import SigningKey, make_package, write_repo
 from tests.conftest import ROOT, run_pakman
@@ -92,7 +94,7 @@ def signature_entries(path: Path) -> list[str]:
 
 
 def problems(top: Path, name: str = NAME) -> list[str]:
-    trusted = trusted_keys({name: pair("real").public_pem})
+    trusted = Trust({name: pair("real").public_pem}).public
     return [str(p) for p in verify_root(top, trusted).problems]
 
 
@@ -255,7 +257,7 @@ def test_signing_twice_or_elsewhere_gives_identical_bytes(tmp_path: Path) -> Non
 def test_the_repo_index_is_signed_by_the_one_signer(tmp_path: Path) -> None:
     records = [index.record(apk.read_package(p), "x86_64")
                for p in sorted((build(tmp_path) / FOLDER).glob("*.apk"))]  # fmt: skip
-    built = index.build(records, "acme (pakman)", NAME, pair("real").private_pem)
+    built = index.build(records, "acme (pakman)", NAME, load_key(pair("real").private_pem))
     signed = built[first_stream(built) :]
     key = sign.load_key(pair("real").private_pem)
     assert built == sign.signature_stream(signed, key, NAME) + signed

@@ -28,7 +28,9 @@ import pytest
 from pakman import keys, merge, pipeline
 from pakman import verify as verify_module
 from pakman.errors import ConfigError, VerificationError
+from pakman.publish.deployment import Deployment
 from pakman.storage.options import StoreOptions
+from pakman.trust import trust_files
 from tests import rig
 from tests.conftest import SHA, Built, build_deployment, run_pakman
 from tests.forge import forge
@@ -118,9 +120,9 @@ def test_no_run_deletes_through_a_planted_link(deployment_files: Built, tmp_path
 
 
 def _publish(built: Built, store: Path) -> Any:
-    trust = pipeline.trust_files([str(built.public_key)])
+    trust = trust_files([str(built.public_key)])
     options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
-    target = pipeline.deployment("acme/app", SHA)
+    target = Deployment.resolve("acme/app", SHA)
     return pipeline.publish(built.packages, None, target, trust, options)
 
 
@@ -165,10 +167,10 @@ def test_a_package_rewritten_after_verification_is_never_uploaded(
         return report
 
     monkeypatch.setattr(verify_module, "verify_tree", racing)
-    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    trust = trust_files([str(deployment_files.public_key)])
     store = tmp_path / "store"
     options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
-    target = pipeline.deployment("acme/app", SHA)
+    target = Deployment.resolve("acme/app", SHA)
     with pytest.raises(ConfigError) as raised:
         pipeline.publish(deployment_files.packages, archive, target, trust, options)
     assert "acme/aarch64/app2-1.0.0-r0.apk" in str(raised.value)
@@ -368,10 +370,10 @@ def test_an_archive_entry_with_a_forged_crc_is_refused(
     (forged_tree / package.relative_to(deployment_files.packages)).write_bytes(forged)
     archive = tmp_path / "forged.zip"
     merge.write_zip(merge.collect([forged_tree]), archive)
-    trust = pipeline.trust_files([str(deployment_files.public_key)])
+    trust = trust_files([str(deployment_files.public_key)])
     store = tmp_path / "store"
     options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
-    target = pipeline.deployment("acme/app", SHA)
+    target = Deployment.resolve("acme/app", SHA)
     with pytest.raises(ConfigError, match=f"x86_64/{package.name} differs from"):
         pipeline.publish(deployment_files.packages, archive, target, trust, options)
     assert not store.exists() or [p for p in store.rglob("*") if p.is_file()] == []
@@ -423,8 +425,8 @@ def test_a_package_forged_before_its_put_is_never_sent(
         return put(self, local, progress, **kw)
 
     monkeypatch.setattr(S3Store, "put", racing)
-    trust = pipeline.trust_files([str(deployment_files.public_key)])
-    target = pipeline.deployment("acme/app", SHA)
+    trust = trust_files([str(deployment_files.public_key)])
+    target = Deployment.resolve("acme/app", SHA)
     with pytest.raises(ConfigError, match=f"{package.name}: changed after it was verified"):
         pipeline.publish(
             deployment_files.packages,

@@ -10,7 +10,8 @@ import pytest
 
 from pakman import apk, keys, merge
 from pakman.errors import ConfigError, PackageFormatError
-from pakman.verify import trusted_keys, verify_root
+from pakman.trust import Trust
+from pakman.verify import verify_root
 from tests import rig
 from tests.apkfactory import Built, SigningKey, make_index, make_package, write_repo
 from tests.conftest import run_pakman
@@ -42,7 +43,7 @@ def repo(tmp_path: Path, key: SigningKey, arch: str = "x86_64", org: str = "acme
 
 
 def problems(root: Path, key: SigningKey, tmp_path: Path) -> list[str]:
-    trusted = trusted_keys({key.name: key.pair.public_pem})
+    trusted = Trust({key.name: key.pair.public_pem}).public
     return [str(p) for p in verify_root(root, trusted).problems]
 
 
@@ -147,7 +148,7 @@ def test_a_key_file_under_another_name_verifies_by_content(tmp_path: Path, key: 
     misnamed = SigningKey(key.pair, "acme-app-2024.rsa.pub")  # same key, other file name
     root = tmp_path / "packages"
     write_repo(root / "acme", misnamed, packages(misnamed))
-    report = verify_root(root, trusted_keys({key.name: key.pair.public_pem}))
+    report = verify_root(root, Trust({key.name: key.pair.public_pem}).public)
     assert report.ok, report.problems
     assert report.signed_as == {"acme-app-2024.rsa.pub": "acme-app.rsa.pub"}
     assert report.notes == [
@@ -421,7 +422,7 @@ def test_the_forked_check_reports_what_the_threaded_check_reports(
     tmp_path: Path, key: SigningKey
 ) -> None:
     """Half the packages are checked in a child process: its findings must come back."""
-    from pakman.verify import _check_forked, _check_packages, trusted_keys
+    from pakman.verify import _check_forked, _check_packages
 
     built = [make_package(key, f"p{i:02d}") for i in range(70)]
     folder = write_repo(tmp_path / "packages" / "acme", key, built)
@@ -430,7 +431,7 @@ def test_the_forked_check_reports_what_the_threaded_check_reports(
         data = bytearray(odd.read_bytes())
         data[-30] ^= 0xFF
         odd.write_bytes(bytes(data))
-    trusted = trusted_keys({key.name: key.pair.public_pem})
+    trusted = Trust({key.name: key.pair.public_pem}).public
     forked = _check_forked(paths, trusted, True)
     threaded = _check_packages(paths, trusted, 1, True)
     assert forked.keys() == threaded.keys()

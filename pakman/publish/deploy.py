@@ -10,8 +10,8 @@ from typing import Any
 from pakman.config import PASSTHROUGH, Config
 from pakman.digest import Digest
 from pakman.errors import ConfigError, PublishError
+from pakman.publish.deployment import Deployment
 from pakman.publish.instellar import STORAGE, Client, Storage
-from pakman.publish.plan import Deployment
 from pakman.publish.upload import ProgressFactory, Summary, publish
 from pakman.storage.options import StoreOptions, open_checked
 from pakman.storage.s3 import S3Store

@@ -14,8 +14,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from pakman.errors import PublishError, check_credential, redact
+from pakman.errors import ConfigError, PublishError, check_credential, redact
 
 if TYPE_CHECKING:
     import urllib3
@@ -245,3 +246,39 @@ class Client:
         if status == 200:
             return "already exists"
         raise self._fail("POST", path, status, data)
+
+
+@dataclass(frozen=True)
+class InstellarOptions:
+    """The OpsMaru/Instellar deployment API and its tokens."""
+
+    auth_token: str = field(repr=False)
+    package_token: str = field(default="", repr=False)
+    endpoint: str = ""
+
+    @classmethod
+    def resolve(
+        cls,
+        env: Mapping[str, str],
+        *,
+        auth_token: str | None = None,
+        package_token: str | None = None,
+        endpoint: str | None = None,
+    ) -> InstellarOptions:
+        """Tokens and endpoint from arguments, then v8's ``INSTELLAR_*`` variables."""
+        token = auth_token or env.get("INSTELLAR_AUTH_TOKEN")
+        if not token:
+            raise ConfigError("INSTELLAR_AUTH_TOKEN: required for push")
+        package = package_token or env.get("INSTELLAR_PACKAGE_TOKEN") or ""
+        check_credential("instellar-auth-token" if auth_token else "INSTELLAR_AUTH_TOKEN", token)
+        check_credential(
+            "instellar-package-token" if package_token else "INSTELLAR_PACKAGE_TOKEN", package
+        )
+        name = "--instellar-endpoint" if endpoint else "INSTELLAR_ENDPOINT"
+        endpoint = endpoint or env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{name}: must be an http(s) URL (got {redact(endpoint, [token, package])!r})"
+            )
+        return cls(auth_token=token, package_token=package, endpoint=endpoint)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -18,45 +17,14 @@ from typing import TYPE_CHECKING, Any
 from pakman import tree
 from pakman.digest import READ_CHUNK, Digest, digest_file
 from pakman.errors import ConfigError
-from pakman.identity import Identity
 from pakman.placement import ARCHIVE_LAYOUT, is_folder_entry, placement
+from pakman.publish.deployment import Deployment
 from pakman.storage.objects import Condition, LocalObject, RemoteObject, Store, local_object
 
 if TYPE_CHECKING:
     from pakman.publish.prefetch import ArchiveRead
 
-MANIFEST = "manifest.json"
-
-
 MANIFEST_FORMAT = 1
-
-
-COMMIT_SHA = re.compile(r"[0-9a-f]{7,64}")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """What is being published: the package identity and the commit it came from."""
-
-    identity: Identity
-    sha: str
-    ref: str = ""
-    key_fingerprint: str | None = None
-
-    def __post_init__(self) -> None:
-        # It names a storage prefix and reaches the API's URL path: hex digits only.
-        if not COMMIT_SHA.fullmatch(self.sha):
-            raise ConfigError(
-                f"--sha: must be a commit sha of 7 to 64 hex digits (got {self.sha[:80]!r})"
-            )
-
-    @property
-    def prefix(self) -> str:
-        return f"deployments/{self.identity.organization}/{self.identity.slug}/{self.sha}/"
-
-    @property
-    def manifest_key(self) -> str:
-        return self.prefix + MANIFEST
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from pakman import tree
 from pakman.digest import MULTIPART_THRESHOLD, Digest
 from pakman.errors import ConfigError, PublishError
+from pakman.publish.deployment import Deployment
 from pakman.publish.plan import (
-    Deployment,
     Plan,
     Survey,
     archive_key,

@@ -17,7 +17,7 @@ from pakman import apk
 from pakman.apkversion import version_key
 from pakman.errors import PackageFormatError, VerificationError
 from pakman.repo.state import MEMBER, State, parse
-from pakman.sign import DEFAULT_ALGORITHM, load_key, signature_stream
+from pakman.sign import DEFAULT_ALGORITHM, signature_stream
 
 # apk's order. C..L are always written, the rest only when set.
 FIELDS = ("C", "P", "V", "A", "S", "I", "T", "U", "L", "o", "m", "t", "c", "k", "D", "p", "i")
@@ -25,7 +25,7 @@ ALWAYS = frozenset("CPVASITUL")
 INDEX_NAME = "APKINDEX.tar.gz"
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 Record = Mapping[str, str]
 
@@ -91,7 +91,7 @@ def build(
     records: Iterable[Record],
     description: str,
     key_name: str,
-    private_pem: bytes,
+    private: RSAPrivateKey,
     state: State | None = None,
     *,
     algorithm: str = DEFAULT_ALGORITHM,
@@ -103,8 +103,7 @@ def build(
     if state is not None:
         members.append((MEMBER, state.to_bytes()))
     signed = _gzip(_tar(members, cut=False))
-    key = load_key(private_pem, "--private-key")
-    return signature_stream(signed, key, key_name, algorithm) + signed
+    return signature_stream(signed, private, key_name, algorithm) + signed
 
 
 def read(data: bytes, where: str, trusted: Mapping[str, RSAPublicKey]) -> tuple[Record, ...]:

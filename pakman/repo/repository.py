@@ -34,7 +34,7 @@ from pakman.repo.state import LEASE, State
 from pakman.storage.objects import RemoteObject, Store, bytes_object, local_object
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 Log = Callable[[str], None]
 ATTEMPTS = 10  # commits lost to other runs before giving up
@@ -196,7 +196,7 @@ def add(
     *,
     key_name: str,
     public: RSAPublicKey,
-    private_pem: bytes,
+    private: RSAPrivateKey,
     public_pem: bytes | None = None,
     log: Log = lambda _: None,
 ) -> Summary:
@@ -213,7 +213,7 @@ def add(
         folder = options.folder(org, arch)
         key = folder + index.INDEX_NAME
         summary.indexes[key] = _commit(
-            store, folder, arch, packages, options, key_name, trusted, private_pem, summary, log
+            store, folder, arch, packages, options, key_name, trusted, private, summary, log
         )
     return summary
 
@@ -283,7 +283,7 @@ def _commit(
     options: Options,
     key_name: str,
     trusted: Mapping[str, RSAPublicKey],
-    private_pem: bytes,
+    private: RSAPrivateKey,
     summary: Summary,
     log: Log,
 ) -> Merge:
@@ -294,7 +294,7 @@ def _commit(
     description = f"{folder.rstrip('/')} (pakman)"
 
     def sign(entries: Sequence[index.Record], state: State) -> bytes:
-        return index.build(entries, description, key_name, private_pem, state)
+        return index.build(entries, description, key_name, private, state)
 
     conflicts = 0
     waited = 0.0
@@ -491,3 +491,22 @@ def check_key_name(key_name: str) -> str:
     if not key_name.endswith(".pub") or "/" in key_name:
         raise ConfigError(f"--key: {key_name}: the key file must be named <name>.pub")
     return key_name
+
+
+REPO_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def check_prefix(prefix: str) -> None:
+    if not REPO_PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
+        raise ConfigError(f"--prefix: must be a relative path of safe names (got {prefix!r})")
+
+
+def index_key_name(key_file: str, signed_as: set[str]) -> str:
+    """The name the repository's index is signed as: the packages' own, so that hosts trust
+    one key under one name, whatever the ``--key`` file is called."""
+    if len(signed_as) > 1:
+        raise ConfigError(
+            f"--key: {key_file} verifies packages signed under several names"
+            f" ({', '.join(sorted(signed_as))}): hosts can trust only one; rebuild them"
+        )
+    return next(iter(signed_as), key_file)

@@ -25,9 +25,12 @@ from pakman import config as config_module
 from pakman import recipe as recipes  # the module has its own function named recipe
 from pakman.errors import PakmanError
 from pakman.identity import GitFacts, Identity, git_probe, read_git_probe, resolve_alpine
-from pakman.publish.instellar import DEFAULT_ENDPOINT
+from pakman.merge import ARCHIVE_NAME
+from pakman.publish.deployment import Deployment
+from pakman.publish.instellar import DEFAULT_ENDPOINT, InstellarOptions
 from pakman.storage.options import DEFAULT_CONCURRENCY, AddressingStyle, StoreOptions
 from pakman.tree import files as package_files
+from pakman.trust import Trust, trust_pem
 
 Source = Annotated[
     dagger.Directory,
@@ -115,7 +118,7 @@ async def _inputs(
         tree = await _export(packages, Path(tmp) / "packages")
         zip_path = None
         if archive is not None:
-            zip_path = Path(tmp) / pipeline.ARCHIVE_NAME
+            zip_path = Path(tmp) / ARCHIVE_NAME
             await archive.export(str(zip_path))
         yield tree, zip_path
 
@@ -133,11 +136,9 @@ async def _in_thread(step: Callable[[], _R]) -> _R:
     return await anyio.to_thread.run_sync(run)
 
 
-async def _trust(
-    public_key: dagger.Secret | None, identity: Identity, skip_verify: bool
-) -> pipeline.Trust:
+async def _trust(public_key: dagger.Secret | None, identity: Identity, skip_verify: bool) -> Trust:
     pem = (await public_key.plaintext()).encode() if public_key is not None else None
-    return pipeline.trust_pem(pem, identity, skip=skip_verify)
+    return trust_pem(pem, identity, skip=skip_verify)
 
 
 async def _store_options(
@@ -465,7 +466,7 @@ class Pakman:
     ) -> str:
         """Verify, then upload packages and archive to S3, manifest last; safe to re-run."""
         with _reported():
-            target = pipeline.deployment(repository, sha, ref, build_number)
+            target = Deployment.resolve(repository, sha, ref, build_number)
         store = await _store_options(
             bucket,
             (endpoint, region, addressing_style, verify_tls, create_bucket),
@@ -512,8 +513,8 @@ class Pakman:
         """Verify, upload and register the deployment with OpsMaru/Instellar (v8's push)."""
         cfg = await self._read_config(source)
         with _reported():
-            target = pipeline.deployment(repository, sha, ref, build_number)
-            instellar = pipeline.InstellarOptions.resolve(
+            target = Deployment.resolve(repository, sha, ref, build_number)
+            instellar = InstellarOptions.resolve(
                 {},
                 auth_token=await instellar_auth_token.plaintext(),
                 package_token=await instellar_package_token.plaintext(),
@@ -590,13 +591,12 @@ class Pakman:
         with tempfile.TemporaryDirectory(prefix="pakman-repo-") as tmp:
             tree = await _export(packages, Path(tmp) / "packages")
             # The public key under the name abuild signs with, as hosts will trust it.
-            key = Path(tmp) / f"{identity.key_name}.pub"
-            key.write_text(await public_key.plaintext())
+            trust = trust_pem((await public_key.plaintext()).encode(), identity)
             summary = await _in_thread(
                 functools.partial(
                     pipeline.repo,
                     [tree],
-                    key,
+                    trust,
                     private_pem,
                     store,
                     branch=branch,
