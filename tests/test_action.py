@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests import rig, runner
+from tests import docpages, rig, runner
 from tests.conftest import ROOT
 
 ACTION = ROOT / "action.yml"
@@ -240,11 +240,9 @@ def test_install_lines_install_this_project() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == "upmaru-pakman"
     assert project["scripts"] == {"pakman": "pakman.cli:run"}
-    texts = [ROOT / "README.md", ROOT / "docs" / "migrating-from-v8.md"]
-    lines = [
-        match for path in texts for match in re.findall(r"pip install ([^`&]+)", path.read_text())
-    ]
-    assert lines
+    texts = docpages.pages().values()  # README.md and every docs/ page
+    lines = [match for text in texts for match in re.findall(r"pip install ([^`&]+)", text)]
+    assert len(lines) >= 3  # the README's two, cli.md's, migrating-from-v8.md's
     for line in lines:
         target = line.split()[0]
         assert target in {"upmaru-pakman", "git+https://github.com/upmaru/pakman@main"}, line

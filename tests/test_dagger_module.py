@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -13,10 +16,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import yaml
 
 from pakman.recipe import SOURCE_IGNORE
 from pakman.storage.options import DEFAULT_CONCURRENCY, AddressingStyle
-from tests import rig
+from tests import docpages, rig
 from tests.conftest import ROOT
 
 try:
@@ -317,10 +321,15 @@ def test_the_selftest_reads_both_keys_from_one_keygen_result() -> None:
     assert public.split("-")[1] == private.split("-")[1], (public, private)
 
 
-def documented(*extra: str) -> dict[str, str]:
-    """The README and the Dagger docs page, by name."""
-    pages = [ROOT / "README.md", ROOT / "docs" / "dagger.md", *(ROOT / e for e in extra)]
-    return {page.name: page.read_text() for page in pages if page.exists()}
+def documented() -> dict[str, str]:
+    """The README and every docs/ page, by name, with the examples a user copies."""
+    examples = [
+        ROOT / "examples" / "hello" / "README.md",
+        *(ROOT / "examples" / "github").glob("*.yml"),
+        *(ROOT / ".github" / "workflows").glob("*.yml"),
+    ]
+    shown = {str(path.relative_to(ROOT)): path.read_text() for path in examples}
+    return {**docpages.pages(), **shown}
 
 
 def test_every_documented_export_of_packages_wipes_the_folder() -> None:
@@ -365,3 +374,124 @@ def test_the_dagger_page_says_what_the_module_does() -> None:
     assert "1. `bash`, `s6` and `execline` come from Alpine's own repositories" in page
     assert FROM_ALPINE == ("bash", "s6", "execline")
     assert "(`recipe.SOURCE_IGNORE`)" in page
+    never = re.search(
+        r'whose cache is "never" in the table above \((.*?)\)', " ".join(page.split())
+    )
+    assert never is not None
+    named = set(re.findall(r"`([a-z]+)`", never.group(1)))
+    assert named == {name for name, fn in FUNCTIONS.items() if fn.cache_policy == "never"}
+
+
+def _call_problems(words: list[str]) -> list[str]:
+    """What is wrong with one `dagger call` (the words after `call`): the function and every
+    argument it names must be the module's, and every required one given. What follows
+    the function's arguments (`export --path ...`, `terminal`) is the engine's."""
+    constructor = set(inspect.signature(Pakman).parameters)
+    problems: list[str] = []
+    i = 0
+    while i < len(words) and words[i].startswith("-"):  # -m MODULE, then the constructor's
+        name, eq, _ = words[i].lstrip("-").partition("=")
+        if name != "m" and name.replace("-", "_") not in constructor:
+            problems.append(f"the module takes no --{name}")
+        i += 1 if eq else 2
+    if i >= len(words) or words[i] not in FUNCTIONS:
+        return [*problems, f"no function {words[i] if i < len(words) else '(none)'}"]
+    called = words[i]
+    parameters = {p.name.replace("_", "-"): p for p in FUNCTIONS[called].parameters.values()}
+    given: set[str] = set()
+    i += 1
+    while i < len(words) and words[i].startswith("--"):
+        name, eq, _ = words[i][2:].partition("=")
+        parameter = parameters.get(name)
+        if parameter is None:
+            problems.append(f"{called}: no --{name}")
+        given.add(name)
+        i += 1 if eq or (parameter is not None and parameter.resolved_type is bool) else 2
+    required = {
+        name
+        for name, p in parameters.items()
+        if not p.is_optional and p.default_value is None and not p.default_path
+    }
+    return problems + [f"--{name} missing" for name in sorted(required - given)]
+
+
+def _shown_calls() -> list[tuple[str, list[str]]]:
+    """Every `dagger call` of the module a user is shown: in the shell blocks of the README
+    and docs/, in their YAML blocks and in the example and own workflows."""
+    calls = []
+    for name, text in documented().items():
+        blocks = docpages.code_blocks(text, "sh")
+        for block in blocks:
+            for words in docpages.commands(block):
+                if words[:2] == ["dagger", "call"]:
+                    calls.append((name, words[2:]))
+        documents = docpages.code_blocks(text, "yaml") if name.endswith(".md") else [text]
+        for document in documents:
+            for step in _mappings(yaml.safe_load(document)):
+                module = str(step.get("module", ""))
+                if "call" in step and (
+                    "upmaru/pakman" in module or module in (".", "${{ env.PAKMAN_MODULE }}")
+                ):
+                    expression = re.sub(r"\$\{\{.*?\}\}", "EXPR", step["call"])  # ${{ github.sha }}
+                    calls.append((name, shlex.split(expression)))
+    return calls
+
+
+def _mappings(node: object) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        return [node, *(m for value in node.values() for m in _mappings(value))]
+    if isinstance(node, list):
+        return [m for item in node for m in _mappings(item)]
+    return []
+
+
+def test_every_dagger_call_shown_names_real_functions_and_arguments() -> None:
+    calls = _shown_calls()
+    problems = {
+        f"{name}: {' '.join(words)}: {p}" for name, words in calls for p in _call_problems(words)
+    }
+    assert problems == set()
+    shown = {words[next(i for i, w in enumerate(words) if w in FUNCTIONS)] for _, words in calls}
+    assert shown == set(FUNCTIONS) - {""}  # every function is shown at least once
+    assert {name for name, _ in calls} >= {"README.md", "dagger.md", "github-actions.md"}
+
+
+def test_the_call_check_sees_a_wrong_argument() -> None:
+    assert _call_problems(["-m", "$M", "merge", "--packages", "p", "--repository", "a/b"]) == []
+    assert _call_problems(["-m", "$M", "--alpine", "edge", "check", "--source", "."]) == []
+    assert _call_problems(["-m", "$M", "merge", "--package", "p", "--repository", "a/b"]) == [
+        "merge: no --package",
+        "--packages missing",
+    ]
+    assert _call_problems(["-m", "$M", "--stack", "x", "verify"]) == [
+        "the module takes no --stack",
+        "no function verify",
+    ]
+    assert _call_problems(["merge", "--skip-verify", "--packages", "p", "--repository", "a"]) == []
+
+
+def test_the_python_examples_call_dag_pakman_with_real_arguments() -> None:
+    """`dag.pakman().build(...)` in the README and docs/: real functions, real keyword
+    arguments (the Python names of the module's parameters), every required one given."""
+    checked = 0
+    for name, text in docpages.pages().items():
+        for block in docpages.code_blocks(text, "python"):
+            for node in ast.walk(ast.parse(block)):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                owner = node.func.value
+                if not (isinstance(owner, ast.Call) and ast.unparse(owner) == "dag.pakman()"):
+                    continue
+                checked += 1
+                function = FUNCTIONS.get(node.func.attr)
+                assert function is not None, f"{name}: {ast.unparse(node)}"
+                parameters = {p.name: p for p in function.parameters.values()}
+                given = {k.arg for k in node.keywords}
+                assert given <= set(parameters), f"{name}: {given - set(parameters)}"
+                required = {
+                    n
+                    for n, p in parameters.items()
+                    if not p.is_optional and p.default_value is None and not p.default_path
+                }
+                assert required <= given, f"{name}: {ast.unparse(node)} lacks {required - given}"
+    assert checked >= 3  # the README's build; dagger.md's build and merge

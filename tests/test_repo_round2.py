@@ -7,6 +7,7 @@ loops, each round on a fresh repository.
 
 from __future__ import annotations
 
+import re
 import tarfile
 import threading
 import time
@@ -26,7 +27,7 @@ from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject, RemoteObject
 from pakman.storage.s3 import S3Store
 from pakman.trust import trust_pem
-from tests import rig
+from tests import docpages, rig
 from tests.apkfactory import SigningKey, make_package, write_repo
 from tests.conftest import run_pakman
 from tests.servers import FaultProxy, S3Server
@@ -654,5 +655,10 @@ def test_the_documented_headers_and_defaults_are_the_ones_used() -> None:
     assert "(default `4h`" in page
     assert f"{apk.MAX_RECORDS:,} records" in page
     assert f"{apk.MAX_INFLATED // (1024 * 1024)} MiB" in page
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert "(`--grace`, default 4h)" in readme
+    said = [
+        default
+        for text in docpages.pages().values()  # the README and every docs/ page
+        for default in re.findall(r"\(`--grace`, default (\w+)\)", text)
+    ]
+    assert said
+    assert set(said) == {"4h"}

@@ -6,6 +6,7 @@ and ``apk add`` trusting only the real key.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import io
 import json
@@ -21,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from pakman import apk, keys, sign
+from pakman import apk, cli, keys, sign
 from pakman.errors import KeyMaterialError
 from pakman.repo import index
 from pakman.sign import load_key
@@ -139,11 +140,17 @@ def test_the_default_is_rsa_sha256_as_the_docs_say(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert signature_entries(top / FOLDER / "app-1.2.3-r0.apk") == [".SIGN.RSA256." + NAME]
     assert sign.DEFAULT_ALGORITHM == "sha256"
-    docs = (ROOT / "docs" / "security.md").read_text()
+    page = (ROOT / "docs" / "security.md").read_text()
+    docs = page[: page.index("\n## What is trusted")]  # the signing sections
     assert "`--algorithm sha256` is the default" in docs
     helped = run_pakman("sign", "--help").stdout
     for option in sorted({word for word in docs.split("`") if word.startswith("--")}):
-        assert option.split()[0] in helped, option  # every option the page names exists
+        assert option.split()[0] in helped, option  # every option they name is sign's
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    every = {o for p in sub.choices.values() for a in p._actions for o in a.option_strings}
+    for option in sorted({word for word in page.split("`") if word.startswith("--")}):
+        assert option.split()[0] in every, option  # the rest of the page: some command's
 
 
 def test_the_commands_algorithms_are_the_signers() -> None:

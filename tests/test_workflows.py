@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import rig
+from tests import docpages, rig
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -108,17 +108,20 @@ def test_readme_calls_the_module_remotely_with_a_source() -> None:
         if any(p.name == "source" and p.default_path for p in fn.parameters.values())
     }
     assert {"build", "bootstrap"} <= takes_source
-    readme = (ROOT / "README.md").read_text()
-    # @v9 is the GitHub Action's tag (v8's workflows); the module is called at a commit.
-    assert "-m github.com/upmaru/pakman@v9" not in readme
-    called = 0
-    for line in readme.splitlines():
-        found = re.search(r"dagger (?:call )?-m github\.com/\S+ (?:--\S+ \S+ )*([a-z-]+)", line)
-        if found and found.group(1) in takes_source:
-            called += 1
-            block = readme[readme.index(line) : readme.index(line) + 400]
-            assert "--source" in block, line
-    assert called >= 1  # the main job, on the first screen
+    called: dict[str, int] = {}
+    for name, text in docpages.pages().items():
+        # @v9 is the GitHub Action's tag (v8's workflows); the module is called at a commit.
+        assert "-m github.com/upmaru/pakman@v9" not in text, name
+        remote = "M=github.com/upmaru/pakman@main" in text  # then `-m $M` is remote too
+        module = r"(?:github\.com/\S+|\$M)" if remote else r"github\.com/\S+"
+        for line in text.splitlines():
+            found = re.search(rf"dagger (?:call )?-m {module} (?:--\S+ \S+ )*([a-z-]+)", line)
+            if found and found.group(1) in takes_source:
+                called[name] = called.get(name, 0) + 1
+                block = text[text.index(line) : text.index(line) + 400]
+                assert "--source" in block, f"{name}: {line}"
+    assert called["README.md"] >= 1  # the main job, on the first screen
+    assert called["dagger.md"] >= 6  # every function that takes a source
 
 
 def test_ci_runs_the_engine_checks() -> None:
