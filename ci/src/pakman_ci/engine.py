@@ -2,9 +2,8 @@
 behind, and the moves of bytes between the engine and the module's runtime (exports,
 secrets' plaintext, folders handed back, blocking steps off the event loop).
 
-Every call on the engine's root object goes through :data:`dag` here or in the modules
-that import this one as ``engine``: one name, which the offline tests replace with their
-stand-in engine.
+The engine's root object is imported here only; the other modules call it as
+``engine.dag``: one name, which the offline tests replace with their stand-in engine.
 """
 
 import contextlib
@@ -18,26 +17,11 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import anyio
 import dagger
-from dagger import dag
+from dagger import dag as dag  # re-exported: the one name for the engine's root object
 from dagger.mod._exceptions import FunctionError  # not re-exported; the SDK's own class
 
 from pakman.errors import PakmanError
 from pakman.pipeline import ARCHIVE_NAME
-
-__all__ = [
-    "Inputs",
-    "PakmanFailure",
-    "dag",
-    "exported",
-    "function",
-    "handed_back",
-    "handed_back_file",
-    "in_thread",
-    "inputs",
-    "plaintext",
-    "uncached",
-    "working_folder",
-]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
