@@ -244,9 +244,9 @@ class ModuleWorkdir:
 def test_merge_body_verifies_then_zips_like_the_cli(
     deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pakman_ci import main as module_main
+    from pakman_ci import engine as module_engine
 
-    monkeypatch.setattr(module_main, "dag", ModuleWorkdir())
+    monkeypatch.setattr(module_engine, "dag", ModuleWorkdir())
     monkeypatch.chdir(tmp_path)
     module: Any = Pakman()
     public = PlainSecret(deployment_files.public_key.read_text())
@@ -310,9 +310,9 @@ def hello(tmp_path: Path, name: str = "hello") -> Path:
 
 
 def build_body(monkeypatch: pytest.MonkeyPatch, engine: Engine, source: Path, **extra: Any) -> Any:
-    from pakman_ci import main as module_main
+    from pakman_ci import engine as module_engine
 
-    monkeypatch.setattr(module_main, "dag", engine)
+    monkeypatch.setattr(module_engine, "dag", engine)
     monkeypatch.chdir(source.parent)  # the module's working folder
     module: Any = Pakman()
     return run(
@@ -431,11 +431,11 @@ def test_no_call_the_module_makes_carries_private_key_material(
 ) -> None:
     """Non-sensitive arguments go verbatim to telemetry and --debug output
     (dagql/result_call_frame.go); only a Secret's ID may carry a key."""
-    from pakman_ci import main as module_main
+    from pakman_ci import engine as module_engine
 
     monkeypatch.chdir(tmp_path)  # the module's working folder
     engine = built_by_abuild()
-    monkeypatch.setattr(module_main, "dag", engine)
+    monkeypatch.setattr(module_engine, "dag", engine)
     module: Any = Pakman()
     made = module.keygen(repository="acme/app")
     made = run(made) if asyncio.iscoroutine(made) else made
@@ -606,10 +606,10 @@ def test_build_refuses_packages_its_own_build_keys_did_not_sign(
 def test_build_refuses_a_public_key_that_is_not_the_private_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pakman_ci import main as module_main
+    from pakman_ci import engine as module_engine
 
     engine = built_by_abuild()
-    monkeypatch.setattr(module_main, "dag", engine)
+    monkeypatch.setattr(module_engine, "dag", engine)
     monkeypatch.chdir(tmp_path)
     other = keys.generate(2048).public_pem.decode()
     module: Any = Pakman()
@@ -629,10 +629,10 @@ def test_build_refuses_a_public_key_that_is_not_the_private_keys(
 def test_a_bad_private_key_is_named_and_never_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pakman_ci import main as module_main
+    from pakman_ci import engine as module_engine
 
     engine = built_by_abuild()
-    monkeypatch.setattr(module_main, "dag", engine)
+    monkeypatch.setattr(module_engine, "dag", engine)
     monkeypatch.chdir(tmp_path)
     damaged = PRIVATE_PEM[:300] + PRIVATE_PEM[-40:]  # a PEM that no longer parses
     module: Any = Pakman()
