@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests import rig, runner
-from tests.conftest import ROOT
+from tests.support import rig, runner
+from tests.support.paths import ROOT
 
 ACTION = ROOT / "action.yml"
 V8_EXAMPLE = ROOT / "examples" / "github" / "v8-deployment.yml"

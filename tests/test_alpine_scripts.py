@@ -8,8 +8,8 @@ import pytest
 
 from pakman import config, render
 from pakman.identity import Identity
-from tests import rig
-from tests.conftest import V8_CONFIGS, V8_REPOSITORIES
+from tests.support import rig
+from tests.support.paths import V8_CONFIGS, V8_REPOSITORIES
 
 VARIABLES = (
     "pkgname",

@@ -16,8 +16,9 @@ import pytest
 
 from pakman import config, render
 from pakman.identity import Identity
-from tests import rig
-from tests.conftest import V8_CONFIGS, V8_REPOSITORIES, git_workspace
+from tests.support import rig
+from tests.support.paths import V8_CONFIGS, V8_REPOSITORIES
+from tests.support.workspace import git_workspace
 
 BASE = "dependencies: {runtime: [bash]}\nbuild: {command: make, destinations: ['*']}\n"
 # One config per package type beside the v8 corpus (all of type default).

@@ -19,10 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from devkit.s3 import S3Server
 from pakman.errors import ConfigError, redact
 from pakman.storage.options import StoreOptions
-from tests.conftest import SHA, V8_CONFIGS, Built, run_pakman
-from tests.servers import FaultProxy, S3Server, answer, http_server
+from tests.support.cli import run_pakman
+from tests.support.deployment import Built
+from tests.support.faults import FaultProxy
+from tests.support.http import answer, http_server
+from tests.support.instellar import SHA
+from tests.support.paths import V8_CONFIGS
 from tests.test_hardening import _push_env, one_line_error, publish_args, push
 
 KEY_ID = "AKIABOUNDARYTESTKEY1"
@@ -217,7 +222,7 @@ def test_publish_finishes_when_its_reader_goes_away(
     s3_server: S3Server, bucket: str, tmp_path: Path, unbuffered: str
 ) -> None:
     """`pakman publish ... 2>&1 | head -3` used to stop the upload after 13 of 44 objects."""
-    from tests.conftest import build_deployment
+    from tests.support.deployment import build_deployment
 
     built = build_deployment(tmp_path, count=20)
     env = {**os.environ, **s3_server.env(), "PYTHONUNBUFFERED": unbuffered}

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from pakman import cli, keys
-from tests import rig
-from tests.conftest import V8_CONFIGS, Built, git_workspace, run_bootstrap, run_pakman
+from tests.support import rig
+from tests.support.cli import run_bootstrap, run_pakman
+from tests.support.deployment import Built
+from tests.support.paths import V8_CONFIGS
+from tests.support.workspace import git_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 

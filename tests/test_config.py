@@ -8,7 +8,8 @@ import pytest
 
 from pakman import config
 from pakman.errors import ConfigError
-from tests.conftest import V8_CONFIGS, run_pakman
+from tests.support.cli import run_pakman
+from tests.support.paths import V8_CONFIGS
 
 GOOD = """
 dependencies:

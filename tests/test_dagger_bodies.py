@@ -19,12 +19,15 @@ from typing import Any, TypeVar
 import dagger
 import pytest
 
+from devkit.apkfactory import SigningKey, make_index, make_package
+from devkit.s3 import S3Server
 from pakman import keys
-from tests import rig
-from tests.apkfactory import SigningKey, make_index, make_package
-from tests.conftest import AUTH, PACKAGE_TOKEN, ROOT, SHA, V8_CONFIGS, Built, run_pakman
-from tests.dagger_standin import Engine, Files, engine_error
-from tests.servers import Instellar, S3Server
+from tests.support import rig
+from tests.support.cli import run_pakman
+from tests.support.dagger_standin import Engine, Files, engine_error
+from tests.support.deployment import Built
+from tests.support.instellar import AUTH, PACKAGE_TOKEN, SHA, Instellar
+from tests.support.paths import ROOT, V8_CONFIGS
 
 try:
     from pakman_ci.main import Pakman, PakmanFailure
@@ -456,8 +459,8 @@ def test_no_call_the_module_makes_carries_private_key_material(
 def test_repo_body_adds_to_the_repository_in_the_bucket(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
+    from devkit.apkfactory import SigningKey, make_package, write_repo
     from pakman.repo import index
-    from tests.apkfactory import SigningKey, make_package, write_repo
 
     key = SigningKey(keys.generate(2048), "acme-app.rsa.pub")
     write_repo(tmp_path / "packages" / "acme", key, [make_package(key, "app", "1.0.0-r0")])

@@ -16,8 +16,8 @@ import pytest
 
 from pakman.recipe import SOURCE_IGNORE
 from pakman.storage.options import DEFAULT_CONCURRENCY, AddressingStyle
-from tests import rig
-from tests.conftest import ROOT
+from tests.support import rig
+from tests.support.paths import ROOT
 
 try:
     import dagger
@@ -231,7 +231,7 @@ def test_repo_reads_only_the_config_of_a_default_source() -> None:
     """Like every other source: the app's root by default (the CLI reads ./instellar.yml),
     and an upload that leaves out everything but YAML files."""
     from pakman.recipe import CONFIG_ONLY
-    from tests.enginepatterns import engine_ignores
+    from tests.support.enginepatterns import engine_ignores
 
     p = params("repo")
     assert p["source"].resolved_type is dagger.Directory

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
 from pakman import config, keys, render
 from pakman.identity import Identity
-from tests import rig
-from tests.apkfactory import SigningKey, make_package, write_repo
-from tests.conftest import ROOT
+from tests.support import rig
+from tests.support.paths import ROOT
 
 try:
     from pakman_tests.install import FROM_ALPINE, install_commands

@@ -17,9 +17,9 @@ import pytest
 
 from pakman import config, render
 from pakman.identity import Identity
-from tests import rig
-from tests.conftest import V8_CONFIGS
-from tests.servers import UnixHTTPServer, lxd_handler, serving
+from tests.support import rig
+from tests.support.http import UnixHTTPServer, lxd_handler, serving
+from tests.support.paths import V8_CONFIGS
 
 VARIABLES = {"PLAIN": "1", "SPACES": "two words", "EQUALS": "a=b", "QUOTE": 'it\'s "quoted"'}
 

@@ -24,23 +24,19 @@ from typing import Any
 
 import pytest
 
+from devkit.apkfactory import SigningKey, make_package, signature_stream, write_repo
+from devkit.s3 import S3Server
 from pakman import keys, pipeline
 from pakman.errors import PublishError
 from pakman.storage.objects import hash_file
 from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store
-from tests.apkfactory import SigningKey, make_package, signature_stream, write_repo
-from tests.conftest import (
-    AUTH,
-    PACKAGE_TOKEN,
-    SHA,
-    V8_CONFIGS,
-    Built,
-    git_workspace,
-    run_bootstrap,
-    run_pakman,
-)
-from tests.servers import Instellar, S3Server, answer, http_server
+from tests.support.cli import run_bootstrap, run_pakman
+from tests.support.deployment import Built
+from tests.support.http import answer, http_server
+from tests.support.instellar import AUTH, PACKAGE_TOKEN, SHA, Instellar
+from tests.support.paths import V8_CONFIGS
+from tests.support.workspace import git_workspace
 
 SECRET = "hardening-SECRET-value-42"
 
@@ -97,8 +93,8 @@ def test_a_tree_rewritten_in_place_is_never_published_stale(
 
 def _tree(base: Path, marker: bytes) -> Built:
     """A tree whose names and sizes do not depend on ``marker``, only its bytes do."""
+    from devkit.apkfactory import SigningKey
     from pakman import merge
-    from tests.apkfactory import SigningKey
 
     key = SigningKey(KEY, "acme-app.rsa.pub")
     for arch in ("x86_64", "aarch64"):

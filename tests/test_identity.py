@@ -19,8 +19,8 @@ from pakman.identity import (
     slugify,
     version_from_describe,
 )
-from tests import rig
-from tests.conftest import git_workspace
+from tests.support import rig
+from tests.support.workspace import git_workspace
 
 
 def test_repository_slugs_like_v8() -> None:

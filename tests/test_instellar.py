@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AUTH, PACKAGE_TOKEN, SHA, V8_CONFIGS, Built, run_pakman
-from tests.servers import Instellar, S3Server
+from devkit.s3 import S3Server
+from tests.support.cli import run_pakman
+from tests.support.deployment import Built
+from tests.support.instellar import AUTH, PACKAGE_TOKEN, SHA, Instellar
+from tests.support.paths import V8_CONFIGS
 
 
 def v8_home(tmp_path: Path, built: Built, fixture: str = "rails") -> dict[str, str]:
@@ -179,7 +182,7 @@ def test_wrong_auth_token(api: Instellar, deployment_files: Built, tmp_path: Pat
 
 
 def test_unreachable_api(deployment_files: Built, tmp_path: Path) -> None:
-    from tests.servers import free_port
+    from devkit.ports import free_port
 
     endpoint = f"http://127.0.0.1:{free_port()}"
     env = {**v8_home(tmp_path, deployment_files), "INSTELLAR_ENDPOINT": endpoint}
@@ -192,8 +195,8 @@ def test_push_finds_the_public_key_as_a_v8_job_has_it(
     api: Instellar, tmp_path: Path, s3_server: S3Server
 ) -> None:
     """No --key: ABUILD_PUBLIC_KEY, else ~/.abuild/<org>-<slug>.rsa.pub; else a warning."""
+    from devkit.apkfactory import SigningKey, make_package, write_repo
     from pakman import keys
-    from tests.apkfactory import SigningKey, make_package, write_repo
 
     pair = keys.generate(2048)
     key = SigningKey(pair, "upmaru-locomo.rsa.pub")

@@ -9,7 +9,7 @@ import pytest
 from pakman import keys
 from pakman.errors import KeyMaterialError
 from pakman.files import write_all
-from tests.conftest import run_pakman
+from tests.support.cli import run_pakman
 
 
 @functools.cache

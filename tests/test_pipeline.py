@@ -11,7 +11,7 @@ from pakman.digest import digest_file
 from pakman.errors import ConfigError, VerificationError
 from pakman.identity import Identity
 from pakman.storage.options import AddressingStyle, StoreOptions
-from tests.conftest import Built
+from tests.support.deployment import Built
 
 IDENTITY = Identity("acme/app")
 

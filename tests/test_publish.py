@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from devkit.ports import free_port
+from devkit.s3 import S3Server
 from pakman import tree
 from pakman.digest import digest_file
 from pakman.errors import ConfigError, PublishError
@@ -24,8 +26,9 @@ from pakman.publish.upload import Summary
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject, Store
 from pakman.storage.s3 import S3Store
-from tests.conftest import Built, build_deployment, run_pakman
-from tests.servers import FaultProxy, S3Server, free_port
+from tests.support.cli import run_pakman
+from tests.support.deployment import Built, build_deployment
+from tests.support.faults import FaultProxy
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main", "sha256:abc")
@@ -715,7 +718,7 @@ def test_a_planted_big_object_with_a_forged_crc32_is_sent_again(
     sent again, and then the store's composite SHA-256 proves it."""
     import zlib
 
-    from tests.forge import forge
+    from tests.support.forge import forge
 
     local, data = big_object(tmp_path)
     forged = forge(data, len(data) // 2, zlib.crc32)

@@ -10,7 +10,7 @@ import pytest
 from pakman import keys, recipe
 from pakman.errors import ConfigError
 from pakman.identity import Identity, resolve_alpine
-from tests.enginepatterns import engine_ignores
+from tests.support.enginepatterns import engine_ignores
 
 IDENTITY = Identity("Acme/My.App", version="1.2.3", build=4)
 

@@ -10,8 +10,8 @@ import pytest
 from pakman import config, render
 from pakman.errors import ConfigError
 from pakman.identity import Identity
-from tests import rig
-from tests.conftest import ROOT, V8_CONFIGS, V8_REPOSITORIES
+from tests.support import rig
+from tests.support.paths import ROOT, V8_CONFIGS, V8_REPOSITORIES
 
 GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("PAKMAN_UPDATE_GOLDEN") == "1"

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from devkit.apkfactory import SigningKey, make_index, make_package, write_repo
+from devkit.s3 import S3Server
 from pakman import apk, keys, pipeline
 from pakman.apkversion import compare
 from pakman.errors import ConfigError, VerificationError
@@ -24,10 +26,9 @@ from pakman.identity import Identity
 from pakman.repo import index
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject
-from tests import rig
-from tests.apkfactory import SigningKey, make_index, make_package, write_repo
-from tests.conftest import run_pakman
-from tests.servers import S3Server, serving
+from tests.support import rig
+from tests.support.cli import run_pakman
+from tests.support.http import serving
 
 FOLDER = "alpine/v3.23/acme/x86_64"
 

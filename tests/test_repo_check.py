@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.s3 import S3Server
 from pakman import keys
 from pakman.repo import index
-from tests import rig
-from tests.apkfactory import SigningKey, make_package, write_repo
-from tests.conftest import run_pakman
-from tests.servers import S3Server
+from tests.support import rig
+from tests.support.cli import run_pakman
 from tests.test_repo import FOLDER, _keys, build
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.s3 import S3Server
 from pakman import apk, keys, pipeline
 from pakman.errors import PublishError, VerificationError
 from pakman.identity import Identity
@@ -24,10 +26,9 @@ from pakman.repo import index, repository
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject, RemoteObject
 from pakman.storage.s3 import S3Store
-from tests import rig
-from tests.apkfactory import SigningKey, make_package, write_repo
-from tests.conftest import run_pakman
-from tests.servers import FaultProxy, S3Server
+from tests.support import rig
+from tests.support.cli import run_pakman
+from tests.support.faults import FaultProxy
 from tests.test_repo import FOLDER, _apk, _keys, build, listed, repo
 from tests.test_repo import http_root as served_folder
 
@@ -427,7 +428,7 @@ def _index_with_text(signer: SigningKey, text: bytes) -> bytes:
     import io
     import tarfile
 
-    from tests.apkfactory import _gzip, signature_stream
+    from devkit.apkfactory import _gzip, signature_stream
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:

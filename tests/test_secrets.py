@@ -7,7 +7,8 @@ from pathlib import Path
 from pakman import keys
 from pakman.publish.instellar import Client, Storage
 from pakman.storage.s3 import S3Store
-from tests.conftest import git_workspace, run_bootstrap, run_pakman
+from tests.support.cli import run_bootstrap, run_pakman
+from tests.support.workspace import git_workspace
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"
 

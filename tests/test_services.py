@@ -21,8 +21,8 @@ import pytest
 
 from pakman import config, render
 from pakman.identity import Identity
-from tests import rig
-from tests.servers import UnixHTTPServer, lxd_handler, serving
+from tests.support import rig
+from tests.support.http import UnixHTTPServer, lxd_handler, serving
 
 # A service that shows what it was started with, and an extra command that does the same.
 CONFIG = """\

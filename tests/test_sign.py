@@ -21,13 +21,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
 from pakman import apk, keys, sign
 from pakman.errors import KeyMaterialError
 from pakman.repo import index
 from pakman.verify import trusted_keys, verify_root
-from tests import rig
-from tests.apkfactory import SigningKey, make_package, write_repo
-from tests.conftest import ROOT, run_pakman
+from tests.support import rig
+from tests.support.cli import run_pakman
+from tests.support.paths import ROOT
 
 NAME = "acme-app.rsa.pub"
 FOLDER = "acme/x86_64"

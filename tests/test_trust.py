@@ -25,14 +25,17 @@ from typing import Any
 import boto3
 import pytest
 
+from devkit.s3 import S3Server
 from pakman import keys, merge, pipeline
 from pakman import verify as verify_module
 from pakman.errors import ConfigError, VerificationError
 from pakman.storage.options import StoreOptions
-from tests import rig
-from tests.conftest import SHA, Built, build_deployment, run_pakman
-from tests.forge import forge
-from tests.servers import FaultProxy, S3Server
+from tests.support import rig
+from tests.support.cli import run_pakman
+from tests.support.deployment import Built, build_deployment
+from tests.support.faults import FaultProxy
+from tests.support.forge import forge
+from tests.support.instellar import SHA
 from tests.test_hardening import one_line_error, publish_args
 
 NOBODY = 65534  # a second local user

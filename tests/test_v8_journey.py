@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.s3 import S3Server
 from pakman import keys
-from tests import rig, runner
-from tests.apkfactory import SigningKey, make_package, write_repo
-from tests.conftest import AUTH, PACKAGE_TOKEN, SHA, V8_CONFIGS, git_workspace, run_pakman
-from tests.servers import Instellar, S3Server
+from tests.support import rig, runner
+from tests.support.cli import run_pakman
+from tests.support.instellar import AUTH, PACKAGE_TOKEN, SHA, Instellar
+from tests.support.paths import V8_CONFIGS
+from tests.support.workspace import git_workspace
 
 REPOSITORY = "upmaru/locomo"
 KEY_NAME = "upmaru-locomo.rsa.pub"  # what abuild signs as, after bootstrap

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apkfactory import Package, SigningKey, make_index, make_package, write_repo
 from pakman import apk, keys, merge
 from pakman.errors import ConfigError, PackageFormatError
 from pakman.verify import trusted_keys, verify_root
-from tests import rig
-from tests.apkfactory import Built, SigningKey, make_index, make_package, write_repo
-from tests.conftest import run_pakman
+from tests.support import rig
+from tests.support.cli import run_pakman
 
 _KEYS: dict[str, keys.KeyPair] = {}
 
@@ -29,7 +29,7 @@ def key() -> SigningKey:
     return signing_key()
 
 
-def packages(key: SigningKey, arch: str = "x86_64") -> list[Built]:
+def packages(key: SigningKey, arch: str = "x86_64") -> list[Package]:
     return [
         make_package(key, "app", "1.2.3-r0", arch, depends=("app-data",)),
         make_package(key, "app-data", "1.2.3-r0", arch, algorithm="sha256"),

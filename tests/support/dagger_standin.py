@@ -32,7 +32,7 @@ import dagger
 import gql
 from dagger._exceptions import QueryErrorValue
 
-from tests.enginepatterns import engine_ignores
+from tests.support.enginepatterns import engine_ignores
 
 Files = dict[str, tuple[bytes, int]]  # path -> (bytes, mode)
 

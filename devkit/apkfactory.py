@@ -1,4 +1,4 @@
-"""Builds classic v2 packages and signed indexes from small inputs (test code).
+"""Builds classic v2 packages and signed indexes from small inputs (development code).
 
 Follows ``apk-format.md``: three gzip streams per package, end-of-archive blocks
 cut from the signature and control tars, pax data tar with per-file SHA-1
@@ -73,7 +73,7 @@ def signature_stream(key: SigningKey, signed: bytes, algorithm: Literal["sha1", 
 
 
 @dataclass(frozen=True)
-class Built:
+class Package:
     filename: str
     data: bytes
     control: bytes
@@ -99,7 +99,7 @@ def make_package(
     scripts: dict[str, bytes] | None = None,
     algorithm: Literal["sha1", "sha256"] = "sha1",
     description: str | None = None,
-) -> Built:
+) -> Package:
     files = (
         files
         if files is not None
@@ -139,12 +139,12 @@ def make_package(
         control_members.append((_info(f".{script}", len(body), 0o755), body))
     control = _gzip(_tar(control_members, cut=True, fmt=tarfile.USTAR_FORMAT))
     whole = signature_stream(key, control, algorithm) + control + data
-    return Built(f"{name}-{version}.apk", whole, control, name, version, arch, size, depends)
+    return Package(f"{name}-{version}.apk", whole, control, name, version, arch, size, depends)
 
 
 def make_index(
     key: SigningKey,
-    packages: list[Built],
+    packages: list[Package],
     arch: str = "x86_64",
     *,
     algorithm: Literal["sha1", "sha256"] = "sha1",
@@ -184,7 +184,7 @@ def make_index(
 def write_repo(
     directory: Path,
     key: SigningKey,
-    packages: list[Built],
+    packages: list[Package],
     arch: str = "x86_64",
     *,
     algorithm: Literal["sha1", "sha256"] = "sha1",

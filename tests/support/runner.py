@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import rig
-from tests.conftest import ROOT
+from tests.support import rig
+from tests.support.paths import ROOT
 
 RUNNER_UID = 1001
 NOSUDO_UID = 1002
