@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import itertools
 import os
 import sys
@@ -10,6 +12,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,7 @@ from devkit import s3
 from devkit.tools import Missing
 from tests.support import rig
 from tests.support.deployment import Built, build_deployment
+from tests.support.http import serving
 from tests.support.instellar import AUTH, PACKAGE_TOKEN, Instellar
 
 EXIT_GRACE = 60.0
@@ -120,3 +124,21 @@ def api(s3_server: s3.S3Server, bucket: str) -> Iterator[Instellar]:
 @pytest.fixture
 def deployment_files(tmp_path: Path) -> Built:
     return build_deployment(tmp_path)
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A static HTTP server over a folder, as a bucket with public read serves one."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+
+    class Quiet(handler.func):  # type: ignore[name-defined,misc]
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+    )
+    with serving(server):
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"

@@ -69,7 +69,7 @@ def test_the_scripts_pass_shellcheck() -> None:
 
 
 def test_workflows_using_the_action_pass_actionlint(tmp_path: Path) -> None:
-    from tests.test_workflows import actionlint
+    from tests.support.lint import actionlint
 
     uses_it = ROOT / ".github" / "workflows" / "action.yml"
     result = actionlint(V8_EXAMPLE, uses_it)

@@ -22,13 +22,12 @@ import pytest
 from devkit.s3 import S3Server
 from pakman.errors import ConfigError, redact
 from pakman.storage.options import StoreOptions
-from tests.support.cli import run_pakman
-from tests.support.deployment import Built
+from tests.support.cli import one_line_error, run_pakman
+from tests.support.deployment import Built, _push_env, publish_args, push
 from tests.support.faults import FaultProxy
 from tests.support.http import answer, http_server
 from tests.support.instellar import SHA
 from tests.support.paths import V8_CONFIGS
-from tests.test_hardening import _push_env, one_line_error, publish_args, push
 
 KEY_ID = "AKIABOUNDARYTESTKEY1"
 

@@ -31,40 +31,13 @@ from pakman.errors import PublishError
 from pakman.storage.objects import hash_file
 from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store
-from tests.support.cli import run_bootstrap, run_pakman
-from tests.support.deployment import Built
+from tests.support.cli import one_line_error, run_bootstrap, run_pakman
+from tests.support.deployment import Built, _push_env, publish_args, push
 from tests.support.http import answer, http_server
-from tests.support.instellar import AUTH, PACKAGE_TOKEN, SHA, Instellar
-from tests.support.paths import V8_CONFIGS
+from tests.support.instellar import AUTH, SHA, Instellar
 from tests.support.workspace import git_workspace
 
 SECRET = "hardening-SECRET-value-42"
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
-    """Exit ``code``, no traceback, and the error as ``error:`` lines, the last line one."""
-    assert result.returncode == code, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line]
-    assert lines, "no error printed"
-    assert lines[-1].startswith("error:"), result.stderr
-    errors = "\n".join(line for line in lines if line.startswith("error:"))
-    for needle in needles:
-        assert needle in errors, result.stderr
-
-
-def publish_args(built: Built, *extra: str) -> list[str]:
-    return [
-        "publish",
-        str(built.packages),
-        "--repository",
-        "acme/app",
-        "--sha",
-        SHA,
-        "--key",
-        str(built.public_key),
-        *extra,
-    ]
 
 
 # --- data integrity --------------------------------------------------------------------
@@ -523,36 +496,6 @@ def test_the_instellar_client_never_follows_a_redirect(
     one_line_error(result, 3, "POST /publish/automation/callback: redirected (307)")
     assert seen == []
     assert AUTH not in result.stdout + result.stderr
-
-
-def push(
-    built: Built, env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """`pakman push` of a built tree, verified with its key, as a v8 deploy job runs it."""
-    return run_pakman(
-        "push",
-        "--packages-dir",
-        str(built.packages),
-        "--key",
-        str(built.public_key),
-        env=env,
-        timeout=timeout,
-    )
-
-
-def _push_env(tmp_path: Path, endpoint: str) -> dict[str, str]:
-    workspace = tmp_path / "workspace"
-    workspace.mkdir(exist_ok=True)
-    shutil.copy(V8_CONFIGS / "rails.yml", workspace / "instellar.yml")
-    return {
-        "HOME": str(tmp_path / "home"),
-        "GITHUB_WORKSPACE": str(workspace),
-        "GITHUB_REPOSITORY": "acme/app",
-        "GITHUB_SHA": SHA,
-        "INSTELLAR_ENDPOINT": endpoint,
-        "INSTELLAR_AUTH_TOKEN": AUTH,
-        "INSTELLAR_PACKAGE_TOKEN": PACKAGE_TOKEN,
-    }
 
 
 def test_a_token_straddling_the_message_cut_is_redacted_whole(

@@ -7,11 +7,8 @@ the tests, whose conditional writes decide races.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,75 +24,13 @@ from pakman.repo import index
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject
 from tests.support import rig
+from tests.support.apkrepo import FOLDER, _apk, _keys, build, listed, repo
 from tests.support.cli import run_pakman
-from tests.support.http import serving
-
-FOLDER = "alpine/v3.23/acme/x86_64"
 
 
 @pytest.fixture(scope="module")
 def key() -> SigningKey:
     return SigningKey(keys.generate(2048), "acme-app.rsa.pub")
-
-
-def _keys(tmp_path: Path, key: SigningKey) -> tuple[Path, Path]:
-    public = key.write_public(tmp_path / "keys")
-    private = tmp_path / "private" / "acme-app.rsa"
-    private.parent.mkdir(exist_ok=True)
-    private.write_bytes(key.pair.private_pem)
-    return public, private
-
-
-def build(top: Path, key: SigningKey, version: str, *names: str) -> Path:
-    """A packages tree as abuild leaves it: ``<top>/acme/x86_64/`` with its index."""
-    packages = [
-        make_package(
-            key, name, version, "x86_64", files={f"usr/share/{name}/version": version.encode()}
-        )
-        for name in names or ("app",)
-    ]
-    write_repo(top / "acme", key, packages, "x86_64")
-    return top
-
-
-def repo(tmp_path: Path, key: SigningKey, tree: Path, store: Path, *extra: str) -> Any:
-    public, private = _keys(tmp_path, key)
-    return run_pakman(
-        "repo", str(tree), "--key", str(public), "--private-key", str(private),
-        "--store", f"file://{store}", "--create-bucket", "--branch", "v3.23", *extra,
-    )  # fmt: skip
-
-
-def listed(store: Path, key: SigningKey) -> list[str]:
-    data = (store / FOLDER / "APKINDEX.tar.gz").read_bytes()
-    trusted = {key.name: keys.load_public(key.pair.public_pem)}
-    return sorted(index.filename(r) for r in index.read(data, "index", trusted))
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A static HTTP server over a folder, as a bucket with public read serves one."""
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-
-    class Quiet(handler.func):  # type: ignore[name-defined,misc]
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
-    with serving(server):
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def _apk(alpine: rig.Overlay, url: str, args: str, keys_dir: str = "/work/keys") -> Any:
-    return alpine.run(
-        f"apk -U --repositories-file /dev/null --repository {url}/alpine/v3.23/acme"
-        f" --keys-dir {keys_dir} {args}",
-        check=False,
-    )
 
 
 def test_real_apk_installs_upgrades_and_rolls_back_from_the_repository(

@@ -14,8 +14,8 @@ from devkit.s3 import S3Server
 from pakman import keys
 from pakman.repo import index
 from tests.support import rig
+from tests.support.apkrepo import FOLDER, _keys, build
 from tests.support.cli import run_pakman
-from tests.test_repo import FOLDER, _keys, build
 
 
 @pytest.fixture(scope="module")

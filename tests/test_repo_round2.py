@@ -27,18 +27,23 @@ from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject, RemoteObject
 from pakman.storage.s3 import S3Store
 from tests.support import rig
+from tests.support.apkrepo import (
+    FOLDER,
+    _apk,
+    _index_with_text,
+    _keys,
+    _many_records,
+    build,
+    listed,
+    repo,
+)
 from tests.support.cli import run_pakman
 from tests.support.faults import FaultProxy
-from tests.test_repo import FOLDER, _apk, _keys, build, listed, repo
-from tests.test_repo import http_root as served_folder
 
 
 @pytest.fixture(scope="module")
 def key() -> SigningKey:
     return SigningKey(keys.generate(2048), "acme-app.rsa.pub")
-
-
-http_root = pytest.fixture(served_folder.__wrapped__)  # type: ignore[attr-defined]
 
 
 def _run(
@@ -418,26 +423,6 @@ def test_a_cr_in_pkginfo_never_makes_a_field_apk_index_would_not(
 
 
 # --- 7. an index not signed by the key costs nothing to refuse ---------------------------
-
-
-def _many_records(count: int) -> bytes:
-    return b"".join(b"P:a%d\nV:1-r0\n\n" % n for n in range(count))
-
-
-def _index_with_text(signer: SigningKey, text: bytes) -> bytes:
-    import io
-    import tarfile
-
-    from devkit.apkfactory import _gzip, signature_stream
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in (("DESCRIPTION", b"x"), ("APKINDEX", text)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    signed = _gzip(buffer.getvalue())
-    return signature_stream(signer, signed, "sha1") + signed
 
 
 def test_an_untrusted_index_is_refused_before_its_records_are_parsed(key: SigningKey) -> None:

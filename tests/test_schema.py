@@ -16,8 +16,8 @@ import yaml
 from pakman import config, schema
 from pakman.errors import ConfigError
 from tests.support.cli import run_pakman
+from tests.support.configs import BAD, GOOD
 from tests.support.paths import V8_CONFIGS
-from tests.test_config import BAD, GOOD
 
 ROOT = Path(__file__).resolve().parent.parent
 VALIDATOR = jsonschema.Draft202012Validator(schema.generate())

@@ -31,12 +31,11 @@ from pakman import verify as verify_module
 from pakman.errors import ConfigError, VerificationError
 from pakman.storage.options import StoreOptions
 from tests.support import rig
-from tests.support.cli import run_pakman
-from tests.support.deployment import Built, build_deployment
+from tests.support.cli import one_line_error, run_pakman
+from tests.support.deployment import Built, build_deployment, publish_args
 from tests.support.faults import FaultProxy
 from tests.support.forge import forge
 from tests.support.instellar import SHA
-from tests.test_hardening import one_line_error, publish_args
 
 NOBODY = 65534  # a second local user
 

@@ -479,7 +479,7 @@ def test_verify_refuses_an_untrusted_index_before_parsing_its_records(
     signature, its records never parsed (issue 27, 7)."""
     import tracemalloc
 
-    from tests.test_repo_round2 import _index_with_text, _many_records
+    from tests.support.apkrepo import _index_with_text, _many_records
 
     root = repo(tmp_path, key)
     stranger = signing_key("stranger.rsa.pub", "stranger")
@@ -499,7 +499,7 @@ def test_verify_refuses_an_untrusted_index_before_parsing_its_records(
 def test_verify_refuses_a_signed_index_with_too_many_records(
     tmp_path: Path, key: SigningKey
 ) -> None:
-    from tests.test_repo_round2 import _index_with_text, _many_records
+    from tests.support.apkrepo import _index_with_text, _many_records
 
     root = repo(tmp_path, key)
     (root / "acme" / "x86_64" / "APKINDEX.tar.gz").write_bytes(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support import rig
+from tests.support.lint import actionlint
 from tests.support.paths import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -18,11 +17,6 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 APP_EXAMPLE = ROOT / "examples" / "github" / "deployment.yml"
 # v8's own workflow, on the action of PAKman 9.
 V8_EXAMPLE = ROOT / "examples" / "github" / "v8-deployment.yml"
-
-
-def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
-    binary = rig.need_tool("actionlint")
-    return subprocess.run([binary, *map(str, paths)], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_workflows_pass_actionlint() -> None:

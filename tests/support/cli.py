@@ -44,3 +44,15 @@ def run_bootstrap(
         *keys_dir,
         env={"ABUILD_PRIVATE_KEY": private_pem} if private_pem else None,
     )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    """Exit ``code``, no traceback, and the error as ``error:`` lines, the last line one."""
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line]
+    assert lines, "no error printed"
+    assert lines[-1].startswith("error:"), result.stderr
+    errors = "\n".join(line for line in lines if line.startswith("error:"))
+    for needle in needles:
+        assert needle in errors, result.stderr
