@@ -8,14 +8,17 @@ import os
 import subprocess
 import sys
 import tarfile
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from devkit.s3 import S3Server
 from pakman import cli, keys
 from tests.support import rig
-from tests.support.cli import run_bootstrap, run_pakman
-from tests.support.deployment import Built
+from tests.support.cli import one_line_error, run_bootstrap, run_pakman
+from tests.support.deployment import Built, publish_args
+from tests.support.instellar import SHA
 from tests.support.paths import V8_CONFIGS
 from tests.support.workspace import git_workspace
 
@@ -593,3 +596,200 @@ def test_keygen_and_bootstrap_print_one_object(tmp_path: Path) -> None:
     assert rendered["version"] == "3.1.4-r7"
     assert rendered["signing_key"] is None
     assert rendered["output"] == str(workspace / ".apk/upmaru/locomo")
+
+
+# --- hostile input: each one clean error, nothing lost or leaked --------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--repository", "acme/..", "repository: must be owner/name"),
+        ("--repository", "acme/app\n", "repository: must be owner/name"),
+        ("--sha", "zz", "--sha: must be a commit sha of 7 to 64 hex digits"),
+        ("--sha", "../../etc", "--sha: must be a commit sha"),
+        ("--build", "²", "--build: must be a whole number"),
+        ("--bucket", "Bad_Bucket", "--bucket: not a valid S3 bucket name"),
+        ("--concurrency", "0", "--concurrency: must be 1 to 64"),
+        ("--timeout", "0", "--timeout: must be 1 second to 7 days"),
+    ],
+)
+def test_hostile_options_are_one_line_errors(
+    option: str, value: str, message: str, deployment_files: Built
+) -> None:
+    args = {"--repository": "acme/app", "--sha": SHA, "--bucket": "releases"}
+    args[option] = value
+    flat = [item for pair in args.items() for item in pair]
+    if option not in args or option in ("--build", "--concurrency", "--timeout"):
+        flat += [option, value]
+    result = run_pakman(
+        "publish", str(deployment_files.packages), "--no-verify", *flat, "--dry-run"
+    )
+    one_line_error(result, 2, message)
+
+
+def test_local_file_problems_are_one_line_errors(tmp_path: Path) -> None:
+    workspace = git_workspace(tmp_path / "ws")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    common = ["--workspace", str(workspace), "--repository", "upmaru/locomo"]
+    cases = {
+        "output is a file": ["bootstrap", *common, "--output", str(a_file / "sub")],
+        "name too long": ["bootstrap", *common, "--output", str(tmp_path / ("n" * 300))],
+        "/dev/zero as config": ["check", "--config", "/dev/zero"],
+        "a folder as config": ["check", "--config", str(tmp_path)],
+        "keygen into a file": ["keygen", "--repository", "acme/app", "--output", str(a_file)],
+    }
+    for case, args in cases.items():
+        result = run_pakman(*args, timeout=30)
+        one_line_error(result, 2)
+        assert len(result.stderr.strip().splitlines()) == 1, (case, result.stderr)
+
+
+def test_bootstrap_writes_nothing_unless_it_can_write_everything(tmp_path: Path) -> None:
+    workspace = git_workspace(tmp_path / "ws")
+    blocked = tmp_path / "apk-keys"
+    blocked.write_text("a file where the folder should be")
+    pair = keys.generate(2048)
+    result = run_bootstrap(workspace, tmp_path / "home", blocked, pair.private_pem.decode())
+    one_line_error(result, 2, str(blocked))
+    assert not (workspace / ".apk").exists() or not any((workspace / ".apk").rglob("APKBUILD"))
+    assert not (tmp_path / "home" / ".abuild" / "upmaru-locomo.rsa").exists()
+
+
+def test_help_documents_the_timeout() -> None:
+    for command in ("publish", "push"):
+        out = run_pakman(command, "--help").stdout
+        assert "--timeout SECONDS" in out
+        assert "a re-run resumes" in textwrap.dedent(out).replace("\n", " ").replace("  ", " ")
+
+
+def test_a_file_name_that_is_not_utf8_is_bad_input_shown_safely(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    folder = os.fsencode(deployment_files.packages / "acme" / "x86_64")
+    with open(folder + b"/x\xff.apk", "wb") as handle:
+        handle.write(b"x")
+    key = str(deployment_files.public_key)
+    for args in (
+        ["verify", str(deployment_files.packages), "--key", key],
+        ["merge", str(deployment_files.packages), "--output", str(tmp_path / "m.zip")],
+        publish_args(deployment_files, "--store", f"file://{tmp_path / 'store'}"),
+    ):
+        result = run_pakman(*args)
+        one_line_error(result, 2, "acme/x86_64/x\\xff.apk: the name is not valid UTF-8")
+
+
+def _cli(args: list[str], stdout: int, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """The `pakman` command with real file descriptors: /dev/full, pipes."""
+    return subprocess.run(
+        [sys.executable, "-m", "pakman.cli", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+        check=False,
+        timeout=300,
+        close_fds=True,
+    )
+
+
+def _closed_stdout(args: list[str], **env: str) -> subprocess.CompletedProcess[bytes]:
+    """As a shell runs `pakman ... >&-`: no file descriptor 1 at all."""
+    script = 'exec "$@" >&-'
+    return subprocess.run(
+        ["sh", "-c", script, "sh", sys.executable, "-m", "pakman.cli", *args],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+        check=False,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_verify_keeps_its_own_exit_code_whatever_becomes_of_its_output(
+    deployment_files: Built, unbuffered: str
+) -> None:
+    args = ["verify", str(deployment_files.packages), "--key", str(deployment_files.public_key)]
+    env = {"PYTHONUNBUFFERED": unbuffered} if unbuffered else {}
+    with open("/dev/full", "wb") as full:
+        outcomes = [_closed_stdout(args, **env), _cli(args, full.fileno(), **env)]
+        for done in outcomes:
+            assert done.returncode == 0, done.stderr
+            assert b"Traceback" not in done.stderr
+        # A failing tree keeps its exit 1 on a full disk too.
+        package = next((deployment_files.packages / "acme" / "x86_64").glob("*.apk"))
+        package.write_bytes(package.read_bytes()[:-10] + b"0123456789")
+        failed = _cli(args, full.fileno(), **env)
+    assert failed.returncode == 1, failed.stderr
+    assert b"Traceback" not in failed.stderr
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_publish_finishes_when_its_reader_goes_away(
+    s3_server: S3Server, bucket: str, tmp_path: Path, unbuffered: str
+) -> None:
+    """`pakman publish ... 2>&1 | head -3` used to stop the upload after 13 of 44 objects."""
+    from tests.support.deployment import build_deployment
+
+    built = build_deployment(tmp_path, count=20)
+    env = {**os.environ, **s3_server.env(), "PYTHONUNBUFFERED": unbuffered}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pakman.cli", *publish_args(built, "--bucket", bucket)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    assert process.stdout is not None
+    head = [process.stdout.readline() for _ in range(3)]
+    process.stdout.close()  # the reader is gone
+    assert process.wait(300) == 0, head
+    listing = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert len(listing) == built.files + 2  # every package, the archive, the manifest
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    parsed = json.loads(result.stdout)
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def test_json_prints_one_object_on_every_exit(deployment_files: Built, tmp_path: Path) -> None:
+    key = str(deployment_files.public_key)
+    (deployment_files.packages / "acme" / ".DS_Store").write_bytes(b"x")
+    stray = run_pakman("verify", str(deployment_files.packages), "--key", key, "--json")
+    assert stray.returncode == 2
+    refused = _json(stray)
+    assert refused["ok"] is False
+    assert refused["exit_code"] == 2
+    assert refused["errors"] == [f"{deployment_files.packages}/acme/.DS_Store: not an .apk or"
+                                 " APKINDEX.tar.gz"]  # fmt: skip
+    missing = _json(run_pakman("verify", str(tmp_path / "nowhere"), "--key", key, "--json"))
+    assert missing["exit_code"] == 2
+    assert missing["errors"] == [f"{tmp_path / 'nowhere'}: no such directory"]
+    (deployment_files.packages / "acme" / ".DS_Store").unlink()
+    ok = _json(run_pakman("verify", str(deployment_files.packages), "--key", key, "--json"))
+    assert (ok["ok"], ok["exit_code"], ok["errors"], ok["packages"]) == (True, 0, [], 6)
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("*.apk"))
+    package.write_bytes(package.read_bytes()[:-10] + b"0123456789")
+    store = f"file://{tmp_path / 'store'}"
+    failed = run_pakman(*publish_args(deployment_files, "--store", store, "--json"))
+    assert failed.returncode == 1
+    report = _json(failed)
+    assert report["exit_code"] == 1
+    assert any("publish refused: verification failed" in str(e) for e in report["errors"])  # type: ignore[attr-defined]
+
+
+def test_the_help_documents_the_json_shape() -> None:
+    for command in ("verify", "publish", "push"):
+        text = run_pakman(command, "--help").stdout
+        assert '"exit_code": N, "errors": [' in text, command
+
+
+def test_a_name_with_a_newline_stays_one_error_line(tmp_path: Path) -> None:
+    folder = tmp_path / "pack\nages"
+    result = run_pakman("verify", str(folder), "--key", str(V8_CONFIGS / "rails.yml"))
+    one_line_error(result, 2)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    result = run_pakman("merge", str(folder), "--no-verify", "--output", str(tmp_path / "z"))
+    assert result.stderr.strip() == f"error: {tmp_path}/pack\\nages: no such directory"

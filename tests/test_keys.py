@@ -9,7 +9,8 @@ import pytest
 from pakman import keys
 from pakman.errors import KeyMaterialError
 from pakman.files import write_all
-from tests.support.cli import run_pakman
+from tests.support.cli import run_bootstrap, run_pakman
+from tests.support.workspace import git_workspace
 
 
 @functools.cache
@@ -79,3 +80,26 @@ def test_keygen_cli_makes_a_4096_bit_pair(tmp_path: Path) -> None:
     assert key.key_size == 4096  # type: ignore[union-attr]
     keys.check_pair(private.read_bytes(), public.read_bytes())
     assert "PRIVATE" not in result.stdout
+
+
+# --- hostile input: each one clean error, nothing lost or leaked --------------------------
+
+
+def test_keys_are_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    """The temporary is a fresh mkstemp name (O_EXCL): old fixed names lead nowhere."""
+    workspace = git_workspace(tmp_path / "ws")
+    home = tmp_path / "home"
+    (home / ".abuild").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    for name in (".upmaru-locomo.rsa.tmp", ".upmaru-locomo.rsa.pub.tmp"):
+        (home / ".abuild" / name).symlink_to(victim)
+    pair = keys.generate(2048)
+    result = run_bootstrap(workspace, home, tmp_path / "apk-keys", pair.private_pem.decode())
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "untouched"
+    private = home / ".abuild" / "upmaru-locomo.rsa"
+    assert private.read_bytes() == pair.private_pem
+    assert private.stat().st_mode & 0o777 == 0o600
+    leftovers = [p.name for p in (home / ".abuild").iterdir() if p.name.startswith(".u")]
+    assert sorted(leftovers) == [".upmaru-locomo.rsa.pub.tmp", ".upmaru-locomo.rsa.tmp"]

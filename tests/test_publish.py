@@ -9,14 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
 from devkit.ports import free_port
 from devkit.s3 import S3Server
-from pakman import tree
+from pakman import pipeline, tree
 from pakman.digest import digest_file
 from pakman.errors import ConfigError, PublishError
 from pakman.identity import Identity
@@ -24,13 +28,16 @@ from pakman.publish import upload
 from pakman.publish.plan import Deployment
 from pakman.publish.upload import Summary
 from pakman.storage.filestore import FileStore
-from pakman.storage.objects import LocalObject, Store
+from pakman.storage.objects import LocalObject, Store, hash_file
+from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store
-from tests.support.cli import run_pakman
-from tests.support.deployment import Built, build_deployment
+from tests.support.cli import one_line_error, run_pakman
+from tests.support.deployment import Built, build_deployment, publish_args
 from tests.support.faults import FaultProxy
+from tests.support.hostile import KEY
+from tests.support.http import answer, http_server
+from tests.support.instellar import SHA
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
 DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main", "sha256:abc")
 PREFIX = f"deployments/acme/my-app/{SHA}/"
 SECRET_ID = "AKIAPAKMANTESTSECRETID"
@@ -735,3 +742,329 @@ def test_a_planted_big_object_with_a_forged_crc32_is_sent_again(
     assert remote is not None
     assert store.matches(local, remote)
     assert client.get_object(Bucket=bucket, Key=local.key)["Body"].read() == data
+
+
+# --- hostile input: each one clean error, nothing lost or leaked --------------------------
+
+
+def test_a_tree_rewritten_in_place_is_never_published_stale(
+    tmp_path: Path, deployment_files: Built
+) -> None:
+    """unzip -o over the last tree: same inode, size and mtime; only the bytes (and ctime)."""
+    store = tmp_path / "store"
+    args = [*publish_args(deployment_files, "--no-verify"), "--store", f"file://{store}"]
+    assert run_pakman(*args, "--create-bucket").returncode == 0
+    package = next((deployment_files.packages / "acme" / "x86_64").glob("app0-*.apk"))
+    before = package.stat()
+    new = bytes(b ^ 0x5A for b in package.read_bytes())
+    time.sleep(0.2)  # past the racy window of the first hashing
+    with package.open("r+b") as handle:
+        handle.write(new)
+    os.utime(package, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (package.stat().st_ino, package.stat().st_size) == (before.st_ino, before.st_size)
+    again = run_pakman(*args)
+    assert again.returncode == 0, again.stderr
+    stored = store / f"deployments/acme/app/{SHA}/x86_64/{package.name}"
+    assert stored.read_bytes() == new
+
+
+def _tree(base: Path, marker: bytes) -> Built:
+    """A tree whose names and sizes do not depend on ``marker``, only its bytes do."""
+    from pakman import merge
+
+    key = SigningKey(KEY, "acme-app.rsa.pub")
+    for arch in ("x86_64", "aarch64"):
+        built = [
+            make_package(key, f"app{i}", "1.0.0-r0", arch, files={"srv/a": marker * 3000})
+            for i in range(6)
+        ]
+        write_repo(base / "packages" / "acme", key, built, arch)
+    merge.write_zip(merge.collect([base / "packages"]), base / "packages.zip")
+    return Built(base / "packages", base / "packages.zip", key.write_public(base / "keys"), 14)
+
+
+def test_concurrent_publishes_of_one_sha_never_leave_a_false_manifest(
+    tmp_path: Path, s3_server: S3Server, bucket: str
+) -> None:
+    """Two runs, same sha, different bytes, at once: a manifest, if any, tells the truth."""
+    trees = [_tree(tmp_path / name, name.encode()) for name in ("one", "two")]
+    env = s3_server.env()
+    for _ in range(3):
+
+        def publish(built: Built) -> subprocess.CompletedProcess[str]:
+            return run_pakman(*publish_args(built, "--bucket", bucket), env=env)
+
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(publish, trees))
+        for result in results:
+            assert result.returncode in (0, 3), result.stderr
+            assert "Traceback" not in result.stderr
+        client = s3_server.client()
+        key = f"deployments/acme/app/{SHA}/manifest.json"
+        try:
+            manifest = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except client.exceptions.NoSuchKey:
+            continue  # no manifest: the deployment does not claim to be complete
+        for entry in manifest["objects"]:
+            data = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
+
+
+def test_an_upload_planned_before_anothers_whole_run_overwrites_nothing(
+    tmp_path: Path, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run two's uploads straddle a whole run one: one's manifest is written before two's
+    last upload, which used to replace an object behind it (two then took the manifest
+    down, if it lived to). That upload is conditional on what two planned against (no
+    object), so it is refused: two fails, having replaced nothing, and one's manifest
+    stays, true."""
+    one, two = (_tree(tmp_path / name, name.encode()) for name in ("one", "two"))
+    options = StoreOptions.resolve(
+        s3_server.env(),
+        bucket=bucket,
+        concurrency=1,
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    )
+    target = pipeline.deployment("acme/app", SHA)
+    put = S3Store.put
+    raced: list[str] = []
+
+    def racing(self: S3Store, local: Any, progress: Any = None, **kw: Any) -> str:
+        # With one upload at a time, two's last package goes up last, before its manifest:
+        # run one, whole, just before it.
+        if not raced and local.key.endswith("x86_64/app5-1.0.0-r0.apk"):
+            raced.append(local.key)
+            pipeline.publish(one.packages, None, target, _trust(one), options)
+            assert _manifest(s3_server, bucket) is not None
+        return put(self, local, progress, **kw)
+
+    monkeypatch.setattr(S3Store, "put", racing)
+    with pytest.raises(PublishError, match="another publish of this sha"):
+        pipeline.publish(two.packages, None, target, _trust(two), options)
+    assert raced
+    manifest = _manifest(s3_server, bucket)
+    assert manifest is not None
+    client = s3_server.client()
+    for entry in [*manifest["objects"], manifest["archive"]]:
+        data = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
+
+
+# Run two, in its own process: every upload to the deployment's prefix waits at a gate
+# once planned, and the first one made signals it and hangs, for the test to SIGKILL the
+# run right there.
+HELD_AT_THE_GATE = """
+import sys, time
+from pathlib import Path
+from pakman.cli import main
+from pakman.storage.s3 import S3Store
+
+gate, put = Path(sys.argv[1]), S3Store.put
+
+def held(self, local, progress=None, **kw):
+    if not local.key.startswith("deployments/"):  # the archive's own key names its bytes
+        return put(self, local, progress, **kw)
+    (gate / "planned").touch()
+    while not (gate / "go").exists():
+        time.sleep(0.01)
+    etag = put(self, local, progress, **kw)
+    (gate / "overwrote").touch()
+    time.sleep(300)
+    return etag
+
+S3Store.put = held
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_run_killed_after_an_overwrite_never_leaves_another_runs_manifest_false(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """Issue 27.13: two publishes of one sha, different bytes. Two plans against the
+    empty bucket, then one runs whole and writes its manifest, then two uploads and is
+    SIGKILLed as soon as one upload is made: nobody is left to retract one's manifest.
+    Two's writes are conditional on what it planned against (If-None-Match here), so
+    none is made behind one's manifest, which stays and tells the truth. Cold, in a
+    loop: a fresh bucket and fresh processes each round."""
+    one, two = (_tree(tmp_path / name, name.encode()) for name in ("one", "two"))
+    client = s3_server.client()
+    for round_ in range(3):
+        bucket = f"killed-overwrite-{round_}"
+        client.create_bucket(Bucket=bucket)
+        gate = tmp_path / f"gate-{round_}"
+        gate.mkdir()
+        args = publish_args(two, "--bucket", bucket)
+        second = subprocess.Popen(
+            [sys.executable, "-c", HELD_AT_THE_GATE, str(gate), *args],
+            env={**os.environ, **s3_server.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (gate / "planned").exists() and second.poll() is None:
+                assert time.monotonic() < deadline, "run two never planned"
+                time.sleep(0.01)
+            assert second.poll() is None, second.communicate()
+            first = run_pakman(*publish_args(one, "--bucket", bucket), env=s3_server.env())
+            assert first.returncode == 0, first.stderr
+            (gate / "go").touch()
+            while not (gate / "overwrote").exists() and second.poll() is None:
+                assert time.monotonic() < deadline, "run two neither wrote nor stopped"
+                time.sleep(0.01)
+        finally:
+            if second.poll() is None:
+                second.kill()  # SIGKILL: no clean-up runs
+            _, stderr = second.communicate()
+        manifest = _manifest(s3_server, bucket)
+        assert manifest is not None  # two changed nothing, so one's manifest stays
+        for entry in [*manifest["objects"], manifest["archive"]]:
+            data = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
+        assert not (gate / "overwrote").exists(), "run two overwrote an object"
+        ended = subprocess.CompletedProcess(args, second.returncode, "", stderr)
+        one_line_error(ended, 3, "another publish of this sha changed")
+
+
+def _trust(built: Built) -> pipeline.Trust:
+    return pipeline.trust_files([str(built.public_key)])
+
+
+def _manifest(server: S3Server, bucket: str) -> dict[str, Any] | None:
+    client = server.client()
+    try:
+        body = client.get_object(Bucket=bucket, Key=f"deployments/acme/app/{SHA}/manifest.json")
+    except client.exceptions.NoSuchKey:
+        return None
+    return dict(json.loads(body["Body"].read()))
+
+
+def ok_to_everything(handler: BaseHTTPRequestHandler, method: str) -> None:
+    answer(handler, 200)
+
+
+def test_an_endpoint_that_answers_200_to_everything_uploads_nothing(
+    deployment_files: Built,
+) -> None:
+    with http_server(ok_to_everything) as endpoint:
+        result = run_pakman(
+            *publish_args(deployment_files, "--bucket", "releases", "--endpoint", endpoint),
+            env={"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key"},
+        )
+    one_line_error(result, 3, "does not confirm the bytes sent")
+    assert "uploaded" not in result.stdout
+
+
+def test_a_multipart_answer_without_an_upload_id_is_a_clear_error(tmp_path: Path) -> None:
+    big = tmp_path / "big.zip"
+    with big.open("wb") as handle:
+        handle.truncate(70 * 1024 * 1024)
+    local = hash_file(big, f"archives/{'0' * 64}/packages.zip")
+    with http_server(ok_to_everything) as endpoint, ThreadPoolExecutor(2) as pool:
+        store = S3Store("releases", endpoint, access_key_id="id", secret_access_key="key")
+        with pytest.raises(PublishError, match="has no UploadId"):
+            store.stage(local, pool)
+
+
+def _forge(archive: Path, entries: list[tuple[str, bytes]]) -> None:
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, data in entries:
+            zipped.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
+@pytest.mark.parametrize(
+    ("forgery", "message"),
+    [
+        ("absolute", "unexpected entry '/acme/x86_64/x.apk'"),
+        ("dotdot", "unexpected entry 'acme/../x86_64/x.apk'"),
+        ("duplicate", "twice"),
+        ("stray", "unexpected entry 'acme/x86_64/notes.txt'"),
+        ("corrupt member", "is corrupt (its bytes fail their CRC)"),
+    ],
+)
+def test_the_archive_is_checked_member_by_member(
+    forgery: str, message: str, tmp_path: Path, deployment_files: Built
+) -> None:
+    archive = deployment_files.archive
+    with zipfile.ZipFile(archive) as zipped:
+        entries = [(i.filename, zipped.read(i)) for i in zipped.infolist()]
+    if forgery == "corrupt member":
+        # Flip one stored byte of the first member; its central directory stays intact.
+        data = bytearray(archive.read_bytes())
+        with zipfile.ZipFile(archive) as zipped:
+            first = zipped.infolist()[0]
+        start = first.header_offset + 30 + len(first.filename) + len(first.extra)
+        data[start + 5] ^= 0xFF
+        archive.write_bytes(bytes(data))
+    else:
+        extra = {
+            "absolute": ("/acme/x86_64/x.apk", b"x"),
+            "dotdot": ("acme/../x86_64/x.apk", b"x"),
+            "duplicate": entries[0],
+            "stray": ("acme/x86_64/notes.txt", b"x"),
+        }[forgery]
+        _forge(archive, [*entries, extra])
+    result = run_pakman(
+        *publish_args(deployment_files, "--archive", str(archive)),
+        "--store",
+        f"file://{tmp_path / 'store'}",
+        "--create-bucket",
+    )
+    one_line_error(result, 2, message)
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_trickling_server_is_bounded_by_the_timeout(deployment_files: Built) -> None:
+    def trickle(handler: BaseHTTPRequestHandler, method: str) -> None:
+        handler.send_response(200)
+        handler.send_header("content-length", "1000000")
+        handler.end_headers()
+        for _ in range(600):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.5)
+
+    with http_server(trickle) as endpoint:
+        result = run_pakman(
+            *publish_args(deployment_files, "--bucket", "releases", "--endpoint", endpoint),
+            "--timeout",
+            "2",
+            env={"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key"},
+            timeout=120,  # a guard for the test itself: the run must end long before
+        )
+    one_line_error(result, 3, "gave up after 2 s (--timeout)")
+
+
+def _publish_through_cuts(
+    s3_server: S3Server, bucket: str, built: Built, every: int
+) -> tuple[subprocess.CompletedProcess[str], FaultProxy]:
+    """Publish through a proxy that cuts the first ``every`` error answers' bodies."""
+    proxy = FaultProxy(s3_server.port, "cut-errors", every=every).start()
+    try:
+        env = {**s3_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        return run_pakman(*publish_args(built, "--bucket", bucket), env=env), proxy
+    finally:
+        proxy.stop()
+
+
+def test_a_cut_error_body_is_retried(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    """A NoSuchKey answer (the manifest not there yet) broken off halfway, then a reset:
+    urllib3's ProtocolError used to escape as 'unexpected', exit 1."""
+    result, proxy = _publish_through_cuts(s3_server, bucket, deployment_files, every=2)
+    assert proxy.faults == 2  # both cut, then retried
+    assert result.returncode == 0, result.stderr
+    keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"deployments/acme/app/{SHA}/manifest.json" in keys
+
+
+def test_error_bodies_that_always_break_off_are_a_storage_error(
+    s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    result, _ = _publish_through_cuts(s3_server, bucket, deployment_files, every=1000)
+    one_line_error(result, 3, f"storage s3://{bucket}", "the answer broke off after 5 attempts")
+    assert "ProtocolError" in result.stderr

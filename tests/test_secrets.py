@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
+import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from devkit.s3 import S3Server
 from pakman import keys
+from pakman.errors import ConfigError, redact
 from pakman.publish.instellar import Client, Storage
+from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store
-from tests.support.cli import run_bootstrap, run_pakman
+from tests.support.cli import one_line_error, run_bootstrap, run_pakman
+from tests.support.deployment import Built, _push_env, publish_args, push
+from tests.support.http import answer, http_server
+from tests.support.instellar import Instellar
 from tests.support.workspace import git_workspace
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"
@@ -66,3 +80,119 @@ def test_endpoint_credentials_are_redacted_in_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--endpoint: must be an http(s) URL (got 'ftp://s3.example.com')" in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+# --- hostile input: each one clean error, nothing lost or leaked --------------------------
+
+
+def test_a_token_straddling_the_message_cut_is_redacted_whole(
+    tmp_path: Path, api: Instellar, deployment_files: Built
+) -> None:
+    """Redaction comes before truncation: no head of a token survives the cut.
+
+    The pads put the token across the old 300-character cut of the JSON detail, leaving
+    from 1 to 31 of its characters before it.
+    """
+    canary = "ZQ" + "j" * 30  # no head of it occurs anywhere else
+    api.package_token = canary
+    for pad in range(257, 288, 3):
+        api.queued[("POST", "/publish/deployments")] = [
+            (422, {"errors": {"detail": "x" * pad + canary}}, {})
+        ]
+        result = push(
+            deployment_files,
+            {**_push_env(tmp_path, api.endpoint), "INSTELLAR_PACKAGE_TOKEN": canary},
+        )
+        one_line_error(result, 3, "unexpected status 422")
+        assert "ZQ" not in result.stderr, pad
+
+
+def test_endpoint_credentials_and_query_strings_never_print(deployment_files: Built) -> None:
+    endpoint = f"http://{SECRET}:{SECRET}@127.0.0.1:9/?X-Amz-Signature={SECRET}"
+    result = run_pakman(
+        *publish_args(deployment_files, "--bucket", "releases", "--endpoint", endpoint),
+        env={"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key"},
+        timeout=180,
+    )
+    one_line_error(result, 3, "storage s3://releases at http://127.0.0.1:9/")
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_an_unexpected_failure_is_one_redacted_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last-resort handler: any exception a command did not expect."""
+    from pakman import cli
+
+    def explode(_: Any) -> int:
+        raise RuntimeError(f"boom at https://user:{SECRET}@example.com/?sig={SECRET}")
+
+    monkeypatch.setenv("INSTELLAR_AUTH_TOKEN", SECRET)
+    monkeypatch.setattr(cli, "cmd_check", explode)
+    errors = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", errors)
+    assert cli.main(["check"]) == 1
+    line = errors.getvalue().strip()
+    assert line.startswith("error: unexpected RuntimeError: boom at https://***@example.com/?***")
+    assert SECRET not in line
+    assert "\n" not in line
+
+
+KEY_ID = "AKIABOUNDARYTESTKEY1"
+
+
+def _leaks(result: subprocess.CompletedProcess[str], secret: str) -> bool:
+    text = result.stdout + result.stderr
+    return any(form in text for form in (secret, secret.strip(), repr(secret)[1:-1]))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AWS_ACCESS_KEY_ID", KEY_ID + "\n"),
+        ("AWS_SECRET_ACCESS_KEY", "secret/Boundary+Key\r\n"),
+        ("AWS_SESSION_TOKEN", "session-TOKEN-boundary\r\nInjected: 1"),
+    ],
+)
+def test_a_credential_with_a_control_character_is_refused_by_name(
+    name: str, value: str, s3_server: S3Server, bucket: str, deployment_files: Built
+) -> None:
+    env = {**s3_server.env(), "AWS_ACCESS_KEY_ID": KEY_ID, name: value}
+    result = run_pakman(*publish_args(deployment_files, "--bucket", bucket), env=env)
+    one_line_error(result, 2, f"{name}: must be printable ASCII")
+    assert not _leaks(result, value)
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_an_instellar_token_with_a_trailing_newline_is_refused_by_name(
+    tmp_path: Path, deployment_files: Built
+) -> None:
+    token = "package-TOKEN-boundary-77\n"
+    env = {**_push_env(tmp_path, "http://127.0.0.1:9"), "INSTELLAR_PACKAGE_TOKEN": token}
+    result = push(deployment_files, env)
+    one_line_error(result, 2, "INSTELLAR_PACKAGE_TOKEN: must be printable ASCII")
+    assert not _leaks(result, token)
+
+
+def test_module_credentials_are_checked_as_the_cli_checks_them() -> None:
+    with pytest.raises(ConfigError, match="secret-access-key: must be printable ASCII"):
+        StoreOptions.resolve({}, bucket="b", access_key_id=KEY_ID, secret_access_key="a\nb")
+
+
+def test_an_api_token_with_a_newline_is_an_api_error_never_shown(
+    tmp_path: Path, deployment_files: Built
+) -> None:
+    token = "from-the-API-token-99\r\nX-Injected: yes"
+
+    def respond(handler: BaseHTTPRequestHandler, method: str) -> None:
+        body = json.dumps({"data": {"token": token}}).encode()
+        answer(handler, 201, body, content_type="application/json")
+
+    with http_server(respond) as api:
+        result = push(deployment_files, _push_env(tmp_path, api))
+    one_line_error(result, 3, "POST /publish/automation/callback: data.token: must be printable")
+    assert not _leaks(result, token)
+
+
+def test_redaction_catches_escaped_and_encoded_forms() -> None:
+    secret = "AKIA-REDACT-ME\n"
+    for shown in (repr(secret), "AKIA-REDACT-ME%0A", str(secret.encode()), "AKIA-REDACT-ME"):
+        assert "REDACT" not in redact(f"Credential={shown}/20260101", [secret]), shown

@@ -1,19 +1,32 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from devkit.apkfactory import Package, SigningKey, make_index, make_package, write_repo
+from devkit.apkfactory import (
+    Package,
+    SigningKey,
+    make_index,
+    make_package,
+    signature_stream,
+    write_repo,
+)
 from pakman import apk, keys, merge
 from pakman.errors import ConfigError, PackageFormatError
 from pakman.verify import trusted_keys, verify_root
 from tests.support import rig
-from tests.support.cli import run_pakman
+from tests.support.cli import one_line_error, run_pakman
+from tests.support.deployment import Built, publish_args
+from tests.support.hostile import KEY, PEAK_RSS, SECRET
 
 _KEYS: dict[str, keys.KeyPair] = {}
 
@@ -509,3 +522,171 @@ def test_verify_refuses_a_signed_index_with_too_many_records(
     refused = run_pakman("verify", str(root), "--key", str(public))
     assert refused.returncode == 1, refused.stderr
     assert "APKINDEX.tar.gz: holds more than 200000 records" in refused.stdout + refused.stderr
+
+
+# --- hostile input: each one clean error, nothing lost or leaked --------------------------
+
+
+def _link_tree(root: Path, kind: str, outside: Path) -> Path:
+    folder = root / "acme" / "x86_64"
+    if kind == "symlinked arch dir":
+        real = root.parent / "elsewhere"
+        shutil.move(str(folder), real)
+        folder.symlink_to(real)
+        return folder
+    if kind == "symlink to a file outside":
+        (folder / "evil.apk").symlink_to(outside)
+        return folder / "evil.apk"
+    if kind == "symlink to /dev/zero":
+        (folder / "zero.apk").symlink_to("/dev/zero")
+        return folder / "zero.apk"
+    if kind == "fifo":
+        os.mkfifo(folder / "pipe.apk")
+        return folder / "pipe.apk"
+    (folder / ".DS_Store").write_bytes(b"\0")
+    return folder / ".DS_Store"
+
+
+HOSTILE_TREES = [
+    "symlinked arch dir",
+    "symlink to a file outside",
+    "symlink to /dev/zero",
+    "fifo",
+    ".DS_Store",
+]
+
+
+@pytest.mark.parametrize("kind", HOSTILE_TREES)
+def test_verify_merge_and_publish_refuse_the_same_hostile_trees(
+    kind: str, tmp_path: Path, deployment_files: Built
+) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text(SECRET)
+    bad = _link_tree(deployment_files.packages, kind, outside)
+    key = str(deployment_files.public_key)
+    runs = {
+        "verify": run_pakman("verify", str(deployment_files.packages), "--key", key, timeout=60),
+        "merge": run_pakman(
+            "merge",
+            str(deployment_files.packages),
+            "--output",
+            str(tmp_path / "out.zip"),
+            "--key",
+            key,
+            timeout=60,
+        ),
+        "publish": run_pakman(
+            *publish_args(deployment_files, "--store", f"file://{tmp_path / 'store'}"),
+            "--create-bucket",
+            timeout=60,
+        ),
+    }
+    for command, result in runs.items():
+        one_line_error(result, 2, str(bad))
+        assert SECRET not in result.stdout + result.stderr, command
+    assert not (tmp_path / "out.zip").exists()
+    assert not (tmp_path / "store").exists()
+
+
+def test_two_repos_with_one_arch_file_merge_and_publish_alike(
+    tmp_path: Path, deployment_files: Built
+) -> None:
+    """The agent keeps <arch>/<file>: two different files there are refused by both."""
+    other = deployment_files.packages / "other" / "x86_64"
+    other.mkdir(parents=True)
+    (other / "app0-1.0.0-r0.apk").write_bytes(b"different bytes")
+    merged = run_pakman(
+        "merge",
+        str(deployment_files.packages),
+        "--output",
+        str(tmp_path / "out.zip"),
+        "--no-verify",
+    )
+    published = run_pakman(
+        *publish_args(deployment_files, "--no-verify", "--store", f"file://{tmp_path / 's'}"),
+        "--create-bucket",
+    )
+    for result in (merged, published):
+        one_line_error(result, 2, "x86_64/app0-1.0.0-r0.apk")
+
+
+def _bomb_package(key: SigningKey, directory: Path) -> Path:
+    """A small .apk whose control stream inflates to 200 MiB."""
+    inflated = io.BytesIO()
+    with gzip.GzipFile(fileobj=inflated, mode="wb", compresslevel=9, mtime=0) as stream:
+        chunk = b"\0" * (1 << 20)
+        for _ in range(200):
+            stream.write(chunk)
+    control = inflated.getvalue()
+    data = gzip.compress(b"payload", mtime=0)
+    path = directory / "acme" / "x86_64" / "bomb-1.0-r0.apk"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(signature_stream(key, control, "sha1") + control + data)
+    return path
+
+
+def test_a_decompression_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    key = SigningKey(KEY, "acme-app.rsa.pub")
+    bomb = _bomb_package(key, tmp_path / "packages")
+    assert bomb.stat().st_size < 1024 * 1024
+    public = key.write_public(tmp_path / "keys")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PEAK_RSS,
+            "verify",
+            str(tmp_path / "packages"),
+            "--key",
+            str(public),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "acme/x86_64/bomb-1.0-r0.apk" in result.stdout
+    assert "decompression bomb" in result.stdout
+    peak_kib = int(result.stderr.strip().splitlines()[-1])
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB"  # the stream inflates to 200
+
+
+@pytest.mark.parametrize("what", ["package", "index"])
+def test_a_gzip_stream_that_is_not_tar_fails_verification(what: str, tmp_path: Path) -> None:
+    key = SigningKey(KEY, "acme-app.rsa.pub")
+    folder = tmp_path / "packages" / "acme" / "x86_64"
+    write_repo(folder.parent, key, [make_package(key, "app")])
+    not_tar = gzip.compress(b"plain text, not a tar archive " * 40, mtime=0)
+    if what == "package":
+        target = folder / "app-1.0.0-r0.apk"
+        target.write_bytes(signature_stream(key, not_tar, "sha1") + not_tar + not_tar)
+    else:
+        target = folder / "APKINDEX.tar.gz"
+        target.write_bytes(signature_stream(key, not_tar, "sha1") + not_tar)
+    result = run_pakman(
+        "verify", str(tmp_path / "packages"), "--key", str(key.write_public(tmp_path / "k"))
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"acme/x86_64/{target.name}" in result.stdout
+    assert "is not a tar archive" in result.stdout
+
+
+def test_verify_merge_and_publish_agree_on_an_unknown_arch(
+    deployment_files: Built, tmp_path: Path
+) -> None:
+    """A copy of x86_64/ named mips/, index and all: verify said ok, the others exit 2."""
+    acme = deployment_files.packages / "acme"
+    shutil.copytree(acme / "x86_64", acme / "mips")
+    key = str(deployment_files.public_key)
+    results = [
+        run_pakman("verify", str(deployment_files.packages), "--key", key),
+        run_pakman("merge", str(deployment_files.packages), "--output", str(tmp_path / "m.zip")),
+        run_pakman(
+            *publish_args(deployment_files, "--store", f"file://{tmp_path / 'store'}"),
+        ),
+    ]
+    for result in results:
+        one_line_error(result, 2, "acme/mips/APKINDEX.tar.gz: not at ", "with a known <arch>")
+    assert not (tmp_path / "m.zip").exists()
+    assert not (tmp_path / "store").exists()
