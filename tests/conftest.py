@@ -19,7 +19,7 @@ import pytest
 # The Dagger SDK reads this at import time; set it before anything imports dagger.
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "Pakman")
 # A cache folder of the tests' own, for this process and the CLI runs: pakman must write
-# nothing there (tests/test_trust.py), and nothing of the user's may count.
+# nothing there (tests/integration/test_trust.py), and nothing of the user's may count.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pakman-test-cache-")
 
 from devkit import s3

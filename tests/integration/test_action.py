@@ -11,7 +11,7 @@ import yaml
 
 from tests.support import rig
 from tests.support.paths import ROOT
-from tests.system.test_action import ACTION, SCRIPTS
+from tests.unit.test_action import ACTION, SCRIPTS
 
 V8_EXAMPLE = ROOT / "examples" / "github" / "v8-deployment.yml"
 

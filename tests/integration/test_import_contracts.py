@@ -45,6 +45,12 @@ PLANTED = {
         "no import circle",
         "No cycles are allowed in pakman.storage",
     ),
+    "unit-to-integration": (
+        "tests/unit/test_keys.py",
+        "from tests.integration import test_keys",
+        "a test group imports only from cheaper ones",
+        "tests.unit.test_keys -> tests.integration.test_keys",
+    ),
     "benchmark-to-tests": (
         "benchmarks/sign.py",
         "from tests.support import paths",

@@ -20,14 +20,9 @@ import pytest
 from devkit.apkfactory import SigningKey, make_package, write_repo
 from devkit.ports import free_port
 from devkit.s3 import S3Server
-from pakman import pipeline, tree
-from pakman.digest import digest_file
+from pakman import pipeline
 from pakman.errors import ConfigError, PublishError
-from pakman.identity import Identity
-from pakman.publish import upload
-from pakman.publish.plan import Deployment
-from pakman.publish.upload import Summary
-from pakman.storage.objects import LocalObject, Store, hash_file
+from pakman.storage.objects import LocalObject, hash_file
 from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store
 from tests.support.cli import one_line_error, run_pakman
@@ -36,21 +31,10 @@ from tests.support.faults import FaultProxy
 from tests.support.hostile import KEY
 from tests.support.http import answer, http_server
 from tests.support.instellar import SHA
+from tests.unit.test_publish import DEPLOYMENT, PREFIX, publish
 
-DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main", "sha256:abc")
-PREFIX = f"deployments/acme/my-app/{SHA}/"
 SECRET_ID = "AKIAPAKMANTESTSECRETID"
 SECRET_KEY = "pakman-test-SECRET-key-0123456789abcdefABCDEF"
-
-
-def publish(
-    packages: Path, archive: Path, deployment: Deployment, store: Store, **options: Any
-) -> Summary:
-    """The publish step as the pipeline hands it a tree: one walk, every file read once
-    (here without verification, which the pipeline's own tests cover)."""
-    walked = tree.snapshot(packages)
-    digests = {path: digest_file(path) for path in walked.paths}
-    return upload.publish(walked, digests, archive, deployment, store, **options)
 
 
 def store_for(server: S3Server, bucket: str, endpoint: str | None = None, **kw: Any) -> S3Store:

@@ -18,10 +18,9 @@ import pytest
 
 from devkit.apkfactory import SigningKey, make_index, make_package, write_repo
 from devkit.s3 import S3Server
-from pakman import apk, keys, pipeline
+from pakman import apk, keys
 from pakman.errors import PublishError, VerificationError
-from pakman.identity import Identity
-from pakman.repo import index, repository
+from pakman.repo import index
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject, RemoteObject
 from pakman.storage.s3 import S3Store
@@ -36,6 +35,7 @@ from tests.support.apkrepo import (
 )
 from tests.support.cli import run_pakman
 from tests.support.faults import FaultProxy
+from tests.unit.test_repo import _race, _run
 
 
 @pytest.fixture(scope="module")
@@ -141,39 +141,6 @@ def test_the_private_key_never_reaches_output_or_storage(tmp_path: Path, key: Si
 # --- crashes and races ---------------------------------------------------------------
 
 
-def _add(tree: Path, key: SigningKey, store: Any, keep: int = 1) -> Any:
-    from pakman.repo import repository
-    from pakman.tree import snapshot
-
-    walked = snapshot(tree)
-    trust = pipeline.trust_pem(key.pair.public_pem, Identity("acme/app"))
-    verified = pipeline.verify(tree, walked.paths, trust, "repo", digests=True)
-    return repository.add(
-        [walked],
-        verified.packages,
-        store,
-        repository.Options("v3.23", keep=keep),
-        key_name=key.name,
-        public=keys.load_public(key.pair.public_pem),
-        private_pem=key.pair.private_pem,
-    )
-
-
-def _race(tmp_path: Path, key: SigningKey, stores: list[Any]) -> list[Any]:
-    trees = [build(tmp_path / f"race-{n}", key, "1.0.0-r0", f"app-{n}") for n in range(2)]
-    results: list[Any] = [None, None]
-
-    def run(n: int) -> None:
-        results[n] = _add(trees[n], key, stores[n], keep=5)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
-
-
 def test_two_runs_at_once_on_s3_never_lose_an_entry(
     tmp_path: Path, key: SigningKey, s3_server: S3Server, bucket: str
 ) -> None:
@@ -241,33 +208,6 @@ def test_the_branch_comes_from_the_configs_stack(tmp_path: Path, key: SigningKey
 # --- an index never vouches for bytes the bucket does not hold ------------------------------
 
 
-def _run(
-    tree: Path,
-    key: SigningKey,
-    store: Any,
-    *,
-    keep: int = 5,
-    replace: bool = False,
-    grace: float = repository.GRACE,
-) -> repository.Summary:
-    """One ``pakman repo`` run in this process, on a store a test can watch."""
-    from pakman.tree import snapshot
-
-    walked = snapshot(tree)
-    trust = pipeline.trust_pem(key.pair.public_pem, Identity("acme/app"))
-    verified = pipeline.verify(tree, walked.paths, trust, "repo", digests=True)
-    return repository.add(
-        [walked],
-        verified.packages,
-        store,
-        repository.Options("v3.23", keep=keep, replace=replace, grace=grace),
-        key_name=key.name,
-        public=keys.load_public(key.pair.public_pem),
-        private_pem=key.pair.private_pem,
-        public_pem=key.pair.public_pem,
-    )
-
-
 def test_a_listed_package_storage_lost_fails_a_run_without_its_bytes(
     tmp_path: Path, key: SigningKey
 ) -> None:
@@ -278,21 +218,6 @@ def test_a_listed_package_storage_lost_fails_a_run_without_its_bytes(
     assert other.returncode == 1, other.stderr
     assert "lists app-1.0.0-r0.apk, which storage no longer holds" in other.stderr
     assert listed(store, key) == ["app-1.0.0-r0.apk"]  # the index was not changed
-
-
-class CrashAt(FileStore):
-    """The process dies at the ``at``-th write of the index."""
-
-    def __init__(self, root: Path, at: int) -> None:
-        super().__init__(root)
-        self.at, self.writes = at, 0
-
-    def write_if(self, local: LocalObject, version: str | None) -> bool:
-        if local.key.endswith(index.INDEX_NAME):
-            self.writes += 1
-            if self.writes == self.at:
-                raise KeyboardInterrupt  # as a SIGKILL: nothing after it runs
-        return super().write_if(local, version)
 
 
 def _prune_races_rollback(

@@ -3,6 +3,7 @@ over HTTP as hosts read it; real apk-tools 3 installs from the same URL."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,14 +13,42 @@ from devkit.apkfactory import SigningKey, make_package, write_repo
 from devkit.s3 import S3Server
 from pakman import keys
 from pakman.repo import index
-from tests.support.apkrepo import FOLDER, _keys
+from tests.support.apkrepo import FOLDER, _keys, build
 from tests.support.cli import run_pakman
-from tests.system.test_repo_check import _public_bucket, _publish
 
 
 @pytest.fixture(scope="module")
 def key() -> SigningKey:
     return SigningKey(keys.generate(2048), "acme-app.rsa.pub")
+
+
+def _public_bucket(s3_server: S3Server, bucket: str) -> str:
+    """Anyone may read it, as a bucket that serves a repository: its repository URL."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
+    s3_server.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    return f"{s3_server.endpoint}/{bucket}/alpine/v3.23/acme"
+
+
+def _publish(
+    tmp_path: Path, key: SigningKey, s3_server: S3Server, bucket: str, *names: str
+) -> None:
+    public, private = _keys(tmp_path, key)
+    done = run_pakman(
+        "repo", str(build(tmp_path / "tree", key, "1.0.0-r0", *names)), "--key", str(public),
+        "--private-key", str(private), "--bucket", bucket, "--endpoint", s3_server.endpoint,
+        "--branch", "v3.23", env=s3_server.env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
 
 def test_check_reports_every_problem(

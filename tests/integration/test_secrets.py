@@ -16,8 +16,7 @@ from tests.support.deployment import Built, _push_env, publish_args, push
 from tests.support.http import answer, http_server
 from tests.support.instellar import Instellar
 from tests.support.workspace import git_workspace
-
-SECRET = "s3cr3t-Value-That-Must-Not-Leak"
+from tests.unit.test_secrets import KEY_ID, SECRET
 
 
 def test_bootstrap_leaves_key_material_only_in_the_key_files(tmp_path: Path) -> None:
@@ -94,9 +93,6 @@ def test_endpoint_credentials_and_query_strings_never_print(deployment_files: Bu
     )
     one_line_error(result, 3, "storage s3://releases at http://127.0.0.1:9/")
     assert SECRET not in result.stdout + result.stderr
-
-
-KEY_ID = "AKIABOUNDARYTESTKEY1"
 
 
 def _leaks(result: subprocess.CompletedProcess[str], secret: str) -> bool:

@@ -11,42 +11,24 @@ import io
 import json
 import subprocess
 import tarfile
-import zlib
 from pathlib import Path
 
 import pytest
 
 from devkit.apkfactory import SigningKey, make_package, write_repo
-from pakman import keys, sign
-from pakman.verify import trusted_keys, verify_root
+from pakman import sign
 from tests.support.cli import run_pakman
 from tests.support.paths import ROOT
-
-NAME = "acme-app.rsa.pub"
-FOLDER = "acme/x86_64"
-_PAIRS: dict[str, keys.KeyPair] = {}
-
-
-def pair(which: str) -> keys.KeyPair:
-    if which not in _PAIRS:
-        _PAIRS[which] = keys.generate(2048)
-    return _PAIRS[which]
-
-
-def throwaway() -> SigningKey:
-    """abuild's key of one build, made in the build container."""
-    return SigningKey(pair("throwaway"), "builder-65f1e2a0.rsa.pub")
-
-
-def build(top: Path, key: SigningKey | None = None) -> Path:
-    """``<top>/acme/x86_64/`` as abuild leaves it: two packages and their index."""
-    key = key or throwaway()
-    packages = [
-        make_package(key, "app", "1.2.3-r0", depends=("app-data",)),
-        make_package(key, "app-data", "1.2.3-r0"),
-    ]
-    write_repo(top / "acme", key, packages)
-    return top
+from tests.unit.test_sign import (
+    FOLDER,
+    NAME,
+    build,
+    contents,
+    first_stream,
+    pair,
+    problems,
+    throwaway,
+)
 
 
 def private_key_file(tmp_path: Path, which: str = "real") -> Path:
@@ -56,29 +38,11 @@ def private_key_file(tmp_path: Path, which: str = "real") -> Path:
     return path
 
 
-def contents(top: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(top).as_posix(): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()
-    }
-
-
-def first_stream(data: bytes) -> int:
-    """Length of the first gzip stream of a file (the signature stream)."""
-    inflater = zlib.decompressobj(wbits=31)
-    inflater.decompress(data)
-    return len(data) - len(inflater.unused_data)
-
-
 def signature_entries(path: Path) -> list[str]:
     data = path.read_bytes()
     raw = gzip.decompress(data[: first_stream(data)])
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         return [member.name for member in tar]
-
-
-def problems(top: Path, name: str = NAME) -> list[str]:
-    trusted = trusted_keys({name: pair("real").public_pem})
-    return [str(p) for p in verify_root(top, trusted).problems]
 
 
 # --- what a host sees ------------------------------------------------------------------

@@ -34,22 +34,11 @@ from tests.support.deployment import Built, build_deployment, publish_args
 from tests.support.faults import FaultProxy
 from tests.support.forge import forge
 from tests.support.instellar import SHA
-
-
-def _tamper(package: Path) -> None:
-    """Other bytes, same size, same inode: the signature no longer verifies."""
-    data = bytearray(package.read_bytes())
-    data[-40] ^= 0xFF
-    with package.open("r+b") as handle:
-        handle.write(bytes(data))
+from tests.unit.test_trust import _manifests, _tamper
 
 
 def _store_args(built: Built, store: Path, *extra: str) -> list[str]:
     return [*publish_args(built, "--store", f"file://{store}", "--create-bucket"), *extra]
-
-
-def _manifests(store: Path) -> list[Path]:
-    return sorted(store.rglob("manifest.json")) if store.exists() else []
 
 
 def test_no_run_deletes_through_a_planted_link(deployment_files: Built, tmp_path: Path) -> None:
@@ -69,13 +58,6 @@ def test_no_run_deletes_through_a_planted_link(deployment_files: Built, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert (victim / "packages.zip").read_bytes() == b"someone's own zip"
-
-
-def _publish(built: Built, store: Path) -> Any:
-    trust = pipeline.trust_files([str(built.public_key)])
-    options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
-    target = pipeline.deployment("acme/app", SHA)
-    return pipeline.publish(built.packages, None, target, trust, options)
 
 
 def test_an_object_whose_metadata_matches_but_bytes_do_not_is_sent_again(

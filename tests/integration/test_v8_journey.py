@@ -11,13 +11,31 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
 from devkit.s3 import S3Server
 from pakman import keys
 from tests.support import rig
 from tests.support.cli import run_pakman
 from tests.support.instellar import AUTH, PACKAGE_TOKEN, SHA, Instellar
 from tests.support.paths import V8_CONFIGS
-from tests.system.test_v8_journey import KEY_NAME, PAIR, REPOSITORY, _packages
+
+REPOSITORY = "upmaru/locomo"
+
+
+KEY_NAME = "upmaru-locomo.rsa.pub"  # what abuild signs as, after bootstrap
+
+
+PAIR = keys.generate(2048)
+
+
+def _packages(top: Path, name: str = KEY_NAME) -> None:
+    """What abuild -r leaves in ~/packages: signed packages and index (abuild is not here)."""
+    key = SigningKey(PAIR, name)
+    built = [
+        make_package(key, "locomo", "0.0.0-r7"),
+        make_package(key, "locomo-openrc", "0.0.0-r7"),
+    ]
+    write_repo(top / "upmaru", key, built)
 
 
 def _v8_home(tmp_path: Path) -> tuple[Path, dict[str, str]]:

@@ -14,10 +14,6 @@ import pytest
 from tests.support import rig, runner
 from tests.support.paths import ROOT
 
-ACTION = ROOT / "action.yml"
-SCRIPTS = sorted((ROOT / "action").glob("*.sh"))
-
-
 # --- action/prepare.sh, as the runner runs it (before the chroot) ------------------------
 
 

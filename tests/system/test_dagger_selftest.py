@@ -10,24 +10,15 @@ from pathlib import Path
 import pytest
 
 from devkit.apkfactory import SigningKey, make_package, write_repo
-from pakman import config, keys, render
-from pakman.identity import Identity
+from pakman import keys
 from tests.support import rig
-from tests.support.paths import ROOT
+from tests.unit.test_dagger_selftest import hello_depends
 
 try:
     from pakman_tests.install import FROM_ALPINE, install_commands
 except ImportError:  # a skip locally; under CI=true, a failure
     rig.need(False, "the pakman-tests module is not installed (pip install -e ./ci/tests)")
     raise
-
-HELLO = Identity("pakman/hello", version="1.0.0", build=1)
-
-
-def hello_depends() -> tuple[str, ...]:
-    """What the rendered APKBUILD of examples/hello depends on."""
-    cfg = config.parse((ROOT / "examples" / "hello" / "instellar.yml").read_text(), "instellar.yml")
-    return render.runtime_depends(cfg, HELLO)
 
 
 def test_the_selftest_installs_a_built_package_with_real_apk(

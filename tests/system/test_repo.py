@@ -19,7 +19,6 @@ from pakman.apkversion import compare
 from pakman.repo import index
 from pakman.storage.filestore import FileStore
 from pakman.storage.objects import LocalObject
-from tests.integration.test_repo import CrashAt, _add, _run
 from tests.support import rig
 from tests.support.apkrepo import (
     FOLDER,
@@ -29,6 +28,7 @@ from tests.support.apkrepo import (
     listed,
     repo,
 )
+from tests.unit.test_repo import CrashAt, _add, _run
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Alpine 3.23's own OpenRC 0.63 boots its default runlevel with the package's init script
 in it, and real s6 supervises the service. Everything runs in private mount, PID,
-network, UTS and IPC namespaces (:func:`tests.rig.booted`), so no service touches the
+network, UTS and IPC namespaces (:func:`devkit.alpine.booted`), so no service touches the
 host. The files are installed as ``package()`` installs them: the rendered APKBUILD's own
 ``build`` and ``package`` run in the root, over a ``$srcdir`` laid out as abuild's.
 """

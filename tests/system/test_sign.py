@@ -17,20 +17,11 @@ import pytest
 
 from devkit.apkfactory import make_package, write_repo
 from pakman import apk, sign
-from tests.integration.test_sign import (
-    FOLDER,
-    NAME,
-    build,
-    first_stream,
-    pair,
-    private_key_file,
-    problems,
-    signature_entries,
-    throwaway,
-)
+from tests.integration.test_sign import private_key_file, signature_entries
 from tests.support import rig
 from tests.support.cli import run_pakman
 from tests.support.paths import ROOT
+from tests.unit.test_sign import FOLDER, NAME, build, first_stream, pair, problems, throwaway
 
 
 def public_keys(tmp_path: Path, name: str = NAME) -> Path:

@@ -21,10 +21,11 @@ import pytest
 
 from pakman import keys
 from pakman.errors import VerificationError
-from tests.integration.test_trust import _publish, _store_args, _tamper
+from tests.integration.test_trust import _store_args
 from tests.support import rig
 from tests.support.cli import one_line_error, run_pakman
 from tests.support.deployment import Built, build_deployment
+from tests.unit.test_trust import _publish, _tamper
 
 NOBODY = 65534  # a second local user
 

@@ -13,17 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from devkit.apkfactory import SigningKey, make_package, write_repo
 from devkit.s3 import S3Server
-from pakman import keys
+from tests.integration.test_v8_journey import PAIR, REPOSITORY, _packages
 from tests.support import rig, runner
 from tests.support.instellar import AUTH, PACKAGE_TOKEN, SHA, Instellar
 from tests.support.workspace import git_workspace
 
-REPOSITORY = "upmaru/locomo"
-KEY_NAME = "upmaru-locomo.rsa.pub"  # what abuild signs as, after bootstrap
 WORKSPACE = "/home/runner/work/locomo/locomo"
-PAIR = keys.generate(2048)
 
 
 def _own(path: Path, uid: int = runner.RUNNER_UID) -> Path:
@@ -48,16 +44,6 @@ def _build_env() -> dict[str, str]:
         "ABUILD_PRIVATE_KEY": PAIR.private_pem.decode(),
         "ABUILD_PUBLIC_KEY": PAIR.public_pem.decode(),
     }
-
-
-def _packages(top: Path, name: str = KEY_NAME) -> None:
-    """What abuild -r leaves in ~/packages: signed packages and index (abuild is not here)."""
-    key = SigningKey(PAIR, name)
-    built = [
-        make_package(key, "locomo", "0.0.0-r7"),
-        make_package(key, "locomo-openrc", "0.0.0-r7"),
-    ]
-    write_repo(top / "upmaru", key, built)
 
 
 @pytest.fixture

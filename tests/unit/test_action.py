@@ -9,7 +9,11 @@ import tomllib
 import yaml
 
 from tests.support.paths import ROOT
-from tests.system.test_action import ACTION, SCRIPTS
+
+ACTION = ROOT / "action.yml"
+
+
+SCRIPTS = sorted((ROOT / "action").glob("*.sh"))
 
 
 def _steps() -> list[dict[str, object]]:

@@ -5,13 +5,24 @@ network in the root) holding what the package needs from Alpine."""
 from __future__ import annotations
 
 from tests.support import rig
-from tests.system.test_dagger_selftest import HELLO, hello_depends
 
 try:
     from pakman_tests.install import FROM_ALPINE
 except ImportError:  # a skip locally; under CI=true, a failure
     rig.need(False, "the pakman-tests module is not installed (pip install -e ./ci/tests)")
     raise
+from pakman import config, render
+from pakman.identity import Identity
+from tests.support import rig
+from tests.support.paths import ROOT
+
+HELLO = Identity("pakman/hello", version="1.0.0", build=1)
+
+
+def hello_depends() -> tuple[str, ...]:
+    """What the rendered APKBUILD of examples/hello depends on."""
+    cfg = config.parse((ROOT / "examples" / "hello" / "instellar.yml").read_text(), "instellar.yml")
+    return render.runtime_depends(cfg, HELLO)
 
 
 def test_alpine_provides_what_the_built_repository_does_not() -> None:

@@ -5,14 +5,36 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pakman import tree
+from pakman.digest import digest_file
 from pakman.errors import ConfigError, PublishError
+from pakman.identity import Identity
+from pakman.publish import upload
+from pakman.publish.plan import Deployment
+from pakman.publish.upload import Summary
 from pakman.storage.filestore import FileStore
-from pakman.storage.objects import hash_file
-from tests.integration.test_publish import DEPLOYMENT, PREFIX, publish
+from pakman.storage.objects import Store, hash_file
 from tests.support.deployment import Built
+from tests.support.instellar import SHA
+
+DEPLOYMENT = Deployment(Identity("Acme/My.App", build=12), SHA, "refs/heads/main", "sha256:abc")
+
+
+PREFIX = f"deployments/acme/my-app/{SHA}/"
+
+
+def publish(
+    packages: Path, archive: Path, deployment: Deployment, store: Store, **options: Any
+) -> Summary:
+    """The publish step as the pipeline hands it a tree: one walk, every file read once
+    (here without verification, which the pipeline's own tests cover)."""
+    walked = tree.snapshot(packages)
+    digests = {path: digest_file(path) for path in walked.paths}
+    return upload.publish(walked, digests, archive, deployment, store, **options)
 
 
 def test_file_store_is_idempotent(tmp_path: Path, deployment_files: Built) -> None:

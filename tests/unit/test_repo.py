@@ -10,19 +10,17 @@ from __future__ import annotations
 import threading
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devkit.apkfactory import SigningKey
-from pakman import apk, keys
+from pakman import apk, keys, pipeline
 from pakman.errors import ConfigError, VerificationError
+from pakman.identity import Identity
 from pakman.repo import index, repository
 from pakman.storage.filestore import FileStore
-from tests.integration.test_repo import (
-    CrashAt,
-    _race,
-    _run,
-)
+from pakman.storage.objects import LocalObject
 from tests.support.apkrepo import (
     FOLDER,
     _index_with_text,
@@ -36,6 +34,81 @@ from tests.support.paths import ROOT
 @pytest.fixture(scope="module")
 def key() -> SigningKey:
     return SigningKey(keys.generate(2048), "acme-app.rsa.pub")
+
+
+def _add(tree: Path, key: SigningKey, store: Any, keep: int = 1) -> Any:
+    from pakman.repo import repository
+    from pakman.tree import snapshot
+
+    walked = snapshot(tree)
+    trust = pipeline.trust_pem(key.pair.public_pem, Identity("acme/app"))
+    verified = pipeline.verify(tree, walked.paths, trust, "repo", digests=True)
+    return repository.add(
+        [walked],
+        verified.packages,
+        store,
+        repository.Options("v3.23", keep=keep),
+        key_name=key.name,
+        public=keys.load_public(key.pair.public_pem),
+        private_pem=key.pair.private_pem,
+    )
+
+
+def _race(tmp_path: Path, key: SigningKey, stores: list[Any]) -> list[Any]:
+    trees = [build(tmp_path / f"race-{n}", key, "1.0.0-r0", f"app-{n}") for n in range(2)]
+    results: list[Any] = [None, None]
+
+    def run(n: int) -> None:
+        results[n] = _add(trees[n], key, stores[n], keep=5)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def _run(
+    tree: Path,
+    key: SigningKey,
+    store: Any,
+    *,
+    keep: int = 5,
+    replace: bool = False,
+    grace: float = repository.GRACE,
+) -> repository.Summary:
+    """One ``pakman repo`` run in this process, on a store a test can watch."""
+    from pakman.tree import snapshot
+
+    walked = snapshot(tree)
+    trust = pipeline.trust_pem(key.pair.public_pem, Identity("acme/app"))
+    verified = pipeline.verify(tree, walked.paths, trust, "repo", digests=True)
+    return repository.add(
+        [walked],
+        verified.packages,
+        store,
+        repository.Options("v3.23", keep=keep, replace=replace, grace=grace),
+        key_name=key.name,
+        public=keys.load_public(key.pair.public_pem),
+        private_pem=key.pair.private_pem,
+        public_pem=key.pair.public_pem,
+    )
+
+
+class CrashAt(FileStore):
+    """The process dies at the ``at``-th write of the index."""
+
+    def __init__(self, root: Path, at: int) -> None:
+        super().__init__(root)
+        self.at, self.writes = at, 0
+
+    def write_if(self, local: LocalObject, version: str | None) -> bool:
+        if local.key.endswith(index.INDEX_NAME):
+            self.writes += 1
+            if self.writes == self.at:
+                raise KeyboardInterrupt  # as a SIGKILL: nothing after it runs
+        return super().write_if(local, version)
 
 
 class RacingFileStore(FileStore):

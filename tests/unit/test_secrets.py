@@ -13,7 +13,11 @@ from pakman.errors import ConfigError, redact
 from pakman.publish.instellar import Client, Storage
 from pakman.storage.options import StoreOptions
 from pakman.storage.s3 import S3Store
-from tests.integration.test_secrets import KEY_ID, SECRET
+
+SECRET = "s3cr3t-Value-That-Must-Not-Leak"
+
+
+KEY_ID = "AKIABOUNDARYTESTKEY1"
 
 
 def test_reprs_hide_credentials() -> None:

@@ -8,25 +8,66 @@ from __future__ import annotations
 
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from pakman import apk, sign
+from devkit.apkfactory import SigningKey, make_package, write_repo
+from pakman import apk, keys, sign
 from pakman.errors import KeyMaterialError
 from pakman.repo import index
-from tests.integration.test_sign import (
-    FOLDER,
-    NAME,
-    build,
-    contents,
-    first_stream,
-    pair,
-    problems,
-    throwaway,
-)
+from pakman.verify import trusted_keys, verify_root
+
+NAME = "acme-app.rsa.pub"
+
+
+FOLDER = "acme/x86_64"
+
+
+_PAIRS: dict[str, keys.KeyPair] = {}
+
+
+def pair(which: str) -> keys.KeyPair:
+    if which not in _PAIRS:
+        _PAIRS[which] = keys.generate(2048)
+    return _PAIRS[which]
+
+
+def throwaway() -> SigningKey:
+    """abuild's key of one build, made in the build container."""
+    return SigningKey(pair("throwaway"), "builder-65f1e2a0.rsa.pub")
+
+
+def build(top: Path, key: SigningKey | None = None) -> Path:
+    """``<top>/acme/x86_64/`` as abuild leaves it: two packages and their index."""
+    key = key or throwaway()
+    packages = [
+        make_package(key, "app", "1.2.3-r0", depends=("app-data",)),
+        make_package(key, "app-data", "1.2.3-r0"),
+    ]
+    write_repo(top / "acme", key, packages)
+    return top
+
+
+def contents(top: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(top).as_posix(): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()
+    }
+
+
+def first_stream(data: bytes) -> int:
+    """Length of the first gzip stream of a file (the signature stream)."""
+    inflater = zlib.decompressobj(wbits=31)
+    inflater.decompress(data)
+    return len(data) - len(inflater.unused_data)
+
+
+def problems(top: Path, name: str = NAME) -> list[str]:
+    trusted = trusted_keys({name: pair("real").public_pem})
+    return [str(p) for p in verify_root(top, trusted).problems]
 
 
 def test_only_the_signature_stream_changes(tmp_path: Path) -> None:

@@ -10,13 +10,34 @@ reads, a filesystem with 1-second timestamps, a store or proxy that lies, a FIFO
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pakman import merge
+from pakman import merge, pipeline
 from pakman.errors import ConfigError
-from tests.integration.test_trust import _manifests, _publish, _tamper
+from pakman.storage.options import StoreOptions
 from tests.support.deployment import Built
+from tests.support.instellar import SHA
+
+
+def _tamper(package: Path) -> None:
+    """Other bytes, same size, same inode: the signature no longer verifies."""
+    data = bytearray(package.read_bytes())
+    data[-40] ^= 0xFF
+    with package.open("r+b") as handle:
+        handle.write(bytes(data))
+
+
+def _manifests(store: Path) -> list[Path]:
+    return sorted(store.rglob("manifest.json")) if store.exists() else []
+
+
+def _publish(built: Built, store: Path) -> Any:
+    trust = pipeline.trust_files([str(built.public_key)])
+    options = StoreOptions.resolve({}, store=f"file://{store}", create_bucket=True)
+    target = pipeline.deployment("acme/app", SHA)
+    return pipeline.publish(built.packages, None, target, trust, options)
 
 
 def test_a_package_rewritten_while_the_archive_is_made_is_refused(
