@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.publish import PEAK_RSS
+from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.s3 import moto_server
 from pakman import keys
-from tests.apkfactory import SigningKey, make_package, write_repo
-from tests.servers import moto_server
 
 
 def peak(args: list[str], env: dict[str, str]) -> int:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devkit import alpine as chroot
+from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.tools import Missing
 from pakman import keys
-from tests import rig
-from tests.apkfactory import SigningKey, make_package, write_repo
 
 
 def timed(cmd: list[str], runs: int, cwd: Path | None = None) -> float:
@@ -75,11 +76,11 @@ def main() -> None:
         verify_t = timed([*pakman, "verify", str(tree), "--key", str(public)], runs)
         print(f"pakman verify:              {verify_t:6.2f} s")
         try:
-            root = rig.build_root()
-        except BaseException as error:  # skipped outside root: report, don't fail
+            root = chroot.build_root()
+        except Missing as error:  # not root, or a tool missing: report, don't fail
             print(f"apk verify: not run ({error})")
             return
-        with rig.overlay(root) as alpine:
+        with chroot.overlay(root) as alpine:
             alpine.bind(base, "/work", readonly=True)
             script = "cd /work/packages && apk --keys-dir /work/keys verify " + " ".join(files)
             # Each run mounts the root in namespaces of its own: that cost is not apk's.

@@ -1,7 +1,7 @@
 """Verified pakman publish against awscli and s5cmd, on the same data and the same real S3
 server (versitygw, as the tests use it) on 127.0.0.1.
 
-Data: real signed packages (tests/apkfactory.py): N packages of about 200 KB and one big
+Data: real signed packages (devkit/apkfactory.py): N packages of about 200 KB and one big
 package (150 MB by default), their signed indexes, and their packages.zip from merge.
 pakman runs as a user runs it: with verification (`--key`) and the zip from merge.
 
@@ -37,10 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.s3 import versitygw_server
+from devkit.tools import find_tool
 from pakman import keys, merge
-from tests import rig
-from tests.apkfactory import SigningKey, make_package, write_repo
-from tests.servers import versitygw_server
 
 # The `pakman` command (pakman.cli.run), printing its peak RSS (KiB) as its last line.
 PEAK_RSS = """
@@ -83,7 +83,7 @@ def timed(cmd: list[str], env: dict[str, str], server: int) -> Run:
 
 
 def tool(name: str) -> str:
-    path = rig.find_tool(name)
+    path = find_tool(name)
     if path is None:
         raise SystemExit(f"{name} is not installed: bash scripts/test.sh installs it")
     return path

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devkit.apkfactory import SigningKey, make_package, write_repo
 from pakman import keys
-from tests.apkfactory import SigningKey, make_package, write_repo
 
 
 def timed(cmd: list[str], runs: int, before: list[str] | None = None) -> float:

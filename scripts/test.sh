@@ -45,10 +45,12 @@ python3 -m venv .venv
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
-ruff check pakman tests ci/src ci/tests/src benchmarks
-ruff format --check pakman tests ci/src ci/tests/src benchmarks
+ruff check pakman tests devkit ci/src ci/tests/src benchmarks
+ruff format --check pakman tests devkit ci/src ci/tests/src benchmarks
 echo "== mypy --strict"
-mypy pakman tests ci/src ci/tests/src benchmarks
+mypy pakman tests devkit ci/src ci/tests/src benchmarks
+echo "== import contracts"
+lint-imports
 echo "== pytest"
 set +e
 python -m pytest "$@"

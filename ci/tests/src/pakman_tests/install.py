@@ -1,7 +1,7 @@
 """How the selftest installs a built package on Alpine, as plain data.
 
 The engine test runs these commands in an ``alpine`` container; the offline test
-(tests/test_dagger_selftest.py) runs the very same ones in an Alpine root, against a
+(tests/system/test_dagger_selftest.py) runs the very same ones in an Alpine root, against a
 stand-in for Alpine's repositories and a built repository.
 """
 
