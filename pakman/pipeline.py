@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from pakman.digest import Digest
     from pakman.merge import Merged
     from pakman.publish import Deployment, ProgressFactory, Summary
+    from pakman.publish.archive import ArchiveRead
     from pakman.publish.filestore import FileStore
     from pakman.publish.plan import Survey
-    from pakman.publish.prefetch import ArchiveRead, Look, Prefetch
+    from pakman.publish.prefetch import Look, Prefetch
     from pakman.publish.s3 import S3Store
     from pakman.serve.repository import Summary as RepoSummary
     from pakman.tree import Snapshot

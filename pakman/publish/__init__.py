@@ -6,10 +6,12 @@ Layout (compatible with v8):
 - ``deployments/<org>/<slug>/<sha>/manifest.json``, written last. A reader that
   sees the manifest knows every object it lists is in place.
 
-The modules, in the order a publish uses them: :mod:`.plan` (keys, the archive check,
-what storage holds), :mod:`.upload` (carrying the plan out), :mod:`.objects` (local and
-remote objects, the store protocol), :mod:`.target` (``--store`` or ``--bucket``),
-:mod:`.s3`, :mod:`.multipart` and :mod:`.errors` (S3), :mod:`.filestore` (a folder).
+The modules, in the order a publish uses them: :mod:`.prefetch` (the archive and storage
+read beside verification), :mod:`.archive` (one read of the archive), :mod:`.plan` (keys,
+the archive check, what storage holds), :mod:`.upload` (carrying the plan out),
+:mod:`.objects` (local and remote objects, the store protocol), :mod:`.target`
+(``--store`` or ``--bucket``), :mod:`.s3`, :mod:`.multipart` and :mod:`.errors` (S3),
+:mod:`.filestore` (a folder).
 """
 
 from pakman.publish.objects import LocalObject, RemoteObject, Store, hash_file, local_object

@@ -17,44 +17,12 @@ import os
 import pickle
 import signal
 import threading
-import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pakman import tree
-from pakman.digest import Digest, digest_file
-
-
-@dataclass(frozen=True)
-class ArchiveRead:
-    """The archive's digests and, by entry name, the SHA-256 of the bytes a reader
-    extracts (None where they fail their own CRC)."""
-
-    digest: Digest
-    entries: dict[str, str | None]
-
-
-def read_archive(archive: Path) -> ArchiveRead | None:
-    """Both reads side by side (hashing releases the GIL); None if it is not a readable
-    zip, for :func:`~pakman.publish.plan.check_archive` to say so."""
-    from pakman.publish.plan import entry_sha256
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        hashing = pool.submit(digest_file, archive)
-        entries: dict[str, str | None] = {}
-        try:
-            with zipfile.ZipFile(archive) as zipped:
-                for info in zipped.infolist():
-                    if not info.is_dir() and tree.is_package_file(info.filename.split("/")[-1]):
-                        entries[info.filename] = entry_sha256(zipped, info)
-        except Exception:  # check_archive reads it again and says what is wrong
-            hashing.cancel()
-            return None
-        return ArchiveRead(hashing.result(), entries)
-
+from pakman.publish.archive import ArchiveRead, read_archive
 
 # Given what was read of the archive, what storage holds (a Survey), read in the child.
 Look = Callable[[ArchiveRead | None], Any]

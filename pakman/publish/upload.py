@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pakman import tree
 from pakman.digest import MULTIPART_THRESHOLD, Digest
 from pakman.errors import ConfigError, PublishError
+from pakman.publish.archive import ArchiveRead
 from pakman.publish.objects import Conflict, LocalObject, Staged, Store, bytes_object
 from pakman.publish.plan import (
     Deployment,
@@ -30,7 +31,7 @@ from pakman.publish.plan import (
     reconcile,
     survey,
 )
-from pakman.publish.prefetch import ArchiveRead, Prefetch
+from pakman.publish.prefetch import Prefetch
 
 T = TypeVar("T")
 
