@@ -502,7 +502,7 @@ def publish(
     check_readable(archive, "--archive")
     opened.deadline = time.monotonic() + check_timeout(timeout)  # also in the look ahead
 
-    def look(read: ArchiveRead | None) -> Survey:
+    def look(read: Callable[[], ArchiveRead | None]) -> Survey:
         assert archive is not None  # only a given archive is read ahead
         return look_ahead(opened, target, archive, read, dry_run)
 

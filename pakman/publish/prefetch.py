@@ -1,6 +1,7 @@
 """The archive and storage read beside verification, in a child process started before
-the packages are verified: the archive's digests and the SHA-256 of every entry, then
-what storage holds (one listing, the checksums it keeps, the manifest, the archive's key).
+the packages are verified: the archive's digests and the SHA-256 of every entry
+(:mod:`.archive`) and, side by side with that read, what storage holds (one listing, the
+checksums it keeps, the manifest; the archive's key once its digest is known).
 
 Verification forks to check packages on every core, which it only does while the process
 has no other thread; the archive (as big as every package together) and the requests
@@ -18,14 +19,16 @@ import pickle
 import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pakman.publish.archive import ArchiveRead, read_archive
 
-# Given what was read of the archive, what storage holds (a Survey), read in the child.
-Look = Callable[[ArchiveRead | None], Any]
+# Given a call that waits for the archive's read, what storage holds (a Survey), read in
+# the child: storage is read while the archive is, the read awaited only once needed.
+Look = Callable[[Callable[[], ArchiveRead | None]], Any]
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,17 @@ class Prefetched:
 
 
 def _prefetch(archive: Path, look: Look | None) -> Prefetched:
-    read = read_archive(archive)
     if look is None:
-        return Prefetched(read)
-    try:
-        return Prefetched(read, True, look(read))
-    except Exception as error:  # the parent raises it where it would have met it
-        return Prefetched(read, True, error=error)
+        return Prefetched(read_archive(archive))
+    # The requests wait on the network and botocore's Python; the read hashes with the
+    # GIL released: side by side.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(read_archive, archive)
+        try:
+            seen = look(reading.result)
+        except Exception as error:  # the parent raises it where it would have met it
+            return Prefetched(reading.result(), True, error=error)
+        return Prefetched(reading.result(), True, seen)
 
 
 class Prefetch:
