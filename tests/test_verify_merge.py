@@ -421,12 +421,14 @@ def test_the_forked_check_reports_what_the_threaded_check_reports(
     tmp_path: Path, key: SigningKey
 ) -> None:
     """Half the packages are checked in a child process: its findings must come back."""
-    from pakman.verify import _check_forked, _check_packages, trusted_keys
+    from pakman.verify import _check_forked, _check_packages, _halves, trusted_keys
 
     built = [make_package(key, f"p{i:02d}") for i in range(70)]
     folder = write_repo(tmp_path / "packages" / "acme", key, built)
     paths = sorted(folder.glob("*.apk"))
-    for odd in paths[1:6:2]:  # in the child's half
+    mine, theirs = _halves(paths)
+    broken = [*theirs[:3], mine[0]]  # in the child's half, and one in the parent's
+    for odd in broken:
         data = bytearray(odd.read_bytes())
         data[-30] ^= 0xFF
         odd.write_bytes(bytes(data))
@@ -439,7 +441,26 @@ def test_the_forked_check_reports_what_the_threaded_check_reports(
         if not isinstance(forked[path], str):  # the child's digests came back with its half
             assert forked[path] == threaded[path]
     bad = sorted(path.name for path, result in forked.items() if isinstance(result, str))
-    assert bad == sorted(p.name for p in paths[1:6:2])
+    assert bad == sorted(p.name for p in broken)
+
+
+def test_the_forked_check_splits_the_bytes_not_the_count(tmp_path: Path) -> None:
+    """One big package and many small ones: the big one gets a process to itself (split
+    by count, it shared one with half the small ones while the other process idled)."""
+    from pakman.verify import _halves
+
+    big = tmp_path / "big.apk"
+    big.write_bytes(b"x" * 4_000_000)
+    small = []
+    for i in range(99):
+        path = tmp_path / f"s{i:02d}.apk"
+        path.write_bytes(b"x" * 20_000)
+        small.append(path)
+    paths = sorted([big, *small])
+    mine, theirs = _halves(paths)
+    assert sorted([*mine, *theirs]) == paths
+    alone = mine if big in mine else theirs
+    assert alone == [big]
 
 
 # --- a package of another arch in an arch folder (issue 24.3) -----------------------------
