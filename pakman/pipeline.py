@@ -346,7 +346,8 @@ def open_checked(store: StoreOptions) -> FileStore | S3Store:
     from pakman.publish.s3 import S3Store
 
     opened = store.open()  # refuses a bad --store, --bucket or --endpoint
-    if isinstance(opened, S3Store) and not (store.access_key_id and store.secret_access_key):
+    given = store.access_key_id and store.secret_access_key
+    if isinstance(opened, S3Store) and not given and not _credentials_in_env(os.environ):
         # botocore's own search (variables, profiles, a role): what the upload would use.
         import botocore.session
         from botocore.exceptions import BotoCoreError
@@ -361,6 +362,18 @@ def open_checked(store: StoreOptions) -> FileStore | S3Store:
                 " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
             )
     return opened
+
+
+def _credentials_in_env(env: Mapping[str, str]) -> bool:
+    """Whether botocore's search would find credentials in ``env`` first: both keys set
+    and no profile named. Then its import (half a second of CPU) is left to the requests,
+    which run beside verification."""
+    return bool(
+        env.get("AWS_ACCESS_KEY_ID")
+        and env.get("AWS_SECRET_ACCESS_KEY")
+        and not env.get("AWS_PROFILE")
+        and not env.get("AWS_DEFAULT_PROFILE")
+    )
 
 
 def check_readable(path: Path | None, option: str) -> None:
