@@ -4,6 +4,7 @@ fails, however the zip was written."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zipfile
 from pathlib import Path
@@ -35,7 +36,8 @@ def _write(archive: Path, deflated: set[str] = frozenset()) -> None:  # type: ig
 def test_the_archive_from_merge_reads_as_a_reader_extracts_it(deployment_files: Built) -> None:
     read = read_archive(deployment_files.archive)
     assert read is not None
-    assert read.digest == digest_file(deployment_files.archive)
+    # Its CRC-32 is not taken: nothing uses the archive's.
+    assert read.digest == dataclasses.replace(digest_file(deployment_files.archive), crc32=None)
     assert read.entries == _extracted(deployment_files.archive)
     assert len(read.entries) > 3
 

@@ -107,7 +107,7 @@ def _read_once(
     sequential read; ranges may overlap (a forged zip's entries can). The whole file's
     digests and the ranges' are taken side by side (hashlib releases the GIL)."""
     handle.seek(0)
-    whole = Digester(os.fstat(handle.fileno()).st_size)
+    whole = Digester(os.fstat(handle.fileno()).st_size, crc32=False)
     pending = sorted(ranges)
     active: list[tuple[int, int, str, Any]] = []
     done: dict[str, str | None] = {}
