@@ -28,7 +28,7 @@ class Digest:
 
     size: int
     sha256: str
-    crc32: int
+    crc32: int | None  # None where not asked for (the archive's is never used)
     md5: str | None  # below MULTIPART_THRESHOLD only: a single PUT's ETag
     part_sha256: tuple[bytes, ...] = ()  # per MULTIPART_CHUNK part, at or above the threshold
 
@@ -42,8 +42,9 @@ class Digester:
     stat) decides which: a file that will be uploaded in parts gets each part's SHA-256
     (what S3 combines into the object's checksum) and no MD5."""
 
-    def __init__(self, expected_size: int = 0) -> None:
+    def __init__(self, expected_size: int = 0, *, crc32: bool = True) -> None:
         self._sha256 = hashlib.sha256()
+        self._crc32 = crc32
         multipart = expected_size >= MULTIPART_THRESHOLD
         self._md5: Any = None if multipart else hashlib.md5()  # noqa: S324 - S3's ETag, not security
         self._crc = 0
@@ -54,7 +55,8 @@ class Digester:
 
     def update(self, data: bytes | memoryview) -> None:
         self._sha256.update(data)
-        self._crc = zlib.crc32(data, self._crc)
+        if self._crc32:
+            self._crc = zlib.crc32(data, self._crc)
         if self._md5 is not None:
             self._md5.update(data)
         self._size += len(data)
@@ -77,7 +79,7 @@ class Digester:
         return Digest(
             size=self._size,
             sha256=self._sha256.hexdigest(),
-            crc32=self._crc,
+            crc32=self._crc if self._crc32 else None,
             md5=None if multipart or self._md5 is None else self._md5.hexdigest(),
             part_sha256=tuple(parts) if multipart else (),
         )

@@ -32,11 +32,12 @@ if TYPE_CHECKING:
     from pakman.config import Config
     from pakman.digest import Digest
     from pakman.merge import Merged
+    from pakman.publish.archive import ArchiveRead
     from pakman.publish.deploy import Pushed
     from pakman.publish.deployment import Deployment
     from pakman.publish.instellar import InstellarOptions
     from pakman.publish.plan import Survey
-    from pakman.publish.prefetch import ArchiveRead, Look, Prefetch
+    from pakman.publish.prefetch import Look, Prefetch
     from pakman.publish.upload import ProgressFactory, Summary
     from pakman.repo.repository import Summary as RepoSummary
     from pakman.tree import Snapshot
@@ -226,7 +227,7 @@ def publish(
     files.check_readable(archive, "--archive")
     opened.deadline = time.monotonic() + check_timeout(timeout)  # also in the look ahead
 
-    def look(read: ArchiveRead | None) -> Survey:
+    def look(read: Callable[[], ArchiveRead | None]) -> Survey:
         assert archive is not None  # only a given archive is read ahead
         return look_ahead(opened, target, archive, read, dry_run)
 

@@ -228,10 +228,31 @@ def _check_packages(
         return dict(zip(paths, checked, strict=True))
 
 
+def _halves(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Two lists of about the same number of bytes (the work is mostly hashing): each
+    file, biggest first, to the lighter one. One big package must not share a process
+    with half the small ones while the other process idles."""
+    halves: tuple[list[Path], list[Path]] = ([], [])
+    sizes = [0, 0]
+    by_size = sorted(((_size(p), p) for p in paths), key=lambda pair: -pair[0])
+    for size, path in by_size:
+        lighter = 0 if sizes[0] <= sizes[1] else 1
+        halves[lighter].append(path)
+        sizes[lighter] += size + 4096  # a file costs something whatever its size
+    return halves
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # reading it reports the problem
+
+
 def _check_forked(
     paths: list[Path], trusted: Mapping[str, RSAPublicKey], digest: bool
 ) -> dict[Path, apk.Package | str]:
-    mine, theirs = paths[0::2], paths[1::2]
+    mine, theirs = _halves(paths)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: check its half, hand the results over, leave without cleanup

@@ -4,25 +4,21 @@ the verified bytes, and, from one read of storage, what it already holds."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import zipfile
 import zlib
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pakman import tree
-from pakman.digest import READ_CHUNK, Digest, digest_file
+from pakman.digest import Digest, digest_file
 from pakman.errors import ConfigError
 from pakman.placement import ARCHIVE_LAYOUT, is_folder_entry, placement
+from pakman.publish.archive import ArchiveRead, entry_sha256, read_archive
 from pakman.publish.deployment import Deployment
 from pakman.storage.objects import Condition, LocalObject, RemoteObject, Store, local_object
-
-if TYPE_CHECKING:
-    from pakman.publish.prefetch import ArchiveRead
 
 MANIFEST_FORMAT = 1
 
@@ -61,7 +57,8 @@ def check_archive(
     but package files), and its bytes, as a reader extracts them, must
     have the SHA-256 of the verified tree file. A size and CRC-32 that match are not
     enough: a CRC-32 is easily forged. ``hashed``: those SHA-256s by entry name, where a
-    read of the same archive already took them (:mod:`.prefetch`).
+    read of the same archive already took them (:func:`.archive.read_archive`); an entry
+    whose SHA-256 there differs is extracted again, to say whether it is corrupt.
     """
     expected = {"/".join(o.key.split("/")[-2:]): o for o in packages}
     problems: list[str] = []
@@ -85,7 +82,7 @@ def check_archive(
                     problems.append(f"{archive}: has {name}, not in the packages tree")
                 elif info.file_size != local.size or local.crc32 != info.CRC:
                     problems.append(f"{archive}: {name} differs from {local.path}")
-                elif (found := _hashed(hashed, zipped, info)) != local.sha256:
+                elif (found := _hashed(hashed, zipped, info, local.sha256)) != local.sha256:
                     problems.append(
                         f"{archive}: {name} is corrupt (its bytes fail their CRC)"
                         if found is None
@@ -99,23 +96,14 @@ def check_archive(
 
 
 def _hashed(
-    hashed: Mapping[str, str | None] | None, zipped: zipfile.ZipFile, info: zipfile.ZipInfo
+    hashed: Mapping[str, str | None] | None,
+    zipped: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    expected: str,
 ) -> str | None:
-    if hashed is not None and info.filename in hashed:
-        return hashed[info.filename]
+    if hashed is not None and hashed.get(info.filename) == expected:
+        return expected
     return entry_sha256(zipped, info)
-
-
-def entry_sha256(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
-    """The SHA-256 of the entry's bytes as extracted; None if they fail their own CRC."""
-    digest = hashlib.sha256()
-    try:
-        with zipped.open(info) as member:
-            while block := member.read(READ_CHUNK):
-                digest.update(block)
-    except zipfile.BadZipFile:
-        return None
-    return digest.hexdigest()
 
 
 def plan(
@@ -134,15 +122,9 @@ def plan(
         local_object(deployment.prefix + key, path, digests[path])
         for key, path in snapshot.files.items()
     )
-    if read is not None:
-        check_archive(archive, packages, read.entries)
-        archived = read.digest
-    else:
-        # Both read the archive: side by side, as hashing and CRC checks release the GIL.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            hashing = pool.submit(digest_file, archive)
-            check_archive(archive, packages)
-            archived = hashing.result()
+    read = read or read_archive(archive)
+    check_archive(archive, packages, read.entries if read else None)
+    archived = read.digest if read else digest_file(archive)
     key = archive_key(archived.sha256, archive.name)
     return Plan(deployment, packages, local_object(key, archive, archived))
 

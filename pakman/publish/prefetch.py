@@ -1,11 +1,13 @@
-"""The archive and storage read beside verification, in a child process started before
-the packages are verified: the archive's digests and the SHA-256 of every entry, then
-what storage holds (one listing, the checksums it keeps, the manifest, the archive's key).
+"""The archive and storage read beside verification, in child processes started before
+the packages are verified: the archive's digests and the SHA-256 of every entry
+(:mod:`.archive`) in one, and, side by side with that read, what storage holds (one
+listing, the checksums it keeps, the manifest; the archive's key once its digest is
+known) in another.
 
 Verification forks to check packages on every core, which it only does while the process
 has no other thread; the archive (as big as every package together) and the requests
 (botocore's import and client, one HEAD per object) would otherwise wait for it to end.
-The child hands back only what it read: the parent still compares every entry and every
+The children hand back only what they read: the parent still compares every entry and every
 stored checksum with the verified digests (:func:`pakman.publish.plan.check_archive`,
 :func:`pakman.publish.plan.reconcile`).
 """
@@ -17,47 +19,16 @@ import os
 import pickle
 import signal
 import threading
-import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pakman import tree
-from pakman.digest import Digest, digest_file
+from pakman.publish.archive import ArchiveRead, read_archive
 
-
-@dataclass(frozen=True)
-class ArchiveRead:
-    """The archive's digests and, by entry name, the SHA-256 of the bytes a reader
-    extracts (None where they fail their own CRC)."""
-
-    digest: Digest
-    entries: dict[str, str | None]
-
-
-def read_archive(archive: Path) -> ArchiveRead | None:
-    """Both reads side by side (hashing releases the GIL); None if it is not a readable
-    zip, for :func:`~pakman.publish.plan.check_archive` to say so."""
-    from pakman.publish.plan import entry_sha256
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        hashing = pool.submit(digest_file, archive)
-        entries: dict[str, str | None] = {}
-        try:
-            with zipfile.ZipFile(archive) as zipped:
-                for info in zipped.infolist():
-                    if not info.is_dir() and tree.is_package_file(info.filename.split("/")[-1]):
-                        entries[info.filename] = entry_sha256(zipped, info)
-        except Exception:  # check_archive reads it again and says what is wrong
-            hashing.cancel()
-            return None
-        return ArchiveRead(hashing.result(), entries)
-
-
-# Given what was read of the archive, what storage holds (a Survey), read in the child.
-Look = Callable[[ArchiveRead | None], Any]
+# Given a call that waits for the archive's read, what storage holds (a Survey), read in
+# the child: storage is read while the archive is, the read awaited only once needed.
+Look = Callable[[Callable[[], ArchiveRead | None]], Any]
 
 
 @dataclass(frozen=True)
@@ -73,66 +44,107 @@ class Prefetched:
         return self.seen
 
 
-def _prefetch(archive: Path, look: Look | None) -> Prefetched:
-    read = read_archive(archive)
-    if look is None:
-        return Prefetched(read)
+def _looked(from_reader: int, look: Look) -> Prefetched:
+    """What ``look`` reads of storage, with the archive's read from the process reading it
+    (awaited only when ``look`` needs its digest, and at the end)."""
+    got: list[ArchiveRead | None] = []
+
+    def archive_read() -> ArchiveRead | None:
+        if not got:
+            read = _receive(from_reader)
+            got.append(read if isinstance(read, ArchiveRead) else None)
+        return got[0]
+
     try:
-        return Prefetched(read, True, look(read))
+        seen = look(archive_read)
     except Exception as error:  # the parent raises it where it would have met it
-        return Prefetched(read, True, error=error)
+        return Prefetched(archive_read(), True, error=error)
+    return Prefetched(archive_read(), True, seen)
+
+
+def _fork(work: Callable[[], Any]) -> tuple[int, int]:
+    """A child process handing the pickled result of ``work`` over a pipe: its pid and
+    the pipe's read end."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: work, hand the result over, leave without cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            # The parent's handlers (removing its scratch folders) are not the child's.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps(work()))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _receive(pipe: int) -> Any:
+    """What our own child handed over; None if it handed nothing whole (it died)."""
+    with os.fdopen(pipe, "rb") as reading:
+        data = reading.read()
+    try:
+        return pickle.loads(data) if data else None  # noqa: S301 - our own child's answer
+    except Exception:
+        return None
 
 
 class Prefetch:
-    """An archive (and storage, with ``look``) being read in a child process;
-    :meth:`result` waits for it (None: read them here instead), :meth:`close` ends the
-    child if nobody waited."""
+    """An archive (and storage, with ``look``) being read in child processes;
+    :meth:`result` waits for them (None: read them here instead), :meth:`close` ends the
+    children if nobody waited.
+
+    The archive is read in a process of its own and storage in another, which takes the
+    archive's digest from the first when it needs it: the hashing (C, both cores) and
+    botocore's import and requests (Python, one core) do not wait on each other, nor on
+    verification's two processes.
+    """
 
     def __init__(self, archive: Path, look: Look | None = None) -> None:
         self.archive = archive
-        self._pid = 0
+        self._children: list[int] = []  # the last one hands the result over
         self._pipe = -1
         # Forking beside other threads is not safe; verification, which forks next, needs
-        # this process to stay single-threaded, so the child is a process, not a thread.
+        # this process to stay single-threaded, so the children are processes.
         if not hasattr(os, "fork") or threading.active_count() != 1:
             return
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: read, hand the result over, leave without cleanup
-            code = 1
-            try:
-                os.close(read_end)
-                # The parent's handlers (removing its scratch folders) are not the child's.
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                with os.fdopen(write_end, "wb") as out:
-                    out.write(pickle.dumps(_prefetch(archive, look)))
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        self._pid, self._pipe = pid, read_end
+        reader, from_reader = _fork(lambda: read_archive(archive))
+        self._children.append(reader)
+        if look is None:
+            self._pipe = from_reader
+            return
+        try:
+            looker, self._pipe = _fork(lambda: _looked(from_reader, look))
+        finally:
+            os.close(from_reader)  # the looking child reads it
+        self._children.append(looker)
 
     def result(self) -> Prefetched | None:
-        if not self._pid:
+        if not self._children:
             return None
         try:
-            with os.fdopen(self._pipe, "rb") as pipe:
-                data = pipe.read()
+            got = _receive(self._pipe)
         finally:
             self._pipe = -1
-            _, status = os.waitpid(self._pid, 0)
-            self._pid = 0
-        # Our own child's answer; should it have died, the archive is read here instead.
-        read = pickle.loads(data) if status == 0 and data else None  # noqa: S301
-        return read if isinstance(read, Prefetched) else None
+            statuses = [os.waitpid(pid, 0)[1] for pid in self._children]
+            self._children = []
+        # Should the child have died, the archive (and storage) are read here instead.
+        if statuses[-1] != 0:
+            return None
+        if isinstance(got, ArchiveRead):
+            return Prefetched(got)
+        return got if isinstance(got, Prefetched) else None
 
     def close(self) -> None:
-        if self._pid:
+        for pid in self._children:
             with contextlib.suppress(OSError):
-                os.kill(self._pid, signal.SIGKILL)
-                os.waitpid(self._pid, 0)
-            self._pid = 0
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        self._children = []
         if self._pipe >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._pipe)

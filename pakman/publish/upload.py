@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pakman import tree
 from pakman.digest import MULTIPART_THRESHOLD, Digest
 from pakman.errors import ConfigError, PublishError
+from pakman.publish.archive import ArchiveRead
 from pakman.publish.deployment import Deployment
 from pakman.publish.plan import (
     Plan,
@@ -29,7 +30,7 @@ from pakman.publish.plan import (
     reconcile,
     survey,
 )
-from pakman.publish.prefetch import ArchiveRead, Prefetch
+from pakman.publish.prefetch import Prefetch
 from pakman.storage.objects import Conflict, LocalObject, Staged, Store, bytes_object
 
 T = TypeVar("T")
@@ -355,15 +356,20 @@ def publish(
 
 
 def look_ahead(
-    store: Store, deployment: Deployment, archive: Path, read: ArchiveRead | None, dry_run: bool
+    store: Store,
+    deployment: Deployment,
+    archive: Path,
+    read: Callable[[], ArchiveRead | None],
+    dry_run: bool,
 ) -> Survey:
     """What storage holds, read beside verification (:mod:`.prefetch`): the deployment's
-    prefix with the checksums kept, its manifest, and the archive's key once its digest
-    is known. Never creates a bucket."""
+    prefix with the checksums kept, its manifest, and the archive's key once ``read``
+    gives its digest. Never creates a bucket."""
     if not dry_run:
         store.ensure_ready(False)
     seen = survey(store, deployment)
-    if read is None:
+    archived = read()
+    if archived is None:
         return seen
-    key = archive_key(read.digest.sha256, archive.name)
+    key = archive_key(archived.digest.sha256, archive.name)
     return dataclasses.replace(seen, archive_key=key, archive=store.head(key))

@@ -36,13 +36,14 @@ class LocalObject:
     sha256: str
     etag: str | None  # the MD5 a single PUT gets as its ETag; None for multipart sizes
     content_type: str
-    crc32: int
+    crc32: int | None  # None for the archive, whose CRC-32 nothing uses
     body: bytes | None = None  # for small generated objects such as the manifest
     part_sha256: tuple[bytes, ...] = ()  # per MULTIPART_CHUNK part, for multipart sizes
     cache_control: str | None = None  # the Cache-Control header the object is served with
 
     @property
     def crc32_b64(self) -> str:
+        assert self.crc32 is not None  # taken for every file but the archive
         return crc32_b64(self.crc32)
 
     @property

@@ -7,6 +7,7 @@ so a bad bucket, endpoint or missing credentials are refused before any heavy wo
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -121,7 +122,8 @@ def open_checked(store: StoreOptions) -> FileStore | S3Store:
     from pakman.storage.s3 import S3Store
 
     opened = store.open()  # refuses a bad --store, --bucket or --endpoint
-    if isinstance(opened, S3Store) and not (store.access_key_id and store.secret_access_key):
+    given = store.access_key_id and store.secret_access_key
+    if isinstance(opened, S3Store) and not given and not _credentials_in_env(os.environ):
         # botocore's own search (variables, profiles, a role): what the upload would use.
         import botocore.session
         from botocore.exceptions import BotoCoreError
@@ -136,3 +138,15 @@ def open_checked(store: StoreOptions) -> FileStore | S3Store:
                 " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)"
             )
     return opened
+
+
+def _credentials_in_env(env: Mapping[str, str]) -> bool:
+    """Whether botocore's search would find credentials in ``env`` first: both keys set
+    and no profile named. Then its import (half a second of CPU) is left to the requests,
+    which run beside verification."""
+    return bool(
+        env.get("AWS_ACCESS_KEY_ID")
+        and env.get("AWS_SECRET_ACCESS_KEY")
+        and not env.get("AWS_PROFILE")
+        and not env.get("AWS_DEFAULT_PROFILE")
+    )

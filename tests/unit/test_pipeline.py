@@ -174,6 +174,7 @@ def test_every_run_verifies_reading_each_file_once(
     each package is read once, by verification, whose digests publish ships."""
     from pakman import apk, digest
     from pakman.publish import plan as planning
+    from pakman.publish.archive import ArchiveRead, read_archive
 
     store = StoreOptions.resolve({}, store=f"file://{tmp_path / 's'}", create_bucket=True)
     trust = trust_files([str(deployment_files.public_key)])
@@ -191,9 +192,14 @@ def test_every_run_verifies_reading_each_file_once(
         hashed.append(path)
         return digest_file_(path)
 
+    def reading_archive(path: Path) -> ArchiveRead | None:
+        hashed.append(path)
+        return read_archive(path)
+
     monkeypatch.setattr(apk, "read_package", reading)
     monkeypatch.setattr(digest, "digest_file", hashing)  # the pipeline's unverified files
-    monkeypatch.setattr(planning, "digest_file", hashing)  # the archive
+    monkeypatch.setattr(planning, "digest_file", hashing)  # an archive read_archive refused
+    monkeypatch.setattr(planning, "read_archive", reading_archive)  # the archive
     first = pipeline.publish(deployment_files.packages, None, target, trust, store)
     assert len(first.uploaded) == deployment_files.files + 2
     packages = sorted(deployment_files.packages.rglob("*.apk"))

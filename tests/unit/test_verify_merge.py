@@ -288,6 +288,25 @@ def test_the_fast_tar_reader_agrees_with_tarfile(tmp_path: Path) -> None:
         _ustar_members(b"x" * 1024)
 
 
+def test_the_forked_check_splits_the_bytes_not_the_count(tmp_path: Path) -> None:
+    """One big package and many small ones: the big one gets a process to itself (split
+    by count, it shared one with half the small ones while the other process idled)."""
+    from pakman.verify import _halves
+
+    big = tmp_path / "big.apk"
+    big.write_bytes(b"x" * 4_000_000)
+    small = []
+    for i in range(99):
+        path = tmp_path / f"s{i:02d}.apk"
+        path.write_bytes(b"x" * 20_000)
+        small.append(path)
+    paths = sorted([big, *small])
+    mine, theirs = _halves(paths)
+    assert sorted([*mine, *theirs]) == paths
+    alone = mine if big in mine else theirs
+    assert alone == [big]
+
+
 # --- a package of another arch in an arch folder (issue 24.3) -----------------------------
 
 
