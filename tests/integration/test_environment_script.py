@@ -9,41 +9,26 @@ import base64
 import json
 import subprocess
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pakman import config, render
-from pakman.identity import Identity
 from tests.support import rig
-from tests.support.http import UnixHTTPServer, lxd_handler, serving
-from tests.support.paths import V8_CONFIGS
+from tests.support.environment import Servers, lxd_servers, rendered_script
 
 VARIABLES = {"PLAIN": "1", "SPACES": "two words", "EQUALS": "a=b", "QUOTE": 'it\'s "quoted"'}
 
 
 @pytest.fixture
 def script(tmp_path: Path) -> Path:
-    cfg = config.load(V8_CONFIGS / "rails.yml")
-    files = render.render(cfg, Identity("upmaru/locomo"))
-    path = tmp_path / "environment"
-    path.write_text(files["locomo.environment"].text)
-    return path
+    return rendered_script(tmp_path)
 
 
 @pytest.fixture
-def servers(
-    tmp_path: Path,
-) -> Iterator[tuple[dict[str, tuple[int, bytes]], list[dict[str, str]], Path, int]]:
-    routes: dict[str, tuple[int, bytes]] = {}
-    seen: list[dict[str, str]] = []
-    socket_path = tmp_path / "lxd.sock"
-    lxd = UnixHTTPServer(str(socket_path), lxd_handler(routes, seen))
-    api = ThreadingHTTPServer(("127.0.0.1", 0), lxd_handler(routes, seen))
-    with serving(lxd, api):
-        yield routes, seen, socket_path, api.server_address[1]
+def servers(tmp_path: Path) -> Iterator[Servers]:
+    with lxd_servers(tmp_path) as started:
+        yield started
 
 
 def run(script: Path, socket_path: Path) -> dict[str, str]:
