@@ -51,6 +51,12 @@ PLANTED = {
         "a test group imports only from cheaper ones",
         "tests.unit.test_keys -> tests.integration.test_keys",
     ),
+    "module-engine-to-arguments": (
+        "pakman_ci/engine.py",
+        "from pakman_ci import arguments",
+        "the Dagger module's files import one way",
+        "pakman_ci.engine is not allowed to import pakman_ci.arguments",
+    ),
     "benchmark-to-tests": (
         "benchmarks/sign.py",
         "from tests.support import paths",
@@ -67,6 +73,11 @@ def copy_of_the_code(base: Path) -> Path:
             base / package,
             ignore=shutil.ignore_patterns("__pycache__", "fixtures", "golden"),
         )
+    shutil.copytree(
+        ROOT / "ci" / "src" / "pakman_ci",
+        base / "pakman_ci",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     shutil.copy(ROOT / "pyproject.toml", base / "pyproject.toml")
     return base
 
