@@ -78,12 +78,6 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically (see :func:`atomic_writer`)."""
-    with atomic_writer(path, mode) as handle:
-        handle.write(data)
-
-
 def write_all(files: dict[Path, tuple[bytes, int]]) -> list[Path]:
     """Write every file or none: all are staged beside their targets, then renamed.
 

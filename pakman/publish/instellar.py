@@ -43,10 +43,6 @@ def _retry_class() -> type[urllib3.Retry]:
     return CappedRetry
 
 
-def _Retry(**options: Any) -> Any:
-    return _retry_class()(**options)
-
-
 @dataclass(frozen=True)
 class Storage:
     """S3 settings handed out by the API; the secret never shows in repr."""
