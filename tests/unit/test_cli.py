@@ -88,3 +88,14 @@ def test_one_table_documents_every_option_and_its_alias() -> None:
     for command in sub.choices:
         json_commands = [c for c in sub.choices if "--json" in _options(parser, c)]
         assert command in json_commands or command == "schema", command
+
+
+def test_repo_check_takes_the_shared_key_timeout_and_json_options() -> None:
+    """As the changelog says: `repo check` declares --key (and --public-key), --timeout
+    and --json through the shared groups, with the same destinations as every command."""
+    parsed = cli.build_parser().parse_args(
+        ["repo-check", "https://example.test/alpine", "--public-key", "k.pub", "--json"]
+    )
+    assert parsed.key == ["k.pub"]
+    assert parsed.json is True
+    assert parsed.timeout == 60.0
