@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -78,6 +78,15 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         raise
 
 
+def replace_staged(staged: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each staged temporary over its target, in order; a failure names the target."""
+    for temporary, path in staged:
+        try:
+            os.replace(temporary, path)
+        except OSError as error:
+            raise local_error(path, error) from None
+
+
 def write_all(files: dict[Path, tuple[bytes, int]]) -> list[Path]:
     """Write every file or none: all are staged beside their targets, then renamed.
 
@@ -95,11 +104,7 @@ def write_all(files: dict[Path, tuple[bytes, int]]) -> list[Path]:
                     _settle(handle, temporary, mode)
             except OSError as error:
                 raise local_error(path, error) from None
-        for temporary, path in staged:
-            try:
-                os.replace(temporary, path)
-            except OSError as error:
-                raise local_error(path, error) from None
+        replace_staged(staged)
     except BaseException:
         for temporary, _ in staged:
             temporary.unlink(missing_ok=True)

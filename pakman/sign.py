@@ -308,7 +308,7 @@ def _write(plans: Sequence[tuple[_Signable, bytes]]) -> None:
     full disk) leaves every file as it was."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from pakman.files import local_error
+    from pakman.files import local_error, replace_staged
 
     futures: list[tuple[Future[Path], Path]] = []
     try:
@@ -321,11 +321,7 @@ def _write(plans: Sequence[tuple[_Signable, bytes]]) -> None:
                 staged.append((future.result(), path))
             except OSError as error:
                 raise local_error(path, error) from None
-        for temporary, path in staged:
-            try:
-                os.replace(temporary, path)
-            except OSError as error:
-                raise local_error(path, error) from None
+        replace_staged(staged)
     except BaseException:
         for future, _ in futures:
             if future.done() and not future.exception():
