@@ -93,8 +93,9 @@ def moto_server(auth: bool = False) -> Iterator[S3Server]:
 
 
 @contextlib.contextmanager
-def versitygw_server() -> Iterator[S3Server]:
-    """A real S3 server: versitygw over a fresh folder, its own credentials, on 127.0.0.1.
+def versitygw_server(keep_alive: bool = False) -> Iterator[S3Server]:
+    """A real S3 server: versitygw over a fresh folder, its own credentials, on 127.0.0.1;
+    with ``keep_alive``, it keeps connections open between requests as S3 does.
 
     It checks every checksum it is sent (BadDigest), keeps CRC-32s and composite
     multipart checksums, lists parts with theirs, refuses wrong signatures, and honours
@@ -107,7 +108,15 @@ def versitygw_server() -> Iterator[S3Server]:
     secret_access_key = secrets.token_urlsafe(30)
     with tempfile.TemporaryDirectory(prefix="pakman-s3-") as data:
         process = subprocess.Popen(
-            [binary, "--port", f"127.0.0.1:{port}", "--quiet", "posix", data],
+            [
+                binary,
+                "--port",
+                f"127.0.0.1:{port}",
+                "--quiet",
+                *(["--keep-alive"] if keep_alive else []),
+                "posix",
+                data,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={

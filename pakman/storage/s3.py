@@ -35,6 +35,8 @@ _T = TypeVar("_T")
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from pakman.storage.s3reads import SignedReads
+
 
 # S3's bucket naming rules; the name reaches hosts and URL paths.
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -62,6 +64,8 @@ class S3Store:
     max_attempts: int = 5
     deadline: float | None = None  # time.monotonic() after which no request starts
     _client: S3Client | None = field(default=None, init=False, repr=False)
+    # Reads without botocore (:mod:`.s3reads`): None until decided, False once off.
+    _fast: SignedReads | Literal[False] | None = field(default=None, init=False, repr=False)
 
     def describe(self) -> str:
         where = f" at {redact_url(self.endpoint)}" if self.endpoint else ""
@@ -110,6 +114,42 @@ class S3Store:
             )
         return self._client
 
+    def _fast_reads(self) -> SignedReads | None:
+        """The fast path for reads, where it applies and has met nothing unexpected yet."""
+        if self._fast is None:
+            from pakman.storage.s3reads import signed_reads
+
+            self._fast = False  # until made: a failure to make it leaves it off
+            self._fast = (
+                signed_reads(
+                    self.bucket,
+                    self.endpoint,
+                    self.region or "us-east-1",
+                    self.access_key_id,
+                    self.secret_access_key,
+                    self.addressing_style,
+                    self.verify_tls,
+                )
+                or False
+            )
+        return self._fast or None
+
+    def _read_fast(self, read: Callable[[SignedReads], _T]) -> tuple[bool, _T | None]:
+        """``read`` on the fast path: (True, its answer), or (False, None) when there is
+        no fast path or it met an answer it does not handle, which turns it off for the
+        rest of the run and leaves the read to botocore (its errors and retries)."""
+        fast = self._fast_reads()
+        if fast is None:
+            return False, None
+        from pakman.storage.s3reads import Unexpected
+
+        self.check_deadline()
+        try:
+            return True, read(fast)
+        except Unexpected:
+            self._fast = False
+            return False, None
+
     def connect(self) -> None:
         """Make the client (botocore's import and models): CPU work, no request."""
         _ = self.client
@@ -148,8 +188,12 @@ class S3Store:
                     )
             return found
 
-        with self.errors():
-            found = self._read(listing)
+        fast, listed = self._read_fast(lambda reads: reads.list(prefix))
+        if fast and listed is not None:
+            found = listed
+        else:
+            with self.errors():
+                found = self._read(listing)
         if not checksums or not found:
             return found
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -307,6 +351,9 @@ class S3Store:
         raise AssertionError("unreachable")
 
     def get(self, key: str) -> bytes | None:
+        fast, got = self._read_fast(lambda reads: reads.get(key))
+        if fast:
+            return got
         from botocore.exceptions import ClientError
 
         def get() -> bytes | None:
@@ -380,6 +427,9 @@ class S3Store:
         return True
 
     def head(self, key: str) -> RemoteObject | None:
+        fast, headed = self._read_fast(lambda reads: reads.head(key))
+        if fast:
+            return headed
         from botocore.exceptions import ClientError
 
         def read() -> Any:

@@ -1,0 +1,156 @@
+"""The fast read path against a real S3 server: the same answers as botocore's, botocore
+taking over at the first answer it does not expect, and an unchanged re-publish that never
+imports botocore."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devkit.s3 import S3Server, versitygw_server
+from pakman.errors import PublishError
+from pakman.storage.s3 import S3Store
+from pakman.storage.s3reads import SignedReads
+from tests.support.deployment import Built
+from tests.support.instellar import SHA
+
+KEYS = ["p/a b.apk", "p/plus+sign.apk", "p/ünï/cödé.apk", "p/tilde~x", "p/q?x=1&y=%2F", "p/d/x"]
+
+
+def store(server: S3Server, bucket: str, **kw: Any) -> S3Store:
+    given: dict[str, Any] = {
+        "access_key_id": server.access_key_id,
+        "secret_access_key": server.secret_access_key,
+    }
+    return S3Store(bucket, server.endpoint, "us-east-1", **(given | kw))
+
+
+def botocores(server: S3Server, bucket: str) -> S3Store:
+    only = store(server, bucket)
+    only._fast = False
+    return only
+
+
+def test_the_same_answers_as_botocore(s3_server: S3Server, bucket: str) -> None:
+    client = s3_server.client()
+    for key in KEYS:
+        client.put_object(
+            Bucket=bucket, Key=key, Body=key.encode() * 40, ChecksumAlgorithm="SHA256"
+        )
+    client.put_object(Bucket=bucket, Key="p/plain", Body=b"no checksum asked")
+    client.put_object(Bucket=bucket, Key="elsewhere", Body=b"x", ChecksumAlgorithm="SHA256")
+    # A multipart object: the store keeps the composite SHA-256 of its parts.
+    upload = client.create_multipart_upload(Bucket=bucket, Key="p/big", ChecksumAlgorithm="SHA256")
+    parts = []
+    for number, body in enumerate((b"a" * 5 * 1024 * 1024, b"tail"), start=1):
+        sent = client.upload_part(
+            Bucket=bucket, Key="p/big", UploadId=upload["UploadId"], PartNumber=number,
+            Body=body, ChecksumAlgorithm="SHA256",
+        )  # fmt: skip
+        parts.append(
+            {"PartNumber": number, "ETag": sent["ETag"], "ChecksumSHA256": sent["ChecksumSHA256"]}
+        )
+    client.complete_multipart_upload(
+        Bucket=bucket, Key="p/big", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    fast, slow = store(s3_server, bucket), botocores(s3_server, bucket)
+    listed = fast.list("p/", checksums=True)
+    assert isinstance(fast._fast, SignedReads)  # it took the fast path and stayed on it
+    assert listed == slow.list("p/", checksums=True)
+    assert set(listed) == {*KEYS, "p/plain", "p/big"}
+    assert listed["p/big"].sha256 is not None
+    assert listed["p/big"].sha256.endswith("-2")
+    assert listed["p/plain"].sha256 is None
+    for key in [*KEYS, "p/missing"]:
+        assert fast.head(key) == slow.head(key), key
+        assert fast.get(key) == slow.get(key), key
+    assert isinstance(fast._fast, SignedReads)
+
+
+def test_a_listing_of_many_pages(s3_server: S3Server, bucket: str) -> None:
+    client = s3_server.client()
+    for number in range(1005):  # a page holds 1,000
+        client.put_object(Bucket=bucket, Key=f"many/{number:05}", Body=b"")
+    fast = store(s3_server, bucket)
+    assert fast.list("many/") == botocores(s3_server, bucket).list("many/")
+    assert len(fast.list("many/")) == 1005
+    assert isinstance(fast._fast, SignedReads)
+
+
+def test_botocore_takes_over_at_an_answer_it_does_not_expect(
+    s3_server: S3Server, bucket: str
+) -> None:
+    """A refused signature or a missing bucket: botocore's request reports it, as before,
+    redacted; the fast path is off for the rest of the run."""
+    wrong = store(s3_server, bucket, secret_access_key="not-the-secret-at-all")
+    with pytest.raises(PublishError) as refused:
+        wrong.list("p/")
+    assert "SignatureDoesNotMatch" in str(refused.value)
+    assert "not-the-secret-at-all" not in str(refused.value)
+    assert wrong._fast is False
+    absent = store(s3_server, "no-such-bucket-here")
+    with pytest.raises(PublishError, match="does not exist"):
+        absent.get("k")  # 404 NoSuchBucket, not NoSuchKey
+    assert absent._fast is False
+
+
+@pytest.fixture(scope="module")
+def keeping_alive() -> Iterator[S3Server]:
+    with versitygw_server(keep_alive=True) as server:
+        server.client().create_bucket(Bucket="kept")
+        yield server
+
+
+def test_connections_are_kept_and_one_the_server_closed_is_replaced(
+    keeping_alive: S3Server,
+) -> None:
+    keeping_alive.client().put_object(Bucket="kept", Key="k", Body=b"v")
+    fast = store(keeping_alive, "kept")
+    assert fast.get("k") == b"v"
+    reads = fast._fast
+    assert isinstance(reads, SignedReads)
+    idle = reads._idle.get_nowait()  # kept for the next request
+    assert idle.sock is not None
+    idle.sock.close()  # as a server does with a connection idle too long
+    reads._idle.put(idle)
+    assert fast.get("k") == b"v"
+    assert fast._fast is reads
+
+
+def test_an_unchanged_republish_never_imports_botocore(
+    s3_server: S3Server, bucket: str, deployment_files: Built, tmp_path: Path
+) -> None:
+    """Every process of the run (the children reading the archive and storage too)
+    imports nothing of botocore when storage already holds every object."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": s3_server.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+    }
+    args = [
+        "publish", str(deployment_files.packages), "--archive", str(deployment_files.archive),
+        "--key", str(deployment_files.public_key), "--repository", "acme/app", "--sha", SHA,
+        "--bucket", bucket, "--endpoint", s3_server.endpoint,
+    ]  # fmt: skip
+
+    def publish() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "pakman.cli", *args],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    first = publish()
+    assert first.returncode == 0, first.stderr[-800:]
+    assert "botocore" in first.stderr  # the uploads are botocore's
+    again = publish()
+    assert again.returncode == 0, again.stderr[-800:]
+    assert "uploaded 0" in again.stdout + again.stderr or "nothing" in again.stdout.lower()
+    imported = [line for line in again.stderr.splitlines() if "botocore" in line]
+    assert imported == []

@@ -1,0 +1,237 @@
+"""The fast read path signs and addresses each request exactly as botocore does (checked
+against botocore's own requests, caught before they leave), and is used only where
+botocore's requests could not differ from its own."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import parse_qsl, urlsplit
+
+import botocore.session
+import pytest
+from botocore.config import Config
+
+from pakman.storage import s3reads
+from pakman.storage.s3reads import Credentials, SignedReads, Unexpected, signed_reads
+
+KEY_ID = "AKIAFASTPATHTEST0001"
+SECRET = "fast-path-secret/Zq8x+T3st"
+TOKEN = "session-token-value"
+TRICKY = ["p/a b.apk", "p/plus+sign.apk", "p/ünï/cödé.apk", "p/tilde~x", "p/q?x=1&y=%2F", "p/"]
+
+
+Style = Literal["auto", "path", "virtual"]
+
+
+class Caught(Exception):
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+@functools.cache
+def botocore_client(endpoint: str, style: str, token: str | None) -> Any:
+    """A botocore client as pakman makes one, whose requests are caught before they leave."""
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="eu-west-3",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        aws_session_token=token,
+        config=Config(
+            s3={"addressing_style": cast(Style, style), "payload_signing_enabled": False},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+    def catch(request: Any, **_: Any) -> None:
+        raise Caught(request)
+
+    client.meta.events.register("before-send.s3", catch)
+    return client
+
+
+def botocore_request(endpoint: str, style: str, call: str, token: str | None, **params: Any) -> Any:
+    """The request botocore would send for ``call``, caught before it leaves."""
+    with pytest.raises(Caught) as caught:
+        getattr(botocore_client(endpoint, style, token), call)(**params)
+    return caught.value.request
+
+
+def fast(endpoint: str, style: str, token: str | None) -> SignedReads:
+    return SignedReads("releases", endpoint, "eu-west-3", Credentials(KEY_ID, SECRET, token), style)
+
+
+CASES = [
+    ("head_object", "HEAD", lambda key: ({"Key": key, "ChecksumMode": "ENABLED"}, key, [])),
+    ("get_object", "GET", lambda key: ({"Key": key}, key, [])),
+    (
+        "list_objects_v2",
+        "GET",
+        lambda key: (
+            {"Prefix": key, "ContinuationToken": "tok/+=="},
+            None,
+            [
+                ("list-type", "2"),
+                ("prefix", key),
+                ("encoding-type", "url"),
+                ("continuation-token", "tok/+=="),
+            ],
+        ),
+    ),
+]
+
+
+# Every endpoint and style the fast path takes (virtual at an IP address it leaves).
+WHERE = [
+    ("http://127.0.0.1:7070", "auto"),
+    ("http://127.0.0.1:7070", "path"),
+    ("https://s3.example.net", "auto"),
+    ("https://s3.example.net", "path"),
+    ("https://s3.example.net", "virtual"),
+    ("http://localhost:9000", "virtual"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "style"), WHERE)
+@pytest.mark.parametrize("token", [None, TOKEN])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_requests_are_botocores(endpoint: str, style: str, token: str | None, case: Any) -> None:
+    call, method, params_for = case
+    reads = fast(endpoint, style, token)
+    for key in TRICKY:
+        params, object_key, query = params_for(key)
+        theirs = botocore_request(endpoint, style, call, token, Bucket="releases", **params)
+        url = urlsplit(theirs.url)
+        date = theirs.headers["X-Amz-Date"].decode()
+        now = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+        extra = {"x-amz-checksum-mode": "ENABLED"} if method == "HEAD" else {}
+        host, target, ours = reads.prepare(method, object_key, query, extra, now)
+        path, _, our_query = target.partition("?")
+        assert (theirs.method, url.netloc, url.path) == (method, host, path), key
+        assert sorted(parse_qsl(url.query)) == sorted(parse_qsl(our_query)), key
+        # Their headers, signed by our signer, give their Authorization.
+        authorization = theirs.headers["Authorization"].decode()
+        signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+        headers = {
+            name: theirs.headers.get(name, host).decode() if name != "host" else host
+            for name in signed
+        }
+        assert (
+            s3reads.authorization(
+                method,
+                url.path,
+                list(parse_qsl(url.query, keep_blank_values=True)),
+                headers,
+                Credentials(KEY_ID, SECRET, token),
+                "eu-west-3",
+            )
+            == authorization
+        ), key
+        # And ours carry every header they sign that is not botocore's own bookkeeping.
+        mine = {n for n in signed if not n.startswith("amz-sdk-")}
+        assert mine == set(ours) - {"authorization"}, key
+
+
+def test_the_secret_is_in_no_header_and_no_repr() -> None:
+    reads = fast("http://127.0.0.1:7070", "auto", TOKEN)
+    host, target, headers = reads.prepare("HEAD", "p/a.apk", [], {})
+    assert SECRET not in repr(reads)
+    assert TOKEN not in repr(reads)
+    assert all(SECRET not in value for value in (host, target, *headers.values()))
+
+
+def test_listing_pages_parse_as_botocore_decodes_them() -> None:
+    page = (
+        b'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+        b"<NextContinuationToken>next/1</NextContinuationToken>"
+        b"<Contents><Key>p/a+b%2Bc%C3%BC</Key><Size>12</Size><ETag>&quot;abc&quot;</ETag>"
+        b"<LastModified>2026-12-03T15:00:00.000Z</LastModified></Contents></ListBucketResult>"
+    )
+    objects, token = s3reads._listing(page)
+    assert token == "next/1"
+    [(key, found)] = objects.items()
+    assert (key, found.size, found.etag) == ("p/a b+cü", 12, "abc")
+    assert found.modified == datetime.datetime(2026, 12, 3, 15, tzinfo=datetime.UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<Error><Code>NoSuchBucket</Code></Error>",
+        b"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
+        b"<ListBucketResult><Contents><Key>k</Key><Size>-1</Size></Contents></ListBucketResult>",
+        b"<ListBucketResult><Contents><Key>k</Key><Size>1</Size>"
+        b"<LastModified>yesterday</LastModified></Contents></ListBucketResult>",
+        b"not xml <",
+    ],
+)
+def test_a_listing_it_cannot_read_is_left_to_botocore(body: bytes) -> None:
+    with pytest.raises(Unexpected):
+        s3reads._listing(body)
+
+
+GIVEN = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+
+def made(env: dict[str, str], endpoint: str | None = "http://127.0.0.1:7070", **kw: Any) -> bool:
+    args: dict[str, Any] = {"access_key_id": None, "secret_access_key": None} | kw
+    return (
+        signed_reads(
+            "releases",
+            endpoint,
+            "us-east-1",
+            args["access_key_id"],
+            args["secret_access_key"],
+            "auto",
+            True,
+            env,
+        )
+        is not None
+    )
+
+
+def test_it_runs_only_where_botocores_requests_are_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert made(GIVEN)
+    assert made({}, access_key_id=KEY_ID, secret_access_key=SECRET)
+    assert not made({})  # botocore's search: profiles, roles
+    assert not made({}, access_key_id=KEY_ID)
+    assert not made(GIVEN, endpoint=None)  # AWS itself
+    assert not made(GIVEN, endpoint="http://user:pw@127.0.0.1:7070")
+    assert not made(GIVEN, endpoint="http://127.0.0.1:7070/base")
+    assert not made(GIVEN, endpoint="http://[::1]:7070")
+    assert not made(GIVEN | {"AWS_PROFILE": "ci"})
+    assert not made(GIVEN | {"https_proxy": "http://proxy:3128"})
+    assert not made(GIVEN | {"AWS_USE_FIPS_ENDPOINT": "true"})
+    assert made(GIVEN | {"NO_PROXY": "*", "AWS_CA_BUNDLE": "/etc/ssl/certs/ca.crt"})
+    config = tmp_path / ".aws" / "config"
+    config.parent.mkdir()
+    config.write_text("[default]\n")
+    assert not made(GIVEN)
+    assert not made(GIVEN | {"AWS_CONFIG_FILE": str(config)})
+
+
+def test_a_session_token_comes_only_with_keys_from_the_environment() -> None:
+    env = GIVEN | {"AWS_SESSION_TOKEN": TOKEN}
+    assert s3reads.credentials(None, None, env) == Credentials(KEY_ID, SECRET, TOKEN)
+    # Keys given as options: botocore then signs with no token.
+    assert s3reads.credentials("other", "pair", env) == Credentials("other", "pair", None)
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:7070", "https://s3.example.net"])
+def test_where_botocores_addressing_rules_go_further_it_is_left_to_them(endpoint: str) -> None:
+    """Virtual-hosted addressing of a dotted bucket, or at an IP address, follows rules of
+    botocore's own (path style for one, a dotted host for the other): not replicated."""
+    env = GIVEN
+    for bucket in ("rel.eases", "releases"):
+        made = signed_reads(bucket, endpoint, "us-east-1", None, None, "virtual", True, env)
+        expected = bucket == "releases" and "example" in endpoint
+        assert (made is not None) == expected, (bucket, endpoint)
