@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -16,9 +17,20 @@ if TYPE_CHECKING:
     from pakman.publish.upload import ProgressFactory
 
 
+# Uploads log from several threads: each line goes out whole, in one write.
+_LINES = threading.Lock()
+
+
+def line_out(line: str) -> None:
+    """One whole line on stderr (``print`` writes the text and its newline apart, so
+    lines of threads logging at once ran together)."""
+    with _LINES:
+        sys.stderr.write(line + "\n")
+
+
 def warn(lines: Sequence[str]) -> None:
     for line in lines:
-        print(f"warning: {line}", file=sys.stderr)
+        line_out(f"warning: {line}")
 
 
 def log(enabled: bool) -> Callable[[str], None]:
@@ -26,7 +38,7 @@ def log(enabled: bool) -> Callable[[str], None]:
 
     def write(line: str) -> None:
         if enabled or line.startswith("warning:"):
-            print(line, file=sys.stderr)
+            line_out(line)
 
     return write
 

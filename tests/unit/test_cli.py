@@ -2,8 +2,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from pakman import cli
+from pakman.cli import terminal
 from tests.support.paths import ROOT
 
 
@@ -99,3 +106,23 @@ def test_repo_check_takes_the_shared_key_timeout_and_json_options() -> None:
     assert parsed.key == ["k.pub"]
     assert parsed.json is True
     assert parsed.timeout == 60.0
+
+
+class Yielding(io.StringIO):
+    """A stream that lets other threads run between writes, as a pipe's does."""
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        time.sleep(0)
+        return written
+
+
+def test_lines_logged_from_threads_at_once_stay_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uploads log from their threads: no line runs into another."""
+    stream = Yielding()
+    monkeypatch.setattr(sys, "stderr", stream)
+    write = terminal.log(True)
+    lines = [f"put    deployments/k{n:04}.apk ({n} bytes)" for n in range(2000)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, lines))
+    assert sorted(stream.getvalue().splitlines()) == sorted(lines)
