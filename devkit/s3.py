@@ -14,11 +14,13 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 from devkit.ports import free_port, stop, wait_for_port
+from devkit.tls import ServerCertificate
 from devkit.tools import need_tool
 
 
@@ -29,6 +31,7 @@ class S3Server:
     access_key_id: str
     secret_access_key: str
     pid: int = 0  # the server process, for benchmarks that read its CPU time
+    ca: Path | None = None  # the authority that signed its certificate, when it serves HTTPS
 
     def client(self) -> Any:
         return boto3.client(
@@ -37,6 +40,7 @@ class S3Server:
             region_name="us-east-1",
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
+            verify=str(self.ca) if self.ca else None,
         )
 
     def env(self) -> dict[str, str]:
@@ -93,9 +97,12 @@ def moto_server(auth: bool = False) -> Iterator[S3Server]:
 
 
 @contextlib.contextmanager
-def versitygw_server(keep_alive: bool = False) -> Iterator[S3Server]:
+def versitygw_server(
+    keep_alive: bool = False, tls: ServerCertificate | None = None
+) -> Iterator[S3Server]:
     """A real S3 server: versitygw over a fresh folder, its own credentials, on 127.0.0.1;
-    with ``keep_alive``, it keeps connections open between requests as S3 does.
+    with ``keep_alive``, it keeps connections open between requests as S3 does; with
+    ``tls``, it serves HTTPS with that certificate.
 
     It checks every checksum it is sent (BadDigest), keeps CRC-32s and composite
     multipart checksums, lists parts with theirs, refuses wrong signatures, and honours
@@ -114,6 +121,7 @@ def versitygw_server(keep_alive: bool = False) -> Iterator[S3Server]:
                 f"127.0.0.1:{port}",
                 "--quiet",
                 *(["--keep-alive"] if keep_alive else []),
+                *(["--cert", str(tls.cert), "--key", str(tls.key)] if tls else []),
                 "posix",
                 data,
             ],
@@ -127,7 +135,14 @@ def versitygw_server(keep_alive: bool = False) -> Iterator[S3Server]:
         )
         try:
             wait_for_port(port)
-            endpoint = f"http://127.0.0.1:{port}"
-            yield S3Server(endpoint, port, access_key_id, secret_access_key, process.pid)
+            endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+            yield S3Server(
+                endpoint,
+                port,
+                access_key_id,
+                secret_access_key,
+                process.pid,
+                tls.ca if tls else None,
+            )
         finally:
             stop(process)

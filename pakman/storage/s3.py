@@ -108,7 +108,9 @@ class S3Store:
                     region_name=self.region or "us-east-1",
                     aws_access_key_id=self.access_key_id,
                     aws_secret_access_key=self.secret_access_key,
-                    verify=self.verify_tls,
+                    # None, not True: botocore then takes the CA bundle a user names
+                    # (AWS_CA_BUNDLE, ca_bundle in the AWS config) as the AWS CLI does.
+                    verify=None if self.verify_tls else False,
                     config=config,
                 ),
             )

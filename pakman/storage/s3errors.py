@@ -54,6 +54,7 @@ class S3Errors:
             ConnectionError,
             EndpointConnectionError,
             NoCredentialsError,
+            SSLError,
         )
 
         where = self.store.describe()
@@ -66,6 +67,12 @@ class S3Errors:
         elif isinstance(error, NoCredentialsError):
             message = (
                 f"storage {where}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            )
+        elif isinstance(error, SSLError):
+            message = (
+                f"storage {where}: TLS: the endpoint's certificate is not trusted"
+                " (set AWS_CA_BUNDLE to the certificate of the authority that signed it,"
+                " or pass --no-verify-tls)"
             )
         elif isinstance(error, EndpointConnectionError | ConnectionError):
             message = f"storage {where}: cannot reach the endpoint after {attempts} attempts"

@@ -66,8 +66,7 @@ def credentials(
 def botocore_reads_more(env: Mapping[str, str], home: Path) -> bool:
     """Whether botocore's requests would depend on settings the fast path does not read:
     a proxy, FIPS or dual-stack endpoints, or an AWS config file (which can set those and
-    more). A CA bundle named by ``AWS_CA_BUNDLE`` is not one: pakman gives botocore
-    ``verify`` itself, which it then takes over the bundle."""
+    more; a CA bundle named in the environment is read, :func:`ca_bundle`)."""
     if any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" for name in env):
         return True
     if any(name.startswith("AWS_USE_") and env[name] for name in env):
@@ -76,9 +75,13 @@ def botocore_reads_more(env: Mapping[str, str], home: Path) -> bool:
     return Path(config).expanduser().exists()
 
 
-def ca_bundle() -> str:
-    """The CA bundle botocore verifies TLS with when given ``verify=True``: certifi's when
-    installed, else its own."""
+def ca_bundle(env: Mapping[str, str]) -> str | None:
+    """The CA bundle botocore verifies TLS with: the one named by ``AWS_CA_BUNDLE``, else
+    ``REQUESTS_CA_BUNDLE``, else certifi's when installed, else its own. None where a
+    name is blank (botocore refuses it, with its own error)."""
+    for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
+        if name in env:
+            return env[name] if env[name].strip() else None
     try:
         import certifi
 
@@ -88,7 +91,7 @@ def ca_bundle() -> str:
 
         spec = importlib.util.find_spec("botocore")
         if spec is None or spec.origin is None:
-            raise Unexpected("no CA bundle") from None
+            return None
         return str(Path(spec.origin).parent / "cacert.pem")
 
 
@@ -162,7 +165,7 @@ class SignedReads:
     region: str
     creds: Credentials = field(repr=False)
     style: str = "auto"
-    verify_tls: bool = True
+    cafile: str | None = None  # the CA bundle to verify TLS with; None: not verified
     _idle: queue.SimpleQueue[http.client.HTTPConnection] = field(
         default_factory=queue.SimpleQueue, init=False, repr=False
     )
@@ -181,8 +184,8 @@ class SignedReads:
         self._netloc = self._host if self._port in (None, default) else f"{self._host}:{self._port}"
         self._context: ssl.SSLContext | None = None
         if self._tls:
-            self._context = ssl.create_default_context(cafile=ca_bundle())
-            if not self.verify_tls:
+            self._context = ssl.create_default_context(cafile=self.cafile)
+            if self.cafile is None:
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE
 
@@ -383,7 +386,12 @@ def signed_reads(
     creds = credentials(access_key_id, secret_access_key, env)
     if creds is None or botocore_reads_more(env, Path.home()):
         return None
+    cafile = None
+    if parts.scheme == "https" and verify_tls:
+        cafile = ca_bundle(env)
+        if cafile is None:
+            return None
     try:
-        return SignedReads(bucket, endpoint, region, creds, style, verify_tls)
+        return SignedReads(bucket, endpoint, region, creds, style, cafile)
     except (Unexpected, OSError, ValueError):
         return None

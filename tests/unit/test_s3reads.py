@@ -235,3 +235,21 @@ def test_where_botocores_addressing_rules_go_further_it_is_left_to_them(endpoint
         made = signed_reads(bucket, endpoint, "us-east-1", None, None, "virtual", True, env)
         expected = bucket == "releases" and "example" in endpoint
         assert (made is not None) == expected, (bucket, endpoint)
+
+
+def test_tls_is_verified_with_the_bundle_botocore_would_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no AWS config file
+    both = {"AWS_CA_BUNDLE": "/ca/aws.pem", "REQUESTS_CA_BUNDLE": "/ca/requests.pem"}
+    assert s3reads.ca_bundle(both) == "/ca/aws.pem"
+    assert s3reads.ca_bundle({"REQUESTS_CA_BUNDLE": "/ca/requests.pem"}) == "/ca/requests.pem"
+    default = s3reads.ca_bundle({})
+    assert default is not None
+    assert Path(default).is_file()
+    # A blank name botocore refuses with its own error: the fast path stands aside.
+    https = "https://s3.example.net"
+    blank = GIVEN | {"AWS_CA_BUNDLE": " "}
+    assert signed_reads("releases", https, "us-east-1", None, None, "auto", True, blank) is None
+    # Not verifying: no bundle is needed.
+    assert signed_reads("releases", https, "us-east-1", None, None, "auto", False, blank)
