@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.publish import PEAK_RSS
 from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.peak_rss import PEAK_RSS
 from devkit.s3 import moto_server
 from pakman import keys
 

@@ -40,19 +40,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devkit.apkfactory import SigningKey, make_package, write_repo
+from devkit.peak_rss import PEAK_RSS
 from devkit.s3 import versitygw_server
 from devkit.tools import find_tool
 from pakman import keys, merge
-
-# The `pakman` command (pakman.cli.run), printing its peak RSS (KiB) as its last line.
-PEAK_RSS = """
-import os, re, sys
-from pakman.cli import main
-status = main(sys.argv[1:])
-print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1), file=sys.stderr)
-sys.stderr.flush()
-os._exit(status)
-"""
 
 
 def server_cpu(pid: int) -> float:

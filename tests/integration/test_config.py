@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.peak_rss import PEAK_RSS
 from tests.support.cli import one_line_error, run_pakman
 from tests.support.configs import BAD, GOOD
-from tests.support.hostile import PEAK_RSS
 
 
 @pytest.mark.parametrize(("case", "text", "expected"), BAD, ids=[case for case, _, _ in BAD])

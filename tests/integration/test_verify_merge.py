@@ -17,11 +17,12 @@ from devkit.apkfactory import (
     signature_stream,
     write_repo,
 )
+from devkit.peak_rss import PEAK_RSS
 from pakman import apk
 from pakman.trust import Trust
 from tests.support.cli import one_line_error, run_pakman
 from tests.support.deployment import Built, publish_args
-from tests.support.hostile import KEY, PEAK_RSS, SECRET
+from tests.support.hostile import KEY, SECRET
 from tests.unit.test_verify_merge import artifacts, repo, signing_key
 
 
