@@ -182,6 +182,7 @@ class SignedReads:
         self._port = parts.port
         default = 443 if self._tls else 80
         self._netloc = self._host if self._port in (None, default) else f"{self._host}:{self._port}"
+        self._pid = os.getpid()  # whose kept connections these are
         self._context: ssl.SSLContext | None = None
         if self._tls:
             self._context = ssl.create_default_context(cafile=self.cafile)
@@ -196,6 +197,9 @@ class SignedReads:
         return ("" if self._virtual else f"/{self.bucket}") + "/" + quote(key, safe="/~")
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        if self._pid != os.getpid():
+            # A forked child never takes its parent's sockets: both would read one stream.
+            self._idle, self._pid = queue.SimpleQueue(), os.getpid()
         try:
             return self._idle.get_nowait(), True
         except queue.Empty:

@@ -154,3 +154,40 @@ def test_an_unchanged_republish_never_imports_botocore(
     assert "uploaded 0" in again.stdout + again.stderr or "nothing" in again.stdout.lower()
     imported = [line for line in again.stderr.splitlines() if "botocore" in line]
     assert imported == []
+
+
+def test_a_forked_child_never_takes_its_parents_connections(keeping_alive: S3Server) -> None:
+    keeping_alive.client().put_object(Bucket="kept", Key="forked", Body=b"parent and child")
+    fast = store(keeping_alive, "kept")
+    assert fast.get("forked") == b"parent and child"
+    reads = fast._fast
+    assert isinstance(reads, SignedReads)
+    kept = reads._idle.get_nowait()
+    reads._idle.put(kept)
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, never the parent's
+        code = 1
+        try:
+            ok = fast.get("forked") == b"parent and child"
+            mine = reads._idle.get_nowait()
+            code = 0 if ok and mine is not kept else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert fast.get("forked") == b"parent and child"
+    assert reads._idle.get_nowait() is kept  # the parent's connection, still its own
+
+
+def test_cold_concurrent_listings_in_a_loop_agree_with_botocore(keeping_alive: S3Server) -> None:
+    """Eight threads share a cold pool of kept connections: run after run, every answer is
+    botocore's, and the fast path never hands over."""
+    client = keeping_alive.client()
+    for number in range(120):
+        client.put_object(
+            Bucket="kept", Key=f"loop/{number:03}", Body=b"%d" % number, ChecksumAlgorithm="SHA256"
+        )
+    expected = botocores(keeping_alive, "kept").list("loop/", checksums=True)
+    for _ in range(25):
+        fast = store(keeping_alive, "kept", concurrency=8)
+        assert fast.list("loop/", checksums=True) == expected
+        assert isinstance(fast._fast, SignedReads)
