@@ -94,6 +94,8 @@ WHERE = [
     ("https://s3.example.net", "path"),
     ("https://s3.example.net", "virtual"),
     ("http://localhost:9000", "virtual"),
+    ("http://127.0.0.1:7070/", "auto"),  # a trailing slash
+    ("https://s3.example.net/", "virtual"),
 ]
 
 
