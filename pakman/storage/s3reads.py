@@ -5,9 +5,9 @@ the hashing.
 
 A fast path only. It runs where its requests are botocore's (an endpoint given, no path
 or user in it; credentials given or in the environment; no proxy, FIPS setting or AWS
-config file that botocore would read), and hands over to botocore for the rest of the run at the
-first answer it does not expect: an error status, a redirect, a broken connection, a body
-it cannot parse. Its answers are judged as botocore's are (presence only by the SHA-256
+config file that botocore would read), and hands over to botocore for the rest of the run
+at the first answer it does not expect: an error status, a redirect, a broken connection,
+a body it cannot parse. Its answers are judged as botocore's are (presence only by the SHA-256
 the store keeps); its failures are never shown, so botocore's own request reports them,
 redacted, with retries.
 """
@@ -72,7 +72,10 @@ def botocore_reads_more(env: Mapping[str, str], home: Path) -> bool:
     if any(name.startswith("AWS_USE_") and env[name] for name in env):
         return True
     config = env.get("AWS_CONFIG_FILE") or str(home / ".aws" / "config")
-    return Path(config).expanduser().exists()
+    try:
+        return Path(config).expanduser().exists()
+    except (OSError, RuntimeError):  # unreadable, or no home to expand: botocore's to judge
+        return True
 
 
 def ca_bundle(env: Mapping[str, str]) -> str | None:
@@ -388,7 +391,11 @@ def signed_reads(
     if ":" in (parts.hostname or ":"):  # IPv6: left to botocore
         return None
     creds = credentials(access_key_id, secret_access_key, env)
-    if creds is None or botocore_reads_more(env, Path.home()):
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home at all: botocore's to judge
+        return None
+    if creds is None or botocore_reads_more(env, home):
         return None
     cafile = None
     if parts.scheme == "https" and verify_tls:

@@ -255,3 +255,17 @@ def test_tls_is_verified_with_the_bundle_botocore_would_take(
     assert signed_reads("releases", https, "us-east-1", None, None, "auto", True, blank) is None
     # Not verifying: no bundle is needed.
     assert signed_reads("releases", https, "us-east-1", None, None, "auto", False, blank)
+
+
+def test_an_aws_folder_it_cannot_read_leaves_the_reads_to_botocore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config file it cannot see for want of permission may exist: botocore decides."""
+    blocked = tmp_path / ".aws"
+    blocked.mkdir()
+
+    def refuse(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "exists", refuse)
+    assert s3reads.botocore_reads_more({}, tmp_path)
