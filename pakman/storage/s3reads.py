@@ -20,6 +20,7 @@ import hmac
 import http.client
 import os
 import queue
+import re
 import ssl
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ CONNECT_TIMEOUT = 5  # botocore's, as pakman configures it
 READ_TIMEOUT = 60
 BODY_LIMIT = 16 * 1024 * 1024  # a listing page of 1,000 keys or a manifest is far smaller
 IP_HOST = frozenset("0123456789.")
+# The suffixes AWS reserves for special buckets (S3 Express ends --x-s3 or --xa-s3).
+RESERVED_SUFFIX = re.compile(r"--[a-z0-9-]*-s3$")
 
 
 class Unexpected(Exception):
@@ -389,6 +392,8 @@ def signed_reads(
     if parts.username or parts.password or parts.path not in ("", "/") or parts.query:
         return None
     if ":" in (parts.hostname or ":"):  # IPv6: left to botocore
+        return None
+    if RESERVED_SUFFIX.search(bucket):  # S3 Express (--x-s3): botocore signs a session
         return None
     creds = credentials(access_key_id, secret_access_key, env)
     try:
