@@ -3,13 +3,13 @@ SigV4 and sent over :mod:`http.client`, without botocore, whose import, client a
 Python per request cost about 3 ms of CPU per HEAD: most of such a run's work beside
 the hashing.
 
-A fast path only. It runs where its requests are botocore's (an endpoint given, no path
-or user in it; credentials given or in the environment; no proxy, FIPS setting or AWS
-config file that botocore would read), and hands over to botocore for the rest of the run
-at the first answer it does not expect: an error status, a redirect, a broken connection,
-a body it cannot parse. Its answers are judged as botocore's are (presence only by the SHA-256
-the store keeps); its failures are never shown, so botocore's own request reports them,
-redacted, with retries.
+A fast path only. It runs where its requests are botocore's: an endpoint given, with no
+path or user in it; credentials given or in the environment; no proxy, FIPS setting or
+AWS config file that botocore would read; no S3 Express bucket. It hands over to botocore
+for the rest of the run at the first answer it does not expect: an error status, a
+redirect, a broken connection, a body it cannot parse. Its answers are judged as
+botocore's are (presence only by the SHA-256 the store keeps); its failures are never
+shown, so botocore's own request reports them, redacted, with retries.
 """
 
 from __future__ import annotations
