@@ -264,7 +264,7 @@ def add_timeout(
     *,
     default: float | None = None,
 ) -> None:
-    """``--timeout``: the whole run's deadline (``repo check``: each read's)."""
+    """``--timeout``: the whole run's deadline."""
     if default is None:
         from pakman.pipeline import DEFAULT_TIMEOUT
 

@@ -127,13 +127,14 @@ def _add_check(subparsers: Subparsers) -> None:
     options.add_key(p, "public key the index must verify with", required=True)
     p.add_argument("--arch", action="append", help="arch to check (repeatable; default: x86_64)")
     options.add_no_verify_tls(p, "do not verify the repository's TLS certificate")
-    options.add_timeout(p, "seconds per read (default: %(default)s)", default=60.0)
+    options.add_timeout(p, "give up after this long, exit 3 (default: %(default)g, 30 min)")
     options.add_json(p)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from pakman.repo.check import check
 
+    watchdog(args, resumes=False)
     report = check(
         args.url,
         args.arch or ["x86_64"],

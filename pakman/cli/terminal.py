@@ -75,7 +75,7 @@ def progress_factory() -> ProgressFactory | None:
 GRACE_SECONDS = 10  # past --timeout, for requests under way to fail on their own
 
 
-def watchdog(args: argparse.Namespace) -> None:
+def watchdog(args: argparse.Namespace, *, resumes: bool = True) -> None:
     """End the process a little after --timeout: a request stuck on a server that trickles
     bytes cannot be interrupted from Python, so the run stops itself (exit 3). A timer
     signal rather than a thread, so the run stays single-threaded until it uploads."""
@@ -91,8 +91,8 @@ def watchdog(args: argparse.Namespace) -> None:
         from pakman.merge import SCRATCH
 
         print(
-            f"error: {args.command}: gave up after {seconds:g} s (--timeout);"
-            " a re-run resumes where this one stopped",
+            f"error: {args.command}: gave up after {seconds:g} s (--timeout)"
+            + ("; a re-run resumes where this one stopped" if resumes else ""),
             file=sys.stderr,
             flush=True,
         )

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pakman import apk
-from pakman.errors import ConfigError, PackageFormatError
+from pakman.errors import ConfigError, PackageFormatError, PublishError
+from pakman.storage.objects import redact_url
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -64,12 +66,18 @@ def package_cache_problem(header: str | None) -> str | None:
     )
 
 
+READ_TIMEOUT = 60.0  # seconds a read may make no progress
+
+
 class _Client:
-    def __init__(self, timeout: float, verify_tls: bool) -> None:
+    """GETs that start only before ``deadline`` (time.monotonic()), each bounded by what is
+    left of it; a read stuck past it is the watchdog's (``pakman repo check`` arms it)."""
+
+    def __init__(self, deadline: float, verify_tls: bool) -> None:
         import urllib3
 
+        self.deadline = deadline
         self.pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=10, read=timeout),
             retries=urllib3.Retry(total=3, backoff_factor=0.2, redirect=3),
             cert_reqs="CERT_REQUIRED" if verify_tls else "CERT_NONE",
         )
@@ -77,8 +85,14 @@ class _Client:
     def get(self, url: str) -> Any:
         import urllib3
 
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise PublishError(
+                f"repo check {url}: gave up: the run passed its deadline (--timeout)"
+            )
+        timeout = urllib3.Timeout(connect=min(10.0, left), read=min(READ_TIMEOUT, left))
         try:
-            return self.pool.request("GET", url, preload_content=False)
+            return self.pool.request("GET", url, preload_content=False, timeout=timeout)
         except urllib3.exceptions.HTTPError as error:
             reason = getattr(error, "reason", None) or error
             return f"cannot fetch: {reason}"
@@ -89,17 +103,18 @@ def check(
     arches: Sequence[str],
     trusted: Mapping[str, RSAPublicKey],
     *,
-    timeout: float = 60.0,
+    timeout: float,
     verify_tls: bool = True,
 ) -> CheckReport:
-    """Every problem of the repository at ``url`` (a line of /etc/apk/repositories)."""
+    """Every problem of the repository at ``url`` (a line of /etc/apk/repositories); no
+    request starts more than ``timeout`` seconds after the call."""
     from pakman.verify import check_signature
 
     if not re.match(r"https?://[^/]", url):
         raise ConfigError(f"URL: must be an http(s) URL (got {url!r})")
     base = url.rstrip("/")
     report = CheckReport(base)
-    client = _Client(timeout, verify_tls)
+    client = _Client(time.monotonic() + timeout, verify_tls)
     for arch in arches:
         where = f"{base}/{arch}/APKINDEX.tar.gz"
         answer = client.get(where)
@@ -134,6 +149,10 @@ def check(
             report.packages += 1
             name = apk.package_filename(record)
             report.problems += _check_package(client, f"{base}/{arch}/{name}", record)
+    # A user:password@ in the URL (apk reads private repositories so) is never printed.
+    shown = redact_url(base)
+    report.problems = [problem.replace(base, shown) for problem in report.problems]
+    report.url = shown
     return report
 
 

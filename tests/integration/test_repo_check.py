@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ from devkit.s3 import S3Server
 from pakman import keys
 from pakman.repo import index
 from tests.support.apkrepo import FOLDER, _keys, build
-from tests.support.cli import run_pakman
+from tests.support.cli import one_line_error, run_pakman
+from tests.support.http import http_server
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +104,47 @@ def test_check_reports_every_problem(
     )
     assert wrong.returncode == 1
     assert "bad signature: does not verify with acme-app.rsa.pub" in wrong.stdout
+
+
+def test_a_trickling_repository_is_bounded_by_the_timeout(tmp_path: Path) -> None:
+    """--timeout is the whole run's deadline, as in every command: a server that sends a
+    byte now and then (never idle for a read timeout) ends the check, exit 3."""
+
+    def trickle(handler: BaseHTTPRequestHandler, method: str) -> None:
+        handler.send_response(200)
+        handler.send_header("content-length", "1000000")
+        handler.end_headers()
+        for _ in range(600):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.5)
+
+    public = tmp_path / "acme-app.rsa.pub"
+    public.write_bytes(keys.generate(2048).public_pem)
+    with http_server(trickle) as endpoint:
+        result = run_pakman(
+            "repo", "check", f"{endpoint}/alpine/v3.23/acme", "--key", str(public),
+            "--timeout", "2", timeout=120,  # a guard for the test itself
+        )  # fmt: skip
+    one_line_error(result, 3, "repo-check: gave up after 2 s (--timeout)")
+    assert "resumes" not in result.stderr  # a check has nothing to resume
+
+
+def test_a_password_in_the_url_is_never_printed(tmp_path: Path) -> None:
+    """apk reads a private repository from https://user:password@host/...: so does the
+    check, and neither the password nor the user is in what it prints."""
+
+    def missing(handler: BaseHTTPRequestHandler, method: str) -> None:
+        handler.send_response(404)
+        handler.send_header("content-length", "0")
+        handler.end_headers()
+
+    public = tmp_path / "acme-app.rsa.pub"
+    public.write_bytes(keys.generate(2048).public_pem)
+    with http_server(missing) as endpoint:
+        url = endpoint.replace("http://", "http://deployer:s3cr3t-pw@") + "/alpine/v3.23/acme"
+        result = run_pakman("repo", "check", url, "--key", str(public), "--json")
+    assert result.returncode == 1, result.stderr
+    assert "HTTP 404" in result.stdout
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+    assert "deployer" not in result.stdout + result.stderr

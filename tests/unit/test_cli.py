@@ -11,6 +11,7 @@ import pytest
 
 from pakman import cli
 from pakman.cli import terminal
+from pakman.pipeline import DEFAULT_TIMEOUT
 from tests.support.paths import ROOT
 
 
@@ -105,7 +106,8 @@ def test_repo_check_takes_the_shared_key_timeout_and_json_options() -> None:
     )
     assert parsed.key == ["k.pub"]
     assert parsed.json is True
-    assert parsed.timeout == 60.0
+    # The whole run's deadline, as everywhere (it was each read's, 60 s).
+    assert parsed.timeout == DEFAULT_TIMEOUT
 
 
 class Yielding(io.StringIO):
