@@ -87,9 +87,7 @@ class _Client:
 
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise PublishError(
-                f"repo check {url}: gave up: the run passed its deadline (--timeout)"
-            )
+            raise PublishError("repo check: gave up: the run passed its deadline (--timeout)")
         timeout = urllib3.Timeout(connect=min(10.0, left), read=min(READ_TIMEOUT, left))
         try:
             return self.pool.request("GET", url, preload_content=False, timeout=timeout)
