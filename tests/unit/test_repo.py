@@ -201,3 +201,17 @@ def test_the_documented_headers_and_defaults_are_the_ones_used() -> None:
     ]
     assert said
     assert set(said) == {"4h"}
+
+
+def test_repo_check_starts_no_read_past_its_deadline() -> None:
+    """No request starts after --timeout, and the error names no URL (it may hold a
+    password)."""
+    import time
+
+    from pakman.errors import PublishError
+    from pakman.repo.check import _Client
+
+    late = _Client(time.monotonic() - 1, verify_tls=True)
+    with pytest.raises(PublishError, match=r"passed its deadline \(--timeout\)") as refused:
+        late.get("https://deployer:s3cr3t-pw@repo.example/alpine/x86_64/APKINDEX.tar.gz")
+    assert "s3cr3t-pw" not in str(refused.value)
