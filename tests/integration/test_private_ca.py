@@ -76,3 +76,21 @@ def test_no_verify_tls_publishes_to_an_unknown_ca(
     for _ in range(2):  # a first publish, then the reads without botocore
         done = run_pakman(*args, "--no-verify-tls", env=env)
         assert done.returncode == 0, done.stderr[-800:]
+
+
+def test_the_ca_named_in_the_aws_config_is_trusted(
+    tls_server: S3Server, deployment_files: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ca_bundle` in the AWS config file, as the AWS CLI reads it (the reads without
+    botocore stand aside where a config file exists). AWS_CA_BUNDLE, which would come
+    first, is not set."""
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)  # run_pakman passes the rest on
+    assert tls_server.ca is not None
+    tls_server.client().create_bucket(Bucket="config-ca")
+    config = tmp_path / "aws-config"
+    config.write_text(f"[default]\nca_bundle = {tls_server.ca}\n")
+    args = publish(tls_server, deployment_files, "config-ca", tmp_path)
+    env = environment(tls_server, tmp_path, AWS_CONFIG_FILE=str(config))
+    for _ in range(2):  # a first publish, then a re-publish, botocore's reads throughout
+        done = run_pakman(*args, env=env)
+        assert done.returncode == 0, done.stderr[-800:]
