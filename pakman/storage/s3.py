@@ -190,9 +190,9 @@ class S3Store:
                     )
             return found
 
-        fast, listed = self._read_fast(lambda reads: reads.list(prefix))
-        if fast and listed is not None:
-            found = listed
+        _, found_fast = self._read_fast(lambda reads: reads.list(prefix))
+        if found_fast is not None:
+            found = found_fast
         else:
             with self.errors():
                 found = self._read(listing)

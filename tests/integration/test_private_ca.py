@@ -4,7 +4,6 @@ of a publish (botocore's and the reads without it); no CA, no publish."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
 
 
-def publish(server: S3Server, built: Built, bucket: str, home: Path, **env: str) -> list[str]:
+def publish(server: S3Server, built: Built, bucket: str) -> list[str]:
     return [
         "publish", str(built.packages), "--archive", str(built.archive),
         "--key", str(built.public_key), "--repository", "acme/app", "--sha", SHA,
@@ -32,8 +31,8 @@ def publish(server: S3Server, built: Built, bucket: str, home: Path, **env: str)
 
 
 def environment(server: S3Server, home: Path, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return base | {
+    """The variables a run sets over this process's own (run_pakman passes those on)."""
+    return {
         "HOME": str(home),
         "AWS_ACCESS_KEY_ID": server.access_key_id,
         "AWS_SECRET_ACCESS_KEY": server.secret_access_key,
@@ -46,7 +45,7 @@ def test_the_ca_in_aws_ca_bundle_is_trusted(
 ) -> None:
     assert tls_server.ca is not None
     tls_server.client().create_bucket(Bucket="private-ca")
-    args = publish(tls_server, deployment_files, "private-ca", tmp_path)
+    args = publish(tls_server, deployment_files, "private-ca")
     env = environment(tls_server, tmp_path, AWS_CA_BUNDLE=str(tls_server.ca))
     first = run_pakman(*args, env=env)
     assert first.returncode == 0, first.stderr[-800:]
@@ -59,7 +58,7 @@ def test_without_the_ca_nothing_is_published(
     tls_server: S3Server, deployment_files: Built, tmp_path: Path
 ) -> None:
     tls_server.client().create_bucket(Bucket="unknown-ca")
-    args = publish(tls_server, deployment_files, "unknown-ca", tmp_path)
+    args = publish(tls_server, deployment_files, "unknown-ca")
     refused = run_pakman(*args, env=environment(tls_server, tmp_path))
     one_line_error(refused, 3, "TLS: the endpoint's certificate is not trusted", "AWS_CA_BUNDLE")
     assert tls_server.secret_access_key not in refused.stderr
@@ -71,7 +70,7 @@ def test_no_verify_tls_publishes_to_an_unknown_ca(
     tls_server: S3Server, deployment_files: Built, tmp_path: Path
 ) -> None:
     tls_server.client().create_bucket(Bucket="unverified")
-    args = publish(tls_server, deployment_files, "unverified", tmp_path)
+    args = publish(tls_server, deployment_files, "unverified")
     env = environment(tls_server, tmp_path)
     for _ in range(2):  # a first publish, then the reads without botocore
         done = run_pakman(*args, "--no-verify-tls", env=env)
@@ -89,7 +88,7 @@ def test_the_ca_named_in_the_aws_config_is_trusted(
     tls_server.client().create_bucket(Bucket="config-ca")
     config = tmp_path / "aws-config"
     config.write_text(f"[default]\nca_bundle = {tls_server.ca}\n")
-    args = publish(tls_server, deployment_files, "config-ca", tmp_path)
+    args = publish(tls_server, deployment_files, "config-ca")
     env = environment(tls_server, tmp_path, AWS_CONFIG_FILE=str(config))
     for _ in range(2):  # a first publish, then a re-publish, botocore's reads throughout
         done = run_pakman(*args, env=env)

@@ -31,7 +31,7 @@ from tests.support.cli import one_line_error, run_pakman
 from tests.support.deployment import Built, build_deployment, publish_args
 from tests.support.faults import FaultProxy
 from tests.support.hostile import KEY
-from tests.support.http import answer, http_server
+from tests.support.http import answer, http_server, trickle
 from tests.support.instellar import SHA
 from tests.unit.test_publish import DEPLOYMENT, PREFIX, publish
 
@@ -941,15 +941,6 @@ def test_the_archive_is_checked_member_by_member(
 
 
 def test_a_trickling_server_is_bounded_by_the_timeout(deployment_files: Built) -> None:
-    def trickle(handler: BaseHTTPRequestHandler, method: str) -> None:
-        handler.send_response(200)
-        handler.send_header("content-length", "1000000")
-        handler.end_headers()
-        for _ in range(600):
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-            time.sleep(0.5)
-
     with http_server(trickle) as endpoint:
         result = run_pakman(
             *publish_args(deployment_files, "--bucket", "releases", "--endpoint", endpoint),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from pakman import keys
 from pakman.repo import index
 from tests.support.apkrepo import FOLDER, _keys, build
 from tests.support.cli import one_line_error, run_pakman
-from tests.support.http import http_server
+from tests.support.http import http_server, trickle
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +108,6 @@ def test_check_reports_every_problem(
 def test_a_trickling_repository_is_bounded_by_the_timeout(tmp_path: Path) -> None:
     """--timeout is the whole run's deadline, as in every command: a server that sends a
     byte now and then (never idle for a read timeout) ends the check, exit 3."""
-
-    def trickle(handler: BaseHTTPRequestHandler, method: str) -> None:
-        handler.send_response(200)
-        handler.send_header("content-length", "1000000")
-        handler.end_headers()
-        for _ in range(600):
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-            time.sleep(0.5)
 
     public = tmp_path / "acme-app.rsa.pub"
     public.write_bytes(keys.generate(2048).public_pem)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -69,6 +70,18 @@ def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", **he
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(body)
+
+
+def trickle(handler: BaseHTTPRequestHandler, method: str) -> None:
+    """A 200 promising a megabyte, then a byte every half second: never idle long enough
+    for a read timeout, so only a whole-run deadline ends the client."""
+    handler.send_response(200)
+    handler.send_header("content-length", "1000000")
+    handler.end_headers()
+    for _ in range(600):
+        handler.wfile.write(b" ")
+        handler.wfile.flush()
+        time.sleep(0.5)
 
 
 def lxd_handler(routes: dict[str, tuple[int, bytes]], seen: list[dict[str, str]]) -> type:
