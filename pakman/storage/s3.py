@@ -45,6 +45,23 @@ BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
 
 
+# botocore's parameters of a conditional write, as the headers it sends.
+HEADER = {"IfMatch": "if-match", "IfNoneMatch": "if-none-match"}
+
+
+def put_headers(local: LocalObject, only_if: Condition | None) -> dict[str, str]:
+    """The headers botocore signs for :meth:`S3Store._put_object`'s PutObject, for the
+    fast path to send the same (checked against botocore's own request)."""
+    return {
+        "x-amz-sdk-checksum-algorithm": "SHA256",
+        "x-amz-checksum-sha256": local.sha256_b64,
+        "content-type": local.content_type,
+        "x-amz-meta-sha256": local.sha256,
+        **({"cache-control": local.cache_control} if local.cache_control else {}),
+        **{HEADER[name]: value for name, value in condition(only_if).items()},
+    }
+
+
 def _cache_control(local: LocalObject) -> dict[str, Any]:
     return {"CacheControl": local.cache_control} if local.cache_control else {}
 
@@ -136,10 +153,10 @@ class S3Store:
             )
         return self._fast or None
 
-    def _read_fast(self, read: Callable[[SignedReads], _T]) -> tuple[bool, _T | None]:
-        """``read`` on the fast path: (True, its answer), or (False, None) when there is
+    def _on_fast_path(self, call: Callable[[SignedReads], _T]) -> tuple[bool, _T | None]:
+        """``call`` on the fast path: (True, its answer), or (False, None) when there is
         no fast path or it met an answer it does not handle, which turns it off for the
-        rest of the run and leaves the read to botocore (its errors and retries)."""
+        rest of the run and leaves the request to botocore (its errors and retries)."""
         fast = self._fast_reads()
         if fast is None:
             return False, None
@@ -147,7 +164,7 @@ class S3Store:
 
         self.check_deadline()
         try:
-            return True, read(fast)
+            return True, call(fast)
         except Unexpected:
             self._fast = False
             return False, None
@@ -190,7 +207,7 @@ class S3Store:
                     )
             return found
 
-        _, found_fast = self._read_fast(lambda reads: reads.list(prefix))
+        _, found_fast = self._on_fast_path(lambda reads: reads.list(prefix))
         if found_fast is not None:
             found = found_fast
         else:
@@ -239,11 +256,32 @@ class S3Store:
             # where it checks checksums).
             if len(body) != local.size or hashlib.sha256(body).hexdigest() != local.sha256:
                 raise local.changed()
+        headers = put_headers(local, only_if)
+        _, sent = self._on_fast_path(lambda reads: reads.put(local.key, body, headers))
+        if sent is not None:
+            answer: Any = {
+                "ETag": sent.get("ETag"),
+                "ChecksumSHA256": sent.get("x-amz-checksum-sha256"),
+            }
+        else:
+            answer = self._put_object(local, body, only_if)
+        self.confirm(
+            answer,
+            f"PUT {local.key}",
+            local.sha256_b64,
+            lambda: hashlib.md5(body).hexdigest(),  # noqa: S324 - S3's ETag
+            field="ChecksumSHA256",
+        )
+        if progress:
+            progress(local.size)
+        return str(answer.get("ETag") or "").strip('"')
+
+    def _put_object(self, local: LocalObject, body: bytes, only_if: Condition | None) -> Any:
         with self.errors():
             # The server checks the body against ChecksumSHA256, rejects a mismatch, and
             # keeps it: what proves, on a later run, which bytes it holds.
             try:
-                answer = self.client.put_object(
+                return self.client.put_object(
                     Bucket=self.bucket,
                     Key=local.key,
                     Body=body,
@@ -257,16 +295,6 @@ class S3Store:
             except Exception as error:
                 raise_conflict(error, local.key)
                 raise
-        self.confirm(
-            answer,
-            f"PUT {local.key}",
-            local.sha256_b64,
-            lambda: hashlib.md5(body).hexdigest(),  # noqa: S324 - S3's ETag
-            field="ChecksumSHA256",
-        )
-        if progress:
-            progress(local.size)
-        return str(answer.get("ETag") or "").strip('"')
 
     def stage(
         self,
@@ -353,7 +381,7 @@ class S3Store:
         raise AssertionError("unreachable")
 
     def get(self, key: str) -> bytes | None:
-        fast, got = self._read_fast(lambda reads: reads.get(key))
+        fast, got = self._on_fast_path(lambda reads: reads.get(key))
         if fast:
             return got
         from botocore.exceptions import ClientError
@@ -429,7 +457,7 @@ class S3Store:
         return True
 
     def head(self, key: str) -> RemoteObject | None:
-        fast, headed = self._read_fast(lambda reads: reads.head(key))
+        fast, headed = self._on_fast_path(lambda reads: reads.head(key))
         if fast:
             return headed
         from botocore.exceptions import ClientError
@@ -456,6 +484,9 @@ class S3Store:
         )
 
     def delete(self, key: str) -> None:
+        fast, _ = self._on_fast_path(lambda reads: reads.delete(key))
+        if fast:
+            return
         with self.errors():
             self.client.delete_object(Bucket=self.bucket, Key=key)
 

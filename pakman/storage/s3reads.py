@@ -21,6 +21,7 @@ import http.client
 import os
 import queue
 import re
+import socket
 import ssl
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
@@ -28,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote_plus, urlsplit
 
-from pakman.storage.objects import RemoteObject
+from pakman.storage.objects import Conflict, RemoteObject
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED = "UNSIGNED-PAYLOAD"  # botocore's, with payload signing off as pakman sets it
+# The error codes of a conditional write refused (412) or racing another (409).
+CONDITION_REFUSED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 CONNECT_TIMEOUT = 5  # botocore's, as pakman configures it
 READ_TIMEOUT = 60
 BODY_LIMIT = 16 * 1024 * 1024  # a listing page of 1,000 keys or a manifest is far smaller
@@ -131,9 +134,9 @@ def authorization(
     creds: Credentials,
     region: str,
 ) -> str:
-    """SigV4's Authorization header for a request with an empty body, as S3 checks it:
-    every header given is signed; ``path`` is sent as given (S3 does not encode it twice);
-    ``headers`` must hold ``x-amz-date`` and ``x-amz-content-sha256``."""
+    """SigV4's Authorization header, as S3 checks it: every header given is signed;
+    ``path`` is sent as given (S3 does not encode it twice); ``headers`` must hold
+    ``x-amz-date`` and ``x-amz-content-sha256`` (the body's SHA-256, or unsigned)."""
     amz_date = headers["x-amz-date"]
     day = amz_date[:8]
     names = sorted(headers)
@@ -220,6 +223,9 @@ class SignedReads:
         made.connect()
         if made.sock is not None:
             made.sock.settimeout(READ_TIMEOUT)
+            # Headers and body go in two sends: without this, Nagle's algorithm holds the
+            # body's last segment for the server's delayed ACK (urllib3 sets it too).
+            made.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return made, False
 
     def prepare(
@@ -235,7 +241,7 @@ class SignedReads:
         when = now or datetime.datetime.now(datetime.UTC)
         headers = {
             "host": self._netloc,
-            "x-amz-content-sha256": EMPTY_SHA256,
+            "x-amz-content-sha256": UNSIGNED,
             "x-amz-date": when.strftime("%Y%m%dT%H%M%SZ"),
             **extra,
         }
@@ -249,10 +255,16 @@ class SignedReads:
         return self._netloc, path, headers
 
     def request(
-        self, method: str, key: str | None, query: list[tuple[str, str]], extra: dict[str, str]
+        self,
+        method: str,
+        key: str | None,
+        query: list[tuple[str, str]],
+        extra: dict[str, str],
+        body: bytes | None = None,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         """The status, headers and body of one signed request (a kept-alive connection
-        the server closed meanwhile is replaced once)."""
+        the server closed meanwhile is replaced once: a write sent again is one botocore
+        would retry too, conditional as the first)."""
         _, path, headers = self.prepare(method, key, query, extra)
         for attempt in (1, 2):
             try:
@@ -260,7 +272,7 @@ class SignedReads:
             except (OSError, http.client.HTTPException) as error:
                 raise Unexpected(error.__class__.__name__) from None
             try:
-                connection.request(method, path, headers=headers)
+                connection.request(method, path, body=body, headers=headers)
                 answer = connection.getresponse()
                 body = answer.read(BODY_LIMIT + 1)
             except (OSError, http.client.HTTPException) as error:
@@ -301,6 +313,22 @@ class SignedReads:
         if status == 404 and _error_code(body) == "NoSuchKey":
             return None
         raise Unexpected(f"GET {status}")
+
+    def put(self, key: str, body: bytes, headers: Mapping[str, str]) -> http.client.HTTPMessage:
+        """PutObject with ``headers`` (named in lower case, as botocore signs them), the
+        body unsigned as botocore sends it (its SHA-256 is in a signed header, which the
+        store checks): the answer's headers. A refused condition is :class:`Conflict`."""
+        status, answer, text = self.request("PUT", key, [], dict(headers), body)
+        if status == 200:
+            return answer
+        if status in (409, 412) and _error_code(text) in CONDITION_REFUSED:
+            raise Conflict(key)
+        raise Unexpected(f"PUT {status}")
+
+    def delete(self, key: str) -> None:
+        status, _, _ = self.request("DELETE", key, [], {})
+        if status not in (200, 204):
+            raise Unexpected(f"DELETE {status}")
 
     def list(self, prefix: str) -> dict[str, RemoteObject]:
         found: dict[str, RemoteObject] = {}

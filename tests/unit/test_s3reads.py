@@ -1,6 +1,7 @@
-"""The fast read path signs and addresses each request exactly as botocore does (checked
-against botocore's own requests, caught before they leave), and is used only where
-botocore's requests could not differ from its own."""
+"""The fast path signs and addresses each request (its reads, and the single PUTs and
+DELETEs of a publish) exactly as botocore does (checked against botocore's own requests,
+caught before they leave), and is used only where botocore's requests could not differ
+from its own."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from botocore.config import Config
 
 from pakman.storage import s3reads
+from pakman.storage.objects import Condition, bytes_object
+from pakman.storage.s3 import S3Store, put_headers
 from pakman.storage.s3reads import Credentials, SignedReads, Unexpected, signed_reads
 
 KEY_ID = "AKIAFASTPATHTEST0001"
@@ -108,35 +111,74 @@ def test_requests_are_botocores(endpoint: str, style: str, token: str | None, ca
     for key in TRICKY:
         params, object_key, query = params_for(key)
         theirs = botocore_request(endpoint, style, call, token, Bucket="releases", **params)
-        url = urlsplit(theirs.url)
-        date = theirs.headers["X-Amz-Date"].decode()
-        now = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
         extra = {"x-amz-checksum-mode": "ENABLED"} if method == "HEAD" else {}
-        host, target, ours = reads.prepare(method, object_key, query, extra, now)
-        path, _, our_query = target.partition("?")
-        assert (theirs.method, url.netloc, url.path) == (method, host, path), key
-        assert sorted(parse_qsl(url.query)) == sorted(parse_qsl(our_query)), key
-        # Their headers, signed by our signer, give their Authorization.
-        authorization = theirs.headers["Authorization"].decode()
-        signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
-        headers = {
-            name: theirs.headers.get(name, host).decode() if name != "host" else host
-            for name in signed
-        }
-        assert (
-            s3reads.authorization(
-                method,
-                url.path,
-                list(parse_qsl(url.query, keep_blank_values=True)),
-                headers,
-                Credentials(KEY_ID, SECRET, token),
-                "eu-west-3",
-            )
-            == authorization
-        ), key
-        # And ours carry every header they sign that is not botocore's own bookkeeping.
-        mine = {n for n in signed if not n.startswith("amz-sdk-")}
-        assert mine == set(ours) - {"authorization"}, key
+        same_request(theirs, reads, method, object_key, query, extra, token)
+
+
+def same_request(
+    theirs: Any,
+    reads: SignedReads,
+    method: str,
+    key: str | None,
+    query: list[tuple[str, str]],
+    extra: dict[str, str],
+    token: str | None,
+) -> None:
+    """Ours is theirs: method, host, path and query; their signed headers, signed by our
+    signer, give their Authorization; ours are the headers they sign, with their values."""
+    url = urlsplit(theirs.url)
+    date = theirs.headers["X-Amz-Date"].decode()
+    now = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    host, target, ours = reads.prepare(method, key, query, extra, now)
+    path, _, our_query = target.partition("?")
+    assert (theirs.method, url.netloc, url.path) == (method, host, path), key
+    assert sorted(parse_qsl(url.query)) == sorted(parse_qsl(our_query)), key
+    authorization = theirs.headers["Authorization"].decode()
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    headers = {
+        name: theirs.headers.get(name, host).decode() if name != "host" else host for name in signed
+    }
+    assert (
+        s3reads.authorization(
+            method,
+            url.path,
+            list(parse_qsl(url.query, keep_blank_values=True)),
+            headers,
+            Credentials(KEY_ID, SECRET, token),
+            "eu-west-3",
+        )
+        == authorization
+    ), key
+    # Ours carry every header they sign that is not botocore's own bookkeeping, as theirs.
+    mine = {n: v for n, v in headers.items() if not n.startswith("amz-sdk-")}
+    assert mine == {n: v for n, v in ours.items() if n != "authorization"}, key
+
+
+WRITTEN = [
+    (bytes_object("p/manifest.json", b"{}", cache_control="no-cache"), None),
+    (bytes_object("p/a b.apk", b"apk"), Condition(None)),  # only where none is
+    (bytes_object("p/ünï/cödé.apk", b"apk"), Condition("0123456789abcdef")),  # only over it
+]
+
+
+@pytest.mark.parametrize(("endpoint", "style"), WHERE)
+@pytest.mark.parametrize("token", [None, TOKEN])
+def test_writes_are_botocores(endpoint: str, style: str, token: str | None) -> None:
+    """PutObject as :class:`S3Store` asks botocore for it, and DeleteObject."""
+    reads = fast(endpoint, style, token)
+    store = S3Store("releases", endpoint)
+    store._client = botocore_client(endpoint, style, token)
+    for local, only_if in WRITTEN:
+        assert local.body is not None
+        with pytest.raises(Caught) as put:
+            store._put_object(local, local.body, only_if)
+        same_request(
+            put.value.request, reads, "PUT", local.key, [], put_headers(local, only_if), token
+        )
+        theirs = botocore_request(
+            endpoint, style, "delete_object", token, Bucket="releases", Key=local.key
+        )
+        same_request(theirs, reads, "DELETE", local.key, [], {}, token)
 
 
 def test_the_secret_is_in_no_header_and_no_repr() -> None:
