@@ -35,7 +35,7 @@ _T = TypeVar("_T")
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from pakman.storage.s3reads import SignedReads
+    from pakman.storage.s3signed import SignedRequests
 
 
 # S3's bucket naming rules; the name reaches hosts and URL paths.
@@ -81,8 +81,8 @@ class S3Store:
     max_attempts: int = 5
     deadline: float | None = None  # time.monotonic() after which no request starts
     _client: S3Client | None = field(default=None, init=False, repr=False)
-    # Reads without botocore (:mod:`.s3reads`): None until decided, False once off.
-    _fast: SignedReads | Literal[False] | None = field(default=None, init=False, repr=False)
+    # Requests without botocore (:mod:`.s3signed`): None until decided, False once off.
+    _fast: SignedRequests | Literal[False] | None = field(default=None, init=False, repr=False)
 
     def describe(self) -> str:
         where = f" at {redact_url(self.endpoint)}" if self.endpoint else ""
@@ -133,14 +133,15 @@ class S3Store:
             )
         return self._client
 
-    def _fast_reads(self) -> SignedReads | None:
-        """The fast path for reads, where it applies and has met nothing unexpected yet."""
+    def _fast_requests(self) -> SignedRequests | None:
+        """The fast path (:mod:`.s3signed`), where it applies and has met nothing unexpected
+        yet."""
         if self._fast is None:
-            from pakman.storage.s3reads import signed_reads
+            from pakman.storage.s3signed import signed_requests
 
             self._fast = False  # until made: a failure to make it leaves it off
             self._fast = (
-                signed_reads(
+                signed_requests(
                     self.bucket,
                     self.endpoint,
                     self.region or "us-east-1",
@@ -153,14 +154,14 @@ class S3Store:
             )
         return self._fast or None
 
-    def _on_fast_path(self, call: Callable[[SignedReads], _T]) -> tuple[bool, _T | None]:
+    def _on_fast_path(self, call: Callable[[SignedRequests], _T]) -> tuple[bool, _T | None]:
         """``call`` on the fast path: (True, its answer), or (False, None) when there is
         no fast path or it met an answer it does not handle, which turns it off for the
         rest of the run and leaves the request to botocore (its errors and retries)."""
-        fast = self._fast_reads()
+        fast = self._fast_requests()
         if fast is None:
             return False, None
-        from pakman.storage.s3reads import Unexpected
+        from pakman.storage.s3signed import Unexpected
 
         self.check_deadline()
         try:
@@ -207,7 +208,7 @@ class S3Store:
                     )
             return found
 
-        _, found_fast = self._on_fast_path(lambda reads: reads.list(prefix))
+        _, found_fast = self._on_fast_path(lambda fast: fast.list(prefix))
         if found_fast is not None:
             found = found_fast
         else:
@@ -257,7 +258,7 @@ class S3Store:
             if len(body) != local.size or hashlib.sha256(body).hexdigest() != local.sha256:
                 raise local.changed()
         headers = put_headers(local, only_if)
-        _, sent = self._on_fast_path(lambda reads: reads.put(local.key, body, headers))
+        _, sent = self._on_fast_path(lambda fast: fast.put(local.key, body, headers))
         if sent is not None:
             answer: Any = {
                 "ETag": sent.get("ETag"),
@@ -381,7 +382,7 @@ class S3Store:
         raise AssertionError("unreachable")
 
     def get(self, key: str) -> bytes | None:
-        fast, got = self._on_fast_path(lambda reads: reads.get(key))
+        fast, got = self._on_fast_path(lambda fast: fast.get(key))
         if fast:
             return got
         from botocore.exceptions import ClientError
@@ -457,7 +458,7 @@ class S3Store:
         return True
 
     def head(self, key: str) -> RemoteObject | None:
-        fast, headed = self._on_fast_path(lambda reads: reads.head(key))
+        fast, headed = self._on_fast_path(lambda fast: fast.head(key))
         if fast:
             return headed
         from botocore.exceptions import ClientError
@@ -484,7 +485,7 @@ class S3Store:
         )
 
     def delete(self, key: str) -> None:
-        fast, _ = self._on_fast_path(lambda reads: reads.delete(key))
+        fast, _ = self._on_fast_path(lambda fast: fast.delete(key))
         if fast:
             return
         with self.errors():

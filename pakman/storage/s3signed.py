@@ -1,7 +1,8 @@
-"""The reads of an unchanged re-publish (a listing, HEADs, the manifest's GET) signed with
-SigV4 and sent over :mod:`http.client`, without botocore, whose import, client and
-Python per request cost about 3 ms of CPU per HEAD: most of such a run's work beside
-the hashing.
+"""The requests of a publish that are simple enough to sign by hand: the reads (a
+listing, HEADs, the manifest's GET) and the single PUTs and DELETEs. Signed with SigV4
+and sent over :mod:`http.client`, without botocore, whose import, client and Python per
+request cost about 3 ms of CPU each: most of a re-publish's work beside the hashing, and
+a second of a first publish's. Multipart uploads and everything else stay botocore's.
 
 A fast path only. It runs where its requests are botocore's: an endpoint given, with no
 path or user in it; credentials given or in the environment; no proxy, FIPS setting or
@@ -164,10 +165,10 @@ def authorization(
 
 
 @dataclass
-class SignedReads:
-    """HEAD, GET and ListObjectsV2 of one bucket. Every method raises :class:`Unexpected`
-    for any answer but the expected ones; connections are kept alive, one per thread at a
-    time."""
+class SignedRequests:
+    """HEAD, GET, ListObjectsV2, PUT and DELETE of one bucket. Every method raises
+    :class:`Unexpected` for any answer but the expected ones; connections are kept alive,
+    one per thread at a time."""
 
     bucket: str
     endpoint: str
@@ -401,7 +402,7 @@ def _listing(body: bytes) -> tuple[dict[str, RemoteObject], str | None]:
     return page, token
 
 
-def signed_reads(
+def signed_requests(
     bucket: str,
     endpoint: str | None,
     region: str,
@@ -410,7 +411,7 @@ def signed_reads(
     style: str,
     verify_tls: bool,
     env: Mapping[str, str] | None = None,
-) -> SignedReads | None:
+) -> SignedRequests | None:
     """The fast path for this bucket, or None where botocore's requests could differ from
     its own (see the module's docstring)."""
     env = os.environ if env is None else env
@@ -436,6 +437,6 @@ def signed_reads(
         if cafile is None:
             return None
     try:
-        return SignedReads(bucket, endpoint, region, creds, style, cafile)
+        return SignedRequests(bucket, endpoint, region, creds, style, cafile)
     except (Unexpected, OSError, ValueError):
         return None

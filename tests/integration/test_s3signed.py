@@ -17,7 +17,7 @@ from devkit.s3 import S3Server, versitygw_server
 from pakman.errors import PublishError
 from pakman.storage.objects import Condition, Conflict, bytes_object
 from pakman.storage.s3 import S3Store
-from pakman.storage.s3reads import SignedReads
+from pakman.storage.s3signed import SignedRequests
 from tests.support.deployment import Built
 from tests.support.instellar import SHA
 
@@ -62,7 +62,7 @@ def test_the_same_answers_as_botocore(s3_server: S3Server, bucket: str) -> None:
     )
     fast, slow = store(s3_server, bucket), botocores(s3_server, bucket)
     listed = fast.list("p/", checksums=True)
-    assert isinstance(fast._fast, SignedReads)  # it took the fast path and stayed on it
+    assert isinstance(fast._fast, SignedRequests)  # it took the fast path and stayed on it
     assert listed == slow.list("p/", checksums=True)
     assert set(listed) == {*KEYS, "p/plain", "p/big"}
     assert listed["p/big"].sha256 is not None
@@ -71,7 +71,7 @@ def test_the_same_answers_as_botocore(s3_server: S3Server, bucket: str) -> None:
     for key in [*KEYS, "p/missing"]:
         assert fast.head(key) == slow.head(key), key
         assert fast.get(key) == slow.get(key), key
-    assert isinstance(fast._fast, SignedReads)
+    assert isinstance(fast._fast, SignedRequests)
 
 
 def test_a_listing_of_many_pages(s3_server: S3Server, bucket: str) -> None:
@@ -81,7 +81,7 @@ def test_a_listing_of_many_pages(s3_server: S3Server, bucket: str) -> None:
     fast = store(s3_server, bucket)
     assert fast.list("many/") == botocores(s3_server, bucket).list("many/")
     assert len(fast.list("many/")) == 1005
-    assert isinstance(fast._fast, SignedReads)
+    assert isinstance(fast._fast, SignedRequests)
 
 
 def test_botocore_takes_over_at_an_answer_it_does_not_expect(
@@ -120,7 +120,7 @@ def test_a_put_stores_what_botocores_put_stores(s3_server: S3Server, bucket: str
     fast.delete("fast/" + KEYS[0])
     fast.delete("fast/never-there")
     assert fast.head("fast/" + KEYS[0]) is None
-    assert isinstance(fast._fast, SignedReads)  # every request took the fast path
+    assert isinstance(fast._fast, SignedRequests)  # every request took the fast path
     assert fast._client is None  # and botocore's client was never made
 
 
@@ -136,7 +136,7 @@ def test_a_refused_condition_is_a_conflict_and_overwrites_nothing(
     assert fast.get("p/held") == b"first"
     assert fast.put(bytes_object("p/held", b"third"), only_if=Condition(etag))
     assert fast.get("p/held") == b"third"
-    assert isinstance(fast._fast, SignedReads)  # a refusal is an answer it knows
+    assert isinstance(fast._fast, SignedRequests)  # a refusal is an answer it knows
     assert fast._client is None
 
 
@@ -164,7 +164,7 @@ def test_connections_are_kept_and_one_the_server_closed_is_replaced(
     fast = store(keeping_alive, "kept")
     assert fast.get("k") == b"v"
     reads = fast._fast
-    assert isinstance(reads, SignedReads)
+    assert isinstance(reads, SignedRequests)
     idle = reads._idle.get_nowait()  # kept for the next request
     assert idle.sock is not None
     idle.sock.close()  # as a server does with a connection idle too long
@@ -204,7 +204,7 @@ def test_publish_and_republish_of_small_objects_never_import_botocore(
     assert again.returncode == 0, again.stderr[-800:]
     assert "uploaded 0" in again.stdout + again.stderr or "nothing" in again.stdout.lower()
     for run in (first, again):
-        assert "pakman.storage.s3reads" in run.stderr  # what -X importtime shows
+        assert "pakman.storage.s3signed" in run.stderr  # what -X importtime shows
         imported = [line for line in run.stderr.splitlines() if "botocore" in line]
         assert imported == []
 
@@ -214,7 +214,7 @@ def test_a_forked_child_never_takes_its_parents_connections(keeping_alive: S3Ser
     fast = store(keeping_alive, "kept")
     assert fast.get("forked") == b"parent and child"
     reads = fast._fast
-    assert isinstance(reads, SignedReads)
+    assert isinstance(reads, SignedRequests)
     kept = reads._idle.get_nowait()
     reads._idle.put(kept)
     pid = os.fork()
@@ -243,4 +243,4 @@ def test_cold_concurrent_listings_in_a_loop_agree_with_botocore(keeping_alive: S
     for _ in range(25):
         fast = store(keeping_alive, "kept", concurrency=8)
         assert fast.list("loop/", checksums=True) == expected
-        assert isinstance(fast._fast, SignedReads)
+        assert isinstance(fast._fast, SignedRequests)

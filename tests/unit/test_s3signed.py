@@ -15,10 +15,10 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
-from pakman.storage import s3reads
+from pakman.storage import s3signed
 from pakman.storage.objects import Condition, bytes_object
 from pakman.storage.s3 import S3Store, put_headers
-from pakman.storage.s3reads import Credentials, SignedReads, Unexpected, signed_reads
+from pakman.storage.s3signed import Credentials, SignedRequests, Unexpected, signed_requests
 
 KEY_ID = "AKIAFASTPATHTEST0001"
 SECRET = "fast-path-secret/Zq8x+T3st"
@@ -65,8 +65,9 @@ def botocore_request(endpoint: str, style: str, call: str, token: str | None, **
     return caught.value.request
 
 
-def fast(endpoint: str, style: str, token: str | None) -> SignedReads:
-    return SignedReads("releases", endpoint, "eu-west-3", Credentials(KEY_ID, SECRET, token), style)
+def fast(endpoint: str, style: str, token: str | None) -> SignedRequests:
+    creds = Credentials(KEY_ID, SECRET, token)
+    return SignedRequests("releases", endpoint, "eu-west-3", creds, style)
 
 
 CASES = [
@@ -117,7 +118,7 @@ def test_requests_are_botocores(endpoint: str, style: str, token: str | None, ca
 
 def same_request(
     theirs: Any,
-    reads: SignedReads,
+    reads: SignedRequests,
     method: str,
     key: str | None,
     query: list[tuple[str, str]],
@@ -139,7 +140,7 @@ def same_request(
         name: theirs.headers.get(name, host).decode() if name != "host" else host for name in signed
     }
     assert (
-        s3reads.authorization(
+        s3signed.authorization(
             method,
             url.path,
             list(parse_qsl(url.query, keep_blank_values=True)),
@@ -197,7 +198,7 @@ def test_listing_pages_parse_as_botocore_decodes_them() -> None:
         b"<Contents><Key>p/a+b%2Bc%C3%BC</Key><Size>12</Size><ETag>&quot;abc&quot;</ETag>"
         b"<LastModified>2026-12-03T15:00:00.000Z</LastModified></Contents></ListBucketResult>"
     )
-    objects, token = s3reads._listing(page)
+    objects, token = s3signed._listing(page)
     assert token == "next/1"
     [(key, found)] = objects.items()
     assert (key, found.size, found.etag) == ("p/a b+cü", 12, "abc")
@@ -217,7 +218,7 @@ def test_listing_pages_parse_as_botocore_decodes_them() -> None:
 )
 def test_a_listing_it_cannot_read_is_left_to_botocore(body: bytes) -> None:
     with pytest.raises(Unexpected):
-        s3reads._listing(body)
+        s3signed._listing(body)
 
 
 GIVEN = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
@@ -226,7 +227,7 @@ GIVEN = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
 def made(env: dict[str, str], endpoint: str | None = "http://127.0.0.1:7070", **kw: Any) -> bool:
     args: dict[str, Any] = {"access_key_id": None, "secret_access_key": None} | kw
     return (
-        signed_reads(
+        signed_requests(
             "releases",
             endpoint,
             "us-east-1",
@@ -265,9 +266,9 @@ def test_it_runs_only_where_botocores_requests_are_its_own(
 
 def test_a_session_token_comes_only_with_keys_from_the_environment() -> None:
     env = GIVEN | {"AWS_SESSION_TOKEN": TOKEN}
-    assert s3reads.credentials(None, None, env) == Credentials(KEY_ID, SECRET, TOKEN)
+    assert s3signed.credentials(None, None, env) == Credentials(KEY_ID, SECRET, TOKEN)
     # Keys given as options: botocore then signs with no token.
-    assert s3reads.credentials("other", "pair", env) == Credentials("other", "pair", None)
+    assert s3signed.credentials("other", "pair", env) == Credentials("other", "pair", None)
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:7070", "https://s3.example.net"])
@@ -276,7 +277,7 @@ def test_where_botocores_addressing_rules_go_further_it_is_left_to_them(endpoint
     botocore's own (path style for one, a dotted host for the other): not replicated."""
     env = GIVEN
     for bucket in ("rel.eases", "releases"):
-        made = signed_reads(bucket, endpoint, "us-east-1", None, None, "virtual", True, env)
+        made = signed_requests(bucket, endpoint, "us-east-1", None, None, "virtual", True, env)
         expected = bucket == "releases" and "example" in endpoint
         assert (made is not None) == expected, (bucket, endpoint)
 
@@ -286,17 +287,17 @@ def test_tls_is_verified_with_the_bundle_botocore_would_take(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))  # no AWS config file
     both = {"AWS_CA_BUNDLE": "/ca/aws.pem", "REQUESTS_CA_BUNDLE": "/ca/requests.pem"}
-    assert s3reads.ca_bundle(both) == "/ca/aws.pem"
-    assert s3reads.ca_bundle({"REQUESTS_CA_BUNDLE": "/ca/requests.pem"}) == "/ca/requests.pem"
-    default = s3reads.ca_bundle({})
+    assert s3signed.ca_bundle(both) == "/ca/aws.pem"
+    assert s3signed.ca_bundle({"REQUESTS_CA_BUNDLE": "/ca/requests.pem"}) == "/ca/requests.pem"
+    default = s3signed.ca_bundle({})
     assert default is not None
     assert Path(default).is_file()
     # A blank name botocore refuses with its own error: the fast path stands aside.
     https = "https://s3.example.net"
     blank = GIVEN | {"AWS_CA_BUNDLE": " "}
-    assert signed_reads("releases", https, "us-east-1", None, None, "auto", True, blank) is None
+    assert signed_requests("releases", https, "us-east-1", None, None, "auto", True, blank) is None
     # Not verifying: no bundle is needed.
-    assert signed_reads("releases", https, "us-east-1", None, None, "auto", False, blank)
+    assert signed_requests("releases", https, "us-east-1", None, None, "auto", False, blank)
 
 
 def test_an_aws_folder_it_cannot_read_leaves_the_reads_to_botocore(
@@ -310,7 +311,7 @@ def test_an_aws_folder_it_cannot_read_leaves_the_reads_to_botocore(
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "exists", refuse)
-    assert s3reads.botocore_reads_more({}, tmp_path)
+    assert s3signed.botocore_reads_more({}, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -320,7 +321,7 @@ def test_special_buckets_are_botocores_or_addressed_as_botocore_does(bucket: str
     """botocore signs an S3 Express session for --x-s3 buckets even at an endpoint given:
     such names are left to it; any other is addressed as botocore addresses it."""
     endpoint = "http://127.0.0.1:7070"
-    made = signed_reads(bucket, endpoint, "eu-west-3", KEY_ID, SECRET, "auto", True, {})
+    made = signed_requests(bucket, endpoint, "eu-west-3", KEY_ID, SECRET, "auto", True, {})
     caught = botocore_request(endpoint, "auto", "head_object", None, Bucket=bucket, Key="k")
     theirs = urlsplit(caught.url)
     if theirs.path != f"/{bucket}/k":  # botocore does something else (a session): left to it
