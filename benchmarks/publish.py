@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -106,6 +107,13 @@ def floor(openssl: str, files: list[Path]) -> float:
     elapsed = time.perf_counter() - start
     FLOOR_CPU.append(children_cpu() - cpu)
     return elapsed
+
+
+def empty(client: Any, bucket: str) -> None:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
 
 
 def generate(data: Path, count: int, big_mb: int) -> Path:
@@ -235,6 +243,11 @@ def main() -> None:
                     beside = (before + floor(openssl, shipped)) / 2
                     floors.append(beside)
                     per_round.append(again[name][-1].seconds / beside)
+            # Each round leaves 1.2 GB in the server's folder: emptied and written back
+            # between rounds, or later rounds measure the disk's writeback more than the tools.
+            for bucket in buckets.values():
+                empty(client, bucket)
+            os.sync()
 
         def report(label: str, runs: dict[str, list[Run]]) -> dict[str, float]:
             medians = {}

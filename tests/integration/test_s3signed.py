@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,32 @@ def test_cold_concurrent_listings_in_a_loop_agree_with_botocore(keeping_alive: S
         fast = store(keeping_alive, "kept", concurrency=8)
         assert fast.list("loop/", checksums=True) == expected
         assert isinstance(fast._fast, SignedRequests)
+
+
+def test_cold_concurrent_puts_in_a_loop_store_every_body(keeping_alive: S3Server) -> None:
+    """Eight threads put at once through a cold pool of kept connections, run after run:
+    the store holds each body under its own key with its own SHA-256, conditional writes
+    that race each other let exactly one win, and the fast path never hands over."""
+    for run in range(15):
+        fast = store(keeping_alive, "kept", concurrency=8)
+        objects = [bytes_object(f"puts/{run}/{n:02}", os.urandom(3000 + n)) for n in range(40)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            etags = list(pool.map(fast.put, objects))
+        assert etags == [local.etag for local in objects]
+
+        def claim(n: int, fast: S3Store = fast, run: int = run) -> bool:
+            try:
+                fast.put(bytes_object(f"puts/{run}/race", b"%d" % n), only_if=Condition(None))
+            except Conflict:
+                return False
+            return True
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            won = list(pool.map(claim, range(8)))
+        assert won.count(True) == 1
+        assert fast.get(f"puts/{run}/race") == b"%d" % won.index(True)
+        held = fast.list(f"puts/{run}/", checksums=True)
+        for local in objects:
+            assert held[local.key].sha256 == local.sha256_b64
+        assert isinstance(fast._fast, SignedRequests)
+        assert fast._client is None
