@@ -18,16 +18,12 @@ from pakman.errors import PublishError
 from pakman.storage.objects import Condition, Conflict, LocalObject, Progress
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    pass
 
 
 class Bucket(Protocol):
     """What a multipart upload asks of its bucket (:class:`~pakman.storage.s3.S3Store`)."""
 
-    @property
-    def bucket(self) -> str: ...
-    @property
-    def client(self) -> S3Client: ...
     def describe(self) -> str: ...
     def errors(self) -> AbstractContextManager[None]: ...
     def confirm(
@@ -39,6 +35,13 @@ class Bucket(Protocol):
         *,
         field: str = ...,
     ) -> None: ...
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, checksum: str
+    ) -> dict[str, Any]: ...
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: list[dict[str, Any]], only_if: Condition | None
+    ) -> dict[str, Any]: ...
+    def abort_multipart(self, key: str, upload_id: str) -> None: ...
 
 
 def condition(only_if: Condition | None) -> dict[str, str]:
@@ -105,16 +108,7 @@ class Multipart:
             if progress:
                 progress(length)
             return {"ETag": f'"{earlier.etag}"', "PartNumber": number, "ChecksumSHA256": checksum}
-        with self.store.errors():
-            answer = self.store.client.upload_part(
-                Bucket=self.store.bucket,
-                Key=self.local.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=checksum,
-            )
+        answer = self.store.upload_part(self.local.key, self.upload_id, number, data, checksum)
         self.store.confirm(
             answer,
             f"part {number} of {self.local.key}",
@@ -132,18 +126,9 @@ class Multipart:
             parts = [future.result() for future in self.parts]
             if len(parts) != len(self.local.part_sha256):
                 raise self.local.changed()
-            with self.store.errors():
-                try:
-                    answer = self.store.client.complete_multipart_upload(
-                        Bucket=self.store.bucket,
-                        Key=self.local.key,
-                        UploadId=self.upload_id,
-                        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                        **condition(self.only_if),  # type: ignore[arg-type]
-                    )
-                except Exception as error:
-                    raise_conflict(error, self.local.key)
-                    raise
+            answer = self.store.complete_multipart(
+                self.local.key, self.upload_id, parts, self.only_if
+            )
             etag = str(answer.get("ETag") or "").strip('"')
             echoed = answer.get("ChecksumSHA256")
             if not etag.endswith(f"-{len(parts)}") or (
@@ -165,6 +150,4 @@ class Multipart:
         if self.keep_on_failure if keep is None else keep:
             return  # the next run resumes it; a bucket lifecycle rule reaps abandoned ones
         with contextlib.suppress(Exception):
-            self.store.client.abort_multipart_upload(
-                Bucket=self.store.bucket, Key=self.local.key, UploadId=self.upload_id
-            )
+            self.store.abort_multipart(self.local.key, self.upload_id)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from xml.sax.saxutils import escape
 
 from pakman.digest import MULTIPART_CHUNK, MULTIPART_THRESHOLD
 from pakman.errors import ConfigError, PublishError
@@ -43,6 +45,7 @@ BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+_MAKING = threading.Lock()  # held while a store's fast path is made
 
 
 # botocore's parameters of a conditional write, as the headers it sends.
@@ -60,6 +63,33 @@ def put_headers(local: LocalObject, only_if: Condition | None) -> dict[str, str]
         **({"cache-control": local.cache_control} if local.cache_control else {}),
         **{HEADER[name]: value for name, value in condition(only_if).items()},
     }
+
+
+def create_headers(local: LocalObject) -> dict[str, str]:
+    """The headers botocore signs for the CreateMultipartUpload of ``local``."""
+    return {
+        "content-type": local.content_type,
+        "x-amz-meta-sha256": local.sha256,
+        "x-amz-checksum-algorithm": "SHA256",
+    }
+
+
+Parts = list[dict[str, Any]]  # each part's ETag, PartNumber and ChecksumSHA256
+
+
+def complete_body(parts: Parts) -> bytes:
+    """The CompleteMultipartUpload document botocore writes for ``parts``."""
+    fields = ("ETag", "PartNumber", "ChecksumSHA256")
+    written = "".join(
+        "<Part>"
+        + "".join(f"<{name}>{escape(str(part[name]))}</{name}>" for name in fields if name in part)
+        + "</Part>"
+        for part in parts
+    )
+    return (
+        f'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{written}'
+        "</CompleteMultipartUpload>"
+    ).encode()
 
 
 def _cache_control(local: LocalObject) -> dict[str, Any]:
@@ -139,19 +169,26 @@ class S3Store:
         if self._fast is None:
             from pakman.storage.s3signed import signed_requests
 
-            self._fast = False  # until made: a failure to make it leaves it off
-            self._fast = (
-                signed_requests(
-                    self.bucket,
-                    self.endpoint,
-                    self.region or "us-east-1",
-                    self.access_key_id,
-                    self.secret_access_key,
-                    self.addressing_style,
-                    self.verify_tls,
-                )
-                or False
-            )
+            # Upload threads ask at once: one makes it while the others wait, none of them
+            # taking "not made yet" for "off".
+            with _MAKING:
+                if self._fast is None:
+                    made: SignedRequests | Literal[False] = False  # a failure leaves it off
+                    try:
+                        made = (
+                            signed_requests(
+                                self.bucket,
+                                self.endpoint,
+                                self.region or "us-east-1",
+                                self.access_key_id,
+                                self.secret_access_key,
+                                self.addressing_style,
+                                self.verify_tls,
+                            )
+                            or False
+                        )
+                    finally:
+                        self._fast = made
         return self._fast or None
 
     def _on_fast_path(self, call: Callable[[SignedRequests], _T]) -> tuple[bool, _T | None]:
@@ -323,15 +360,20 @@ class S3Store:
     def _start_multipart(self, local: LocalObject, *, resumable: bool) -> Multipart:
         upload_id, uploaded = self._unfinished(local.key) if resumable else (None, {})
         if upload_id is None:
-            with self.errors():
-                created = self.client.create_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=local.key,
-                    ContentType=local.content_type,
-                    Metadata={"sha256": local.sha256},
-                    ChecksumAlgorithm="SHA256",
-                )
-            upload_id = created.get("UploadId")
+            headers = create_headers(local)
+            _, upload_id = self._on_fast_path(
+                lambda fast: fast.create_multipart(local.key, headers)
+            )
+            if upload_id is None:
+                with self.errors():
+                    created = self.client.create_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=local.key,
+                        ContentType=local.content_type,
+                        Metadata={"sha256": local.sha256},
+                        ChecksumAlgorithm="SHA256",
+                    )
+                upload_id = created.get("UploadId")
             if not isinstance(upload_id, str) or not upload_id:
                 raise PublishError(
                     f"storage {self.describe()}: the answer to starting the multipart upload"
@@ -345,16 +387,20 @@ class S3Store:
         Uploads with another checksum algorithm (or none) cannot take SHA-256 parts, and
         their parts prove nothing, so they are left alone.
         """
+        _, listed = self._on_fast_path(lambda fast: fast.list_multipart(key))
         with self.errors():
-            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            if listed is None:
+                answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+                listed = [
+                    {**u, "Initiated": u["Initiated"].isoformat()}
+                    for u in cast(Parts, answer.get("Uploads", []))
+                ]
             uploads = [
-                u
-                for u in listing.get("Uploads", [])
-                if u.get("Key") == key and u.get("ChecksumAlgorithm") == "SHA256"
+                u for u in listed if u.get("Key") == key and u.get("ChecksumAlgorithm") == "SHA256"
             ]
             if not uploads:
                 return None, {}
-            upload_id = max(uploads, key=lambda u: u["Initiated"])["UploadId"]
+            upload_id = max(uploads, key=lambda u: str(u["Initiated"]))["UploadId"]
             parts = {}
             paginator = self.client.get_paginator("list_parts")
             for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
@@ -363,6 +409,66 @@ class S3Store:
                         part["ETag"].strip('"'), part["Size"], part.get("ChecksumSHA256")
                     )
         return upload_id, parts
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, checksum: str
+    ) -> dict[str, Any]:
+        """UploadPart with its SHA-256 (base64), which the store checks: the answer's ETag
+        and the checksum it echoes."""
+        headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": checksum}
+        _, sent = self._on_fast_path(
+            lambda fast: fast.upload_part(key, upload_id, number, data, headers)
+        )
+        if sent is not None:
+            return {"ETag": sent.get("ETag"), "ChecksumSHA256": sent.get("x-amz-checksum-sha256")}
+        with self.errors():
+            return dict(
+                self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=checksum,
+                )
+            )
+
+    def complete_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Parts,
+        only_if: Condition | None,
+    ) -> dict[str, Any]:
+        """CompleteMultipartUpload of ``parts`` (with ``only_if``, only while the object is
+        as planned, else :class:`Conflict`): the answer's ETag and checksum."""
+        body = complete_body(parts)
+        headers = {HEADER[name]: value for name, value in condition(only_if).items()}
+        _, done = self._on_fast_path(
+            lambda fast: fast.complete_multipart(key, upload_id, body, headers)
+        )
+        if done is not None:
+            return done
+        with self.errors():
+            try:
+                return dict(
+                    self.client.complete_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                        **condition(only_if),  # type: ignore[arg-type]
+                    )
+                )
+            except Exception as error:
+                raise_conflict(error, key)
+                raise
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        fast, _ = self._on_fast_path(lambda fast: fast.abort_multipart(key, upload_id))
+        if not fast:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     def _read(self, call: Callable[[], _T]) -> _T:
         """A read (GET, HEAD, a listing), retried when its answer broke off while its body

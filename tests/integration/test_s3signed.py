@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from devkit.s3 import S3Server, versitygw_server
+from pakman.digest import MULTIPART_THRESHOLD
 from pakman.errors import PublishError
-from pakman.storage.objects import Condition, Conflict, bytes_object
+from pakman.storage.objects import Condition, Conflict, bytes_object, hash_file
 from pakman.storage.s3 import S3Store
 from pakman.storage.s3signed import SignedRequests
 from tests.support.deployment import Built
@@ -274,3 +275,28 @@ def test_cold_concurrent_puts_in_a_loop_store_every_body(keeping_alive: S3Server
             assert held[local.key].sha256 == local.sha256_b64
         assert isinstance(fast._fast, SignedRequests)
         assert fast._client is None
+
+
+def test_a_multipart_upload_goes_without_botocore(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Create, parts, complete: the store keeps the composite SHA-256 of the verified
+    parts, a refused condition on completing is a conflict, and botocore is never made."""
+    big = tmp_path / "big.zip"
+    big.write_bytes(os.urandom(MULTIPART_THRESHOLD + 1000))
+    local = hash_file(big, "archives/big.zip")
+    fast = store(s3_server, bucket)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        etag = fast.stage(local, pool, only_if=Condition(None)).commit()
+        assert etag is not None
+        assert etag.endswith("-5")
+        held = fast.head(local.key)
+        assert held is not None
+        assert held.sha256 == local.composite_sha256()
+        assert fast.matches(local, held)
+        with pytest.raises(Conflict):
+            fast.stage(local, pool, only_if=Condition(None)).commit()
+    assert isinstance(fast._fast, SignedRequests)
+    assert fast._client is None
+    client = s3_server.client()
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted

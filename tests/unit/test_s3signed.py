@@ -17,8 +17,8 @@ from botocore.config import Config
 
 from pakman.storage import s3signed
 from pakman.storage.objects import Condition, bytes_object
-from pakman.storage.s3 import S3Store, put_headers
-from pakman.storage.s3signed import Credentials, SignedRequests, Unexpected, signed_requests
+from pakman.storage.s3 import S3Store, complete_body, create_headers, put_headers
+from pakman.storage.s3signed import Credentials, Query, SignedRequests, Unexpected, signed_requests
 
 KEY_ID = "AKIAFASTPATHTEST0001"
 SECRET = "fast-path-secret/Zq8x+T3st"
@@ -121,7 +121,7 @@ def same_request(
     reads: SignedRequests,
     method: str,
     key: str | None,
-    query: list[tuple[str, str]],
+    query: Query,
     extra: dict[str, str],
     token: str | None,
 ) -> None:
@@ -328,3 +328,49 @@ def test_special_buckets_are_botocores_or_addressed_as_botocore_does(bucket: str
         assert made is None
     elif made is not None:
         assert made.prepare("HEAD", "k", [], {})[1] == theirs.path
+
+
+def caught(call: Any) -> Any:
+    with pytest.raises(Caught) as got:
+        call()
+    return got.value.request
+
+
+PARTS = [
+    {"ETag": '"0cc175b9c0f1b6a831c399e269772661"', "PartNumber": 1, "ChecksumSHA256": "c1+/="},
+    {"ETag": '"a&b<c>"', "PartNumber": 2, "ChecksumSHA256": "c2=="},
+]
+
+
+@pytest.mark.parametrize(("endpoint", "style"), WHERE)
+@pytest.mark.parametrize("token", [None, TOKEN])
+def test_multipart_requests_are_botocores(endpoint: str, style: str, token: str | None) -> None:
+    """Create, UploadPart, Complete (its XML byte for byte), Abort and the listing of
+    unfinished uploads, as :class:`S3Store` asks botocore for them."""
+    reads = fast(endpoint, style, token)
+    store = S3Store("releases", endpoint)
+    store._fast = False
+    store._client = botocore_client(endpoint, style, token)
+    local = bytes_object("archives/ab/packages ü.zip", b"zip")
+    upload = "2~upload/id+=="
+    theirs = caught(lambda: store._start_multipart(local, resumable=False))
+    same_request(
+        theirs, reads, "POST", local.key, [("uploads", None)], create_headers(local), token
+    )
+    theirs = caught(lambda: store.upload_part(local.key, upload, 7, b"part", "c7=="))
+    headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": "c7=="}
+    query: Query = [("uploadId", upload), ("partNumber", "7")]
+    same_request(theirs, reads, "PUT", local.key, query, headers, token)
+    conditions: list[tuple[Condition | None, dict[str, str]]] = [
+        (None, {}),
+        (Condition(None), {"if-none-match": "*"}),
+        (Condition("0cc175b9"), {"if-match": "0cc175b9"}),
+    ]
+    for only_if, condition in conditions:
+        theirs = caught(lambda o=only_if: store.complete_multipart(local.key, upload, PARTS, o))
+        same_request(theirs, reads, "POST", local.key, [("uploadId", upload)], condition, token)
+        assert theirs.body == complete_body(PARTS)
+    theirs = caught(lambda: store.abort_multipart(local.key, upload))
+    same_request(theirs, reads, "DELETE", local.key, [("uploadId", upload)], {}, token)
+    theirs = caught(lambda: store._unfinished(local.key))
+    same_request(theirs, reads, "GET", None, [("uploads", None), ("prefix", local.key)], {}, token)
