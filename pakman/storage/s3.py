@@ -1,6 +1,7 @@
-"""An S3-compatible bucket through botocore: bounded retries, SHA-256 transfer checksums
-the store checks and keeps, conditional writes, answers confirmed, objects matched only by
-the SHA-256 the store computed of the bytes it holds."""
+"""An S3-compatible bucket through botocore (or, where its requests would be the same,
+signed by hand: :mod:`.s3signed`): bounded retries, SHA-256 transfer checksums the store
+checks and keeps, conditional writes, answers confirmed, objects matched only by the
+SHA-256 the store computed of the bytes it holds."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""The requests of a publish that are simple enough to sign by hand: the reads (a
-listing, HEADs, the manifest's GET) and the single PUTs and DELETEs. Signed with SigV4
-and sent over :mod:`http.client`, without botocore, whose import, client and Python per
-request cost about 3 ms of CPU each: most of a re-publish's work beside the hashing, and
-a second of a first publish's. Multipart uploads and everything else stay botocore's.
+"""The requests of a publish, signed with SigV4 and sent over :mod:`http.client` without
+botocore: the reads (a listing, HEADs, the manifest's GET), single PUTs and DELETEs, and
+multipart uploads (create, parts, complete, abort, the listing of unfinished uploads).
+botocore's import and client cost half a second of CPU and its Python about 3 ms per
+request: most of a re-publish's work beside the hashing, and a second of a first
+publish's. The parts list of a resumed upload, bucket creation and the repository's
+writes stay botocore's.
 
 A fast path only. It runs where its requests are botocore's: an endpoint given, with no
 path or user in it; credentials given or in the environment; no proxy, FIPS setting or
@@ -173,9 +175,8 @@ def authorization(
 
 @dataclass
 class SignedRequests:
-    """HEAD, GET, ListObjectsV2, PUT and DELETE of one bucket. Every method raises
-    :class:`Unexpected` for any answer but the expected ones; connections are kept alive,
-    one per thread at a time."""
+    """The requests of one bucket. Every method raises :class:`Unexpected` for any answer
+    but the expected ones; connections are kept alive, one per thread at a time."""
 
     bucket: str
     endpoint: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import http.client
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
@@ -16,7 +17,7 @@ import pytest
 from botocore.config import Config
 
 from pakman.storage import s3signed
-from pakman.storage.objects import Condition, bytes_object
+from pakman.storage.objects import Condition, Conflict, bytes_object
 from pakman.storage.s3 import S3Store, complete_body, create_headers, put_headers
 from pakman.storage.s3signed import Credentials, Query, SignedRequests, Unexpected, signed_requests
 
@@ -374,3 +375,31 @@ def test_multipart_requests_are_botocores(endpoint: str, style: str, token: str 
     same_request(theirs, reads, "DELETE", local.key, [("uploadId", upload)], {}, token)
     theirs = caught(lambda: store._unfinished(local.key))
     same_request(theirs, reads, "GET", None, [("uploads", None), ("prefix", local.key)], {}, token)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (200, b"<CompleteMultipartUploadResult><ETag>&quot;e-2&quot;</ETag>"
+              b"<ChecksumSHA256>c=-2</ChecksumSHA256></CompleteMultipartUploadResult>",
+         {"ETag": '"e-2"', "ChecksumSHA256": "c=-2"}),
+        (200, b"<Error><Code>InternalError</Code></Error>", Unexpected),  # S3 does this
+        (200, b"<CompleteMultipartUploadResult></CompleteMultipartUploadResult>", Unexpected),
+        (412, b"<Error><Code>PreconditionFailed</Code></Error>", Conflict),
+        (409, b"<Error><Code>ConditionalRequestConflict</Code></Error>", Conflict),
+        (409, b"<Error><Code>OperationAborted</Code></Error>", Unexpected),
+        (500, b"", Unexpected),
+    ],
+)  # fmt: skip
+def test_a_completion_is_done_only_when_its_answer_says_so(
+    status: int, body: bytes, expected: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 200 with an error inside is not done; a refused condition is a conflict."""
+    reads = fast("http://127.0.0.1:7070", "path", None)
+    answer = (status, http.client.HTTPMessage(), body)
+    monkeypatch.setattr(SignedRequests, "request", lambda *_, **__: answer)
+    if isinstance(expected, dict):
+        assert reads.complete_multipart("k", "u", b"<x/>", {}) == expected
+    else:
+        with pytest.raises(expected):
+            reads.complete_multipart("k", "u", b"<x/>", {})
