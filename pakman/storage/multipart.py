@@ -11,14 +11,11 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pakman.digest import b64
 from pakman.errors import PublishError
 from pakman.storage.objects import Condition, Conflict, LocalObject, Progress
-
-if TYPE_CHECKING:
-    pass
 
 
 class Bucket(Protocol):
