@@ -6,7 +6,7 @@ known) in another.
 
 Verification forks to check packages on every core, which it only does while the process
 has no other thread; the archive (as big as every package together) and the requests
-(botocore's import and client, one HEAD per object) would otherwise wait for it to end.
+(a listing, one HEAD per object, the manifest) would otherwise wait for it to end.
 The children hand back only what they read: the parent still compares every entry and every
 stored checksum with the verified digests (:func:`pakman.publish.plan.check_archive`,
 :func:`pakman.publish.plan.reconcile`).
@@ -100,8 +100,8 @@ class Prefetch:
 
     The archive is read in a process of its own and storage in another, which takes the
     archive's digest from the first when it needs it: the hashing (C, both cores) and
-    botocore's import and requests (Python, one core) do not wait on each other, nor on
-    verification's two processes.
+    the requests (Python, one core) do not wait on each other, nor on verification's two
+    processes.
     """
 
     def __init__(self, archive: Path, look: Look | None = None) -> None:

@@ -49,8 +49,10 @@ IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
 _MAKING = threading.Lock()  # held while a store's fast path is made
 
 
-# botocore's parameters of a conditional write, as the headers it sends.
-HEADER = {"IfMatch": "if-match", "IfNoneMatch": "if-none-match"}
+def condition_headers(only_if: Condition | None) -> dict[str, str]:
+    """:func:`~pakman.storage.multipart.condition` as the headers botocore sends."""
+    named = {"IfMatch": "if-match", "IfNoneMatch": "if-none-match"}
+    return {named[name]: value for name, value in condition(only_if).items()}
 
 
 def put_headers(local: LocalObject, only_if: Condition | None) -> dict[str, str]:
@@ -62,7 +64,7 @@ def put_headers(local: LocalObject, only_if: Condition | None) -> dict[str, str]
         "content-type": local.content_type,
         "x-amz-meta-sha256": local.sha256,
         **({"cache-control": local.cache_control} if local.cache_control else {}),
-        **{HEADER[name]: value for name, value in condition(only_if).items()},
+        **condition_headers(only_if),
     }
 
 
@@ -297,13 +299,7 @@ class S3Store:
                 raise local.changed()
         headers = put_headers(local, only_if)
         _, sent = self._on_fast_path(lambda fast: fast.put(local.key, body, headers))
-        if sent is not None:
-            answer: Any = {
-                "ETag": sent.get("ETag"),
-                "ChecksumSHA256": sent.get("x-amz-checksum-sha256"),
-            }
-        else:
-            answer = self._put_object(local, body, only_if)
+        answer = sent if sent is not None else self._put_object(local, body, only_if)
         self.confirm(
             answer,
             f"PUT {local.key}",
@@ -421,7 +417,7 @@ class S3Store:
             lambda fast: fast.upload_part(key, upload_id, number, data, headers)
         )
         if sent is not None:
-            return {"ETag": sent.get("ETag"), "ChecksumSHA256": sent.get("x-amz-checksum-sha256")}
+            return sent
         with self.errors():
             return dict(
                 self.client.upload_part(
@@ -445,7 +441,7 @@ class S3Store:
         """CompleteMultipartUpload of ``parts`` (with ``only_if``, only while the object is
         as planned, else :class:`Conflict`): the answer's ETag and checksum."""
         body = complete_body(parts)
-        headers = {HEADER[name]: value for name, value in condition(only_if).items()}
+        headers = condition_headers(only_if)
         _, done = self._on_fast_path(
             lambda fast: fast.complete_multipart(key, upload_id, body, headers)
         )

@@ -325,13 +325,14 @@ class SignedRequests:
             return None
         raise Unexpected(f"GET {status}")
 
-    def put(self, key: str, body: bytes, headers: Mapping[str, str]) -> http.client.HTTPMessage:
+    def put(self, key: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str | None]:
         """PutObject with ``headers`` (named in lower case, as botocore signs them), the
         body unsigned as botocore sends it (its SHA-256 is in a signed header, which the
-        store checks): the answer's headers. A refused condition is :class:`Conflict`."""
+        store checks): the answer's ETag and ChecksumSHA256, as botocore gives them. A
+        refused condition is :class:`Conflict`."""
         status, answer, text = self.request("PUT", key, [], dict(headers), body)
         if status == 200:
-            return answer
+            return _written(answer)
         if status in (409, 412) and _error_code(text) in CONDITION_REFUSED:
             raise Conflict(key)
         raise Unexpected(f"PUT {status}")
@@ -352,13 +353,13 @@ class SignedRequests:
 
     def upload_part(
         self, key: str, upload_id: str, number: int, body: bytes, headers: Mapping[str, str]
-    ) -> http.client.HTTPMessage:
-        """UploadPart: the answer's headers."""
+    ) -> dict[str, str | None]:
+        """UploadPart: the answer's ETag and ChecksumSHA256, as botocore gives them."""
         query: Query = [("uploadId", upload_id), ("partNumber", str(number))]
         status, answer, _ = self.request("PUT", key, query, dict(headers), body)
         if status != 200:
             raise Unexpected(f"PUT part {status}")
-        return answer
+        return _written(answer)
 
     def complete_multipart(
         self, key: str, upload_id: str, body: bytes, headers: Mapping[str, str]
@@ -430,6 +431,11 @@ def _error_code(body: bytes) -> str | None:
     except Unexpected:
         return None
     return next((e.text for e in root if _local(e.tag) == "Code"), None)
+
+
+def _written(answer: http.client.HTTPMessage) -> dict[str, str | None]:
+    """What botocore's answer to a PUT holds that a write is confirmed by."""
+    return {"ETag": answer.get("ETag"), "ChecksumSHA256": answer.get("x-amz-checksum-sha256")}
 
 
 def _field(root: ElementTree.Element | None, tag: str, name: str) -> str | None:
