@@ -1,6 +1,7 @@
 """Multipart uploads: parts sent side by side, each checked against the SHA-256 of the
-same part in the verified read, resumed part by part where an earlier run left them (by
-the SHA-256 the store kept), completed on commit, conditionally."""
+same part in the verified read (by the store, where it is shown to check), resumed part
+by part where an earlier run left them (by the SHA-256 the store kept), completed on
+commit, conditionally."""
 
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ class Multipart:
     keep_on_failure: bool = False
     reused: int = 0
     only_if: Condition | None = None  # completed only while the object is as planned
+    store_checks: bool = False  # the store refuses a part that does not match its SHA-256
     stopped: bool = False
 
     def send(
@@ -92,11 +94,14 @@ class Multipart:
         with path.open("rb") as handle:
             handle.seek(offset)
             data = handle.read(length)
-        digest = hashlib.sha256(data).digest()
         known = self.local.part_sha256
-        # What is sent must be what was verified: each part by the SHA-256 of the same
-        # part in the verified read (the store checks it too, where it checks checksums).
-        if len(data) != length or len(known) < number or known[number - 1] != digest:
+        if len(data) != length or len(known) < number:
+            raise self.local.changed()
+        # What is sent must be what was verified: each part goes with the SHA-256 of the
+        # same part in the verified read. A store shown in this run to refuse a part that
+        # does not match it checks that; any other store's parts are checked here first.
+        digest = known[number - 1]
+        if not self.store_checks and hashlib.sha256(data).digest() != digest:
             raise self.local.changed()
         checksum = b64(digest)
         earlier = self.uploaded.get(number)
@@ -105,7 +110,13 @@ class Multipart:
             if progress:
                 progress(length)
             return {"ETag": f'"{earlier.etag}"', "PartNumber": number, "ChecksumSHA256": checksum}
-        answer = self.store.upload_part(self.local.key, self.upload_id, number, data, checksum)
+        try:
+            answer = self.store.upload_part(self.local.key, self.upload_id, number, data, checksum)
+        except PublishError:
+            # Refused, maybe as not matching its SHA-256: say so if the file changed.
+            if self.store_checks and hashlib.sha256(data).digest() != digest:
+                raise self.local.changed() from None
+            raise
         self.store.confirm(
             answer,
             f"part {number} of {self.local.key}",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from xml.sax.saxutils import escape
 
-from pakman.digest import MULTIPART_CHUNK, MULTIPART_THRESHOLD
+from pakman.digest import MULTIPART_CHUNK, MULTIPART_THRESHOLD, b64
 from pakman.errors import ConfigError, PublishError
 from pakman.storage.multipart import Multipart, UploadedPart, condition, raise_conflict
 from pakman.storage.objects import (
@@ -30,7 +30,7 @@ from pakman.storage.objects import (
     redact_url,
     too_large,
 )
-from pakman.storage.s3errors import S3Errors
+from pakman.storage.s3errors import BAD_DIGEST, S3Errors
 
 _T = TypeVar("_T")
 
@@ -47,6 +47,8 @@ BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
 _MAKING = threading.Lock()  # held while a store's fast path is made
+_PROBING = threading.Lock()  # held while a store is asked whether it checks parts
+PROBE_PART = 10_000  # S3's highest part number: above every real part of a smaller upload
 
 
 def condition_headers(only_if: Condition | None) -> dict[str, str]:
@@ -116,6 +118,8 @@ class S3Store:
     _client: S3Client | None = field(default=None, init=False, repr=False)
     # Requests without botocore (:mod:`.s3signed`): None until decided, False once off.
     _fast: SignedRequests | Literal[False] | None = field(default=None, init=False, repr=False)
+    # Whether the store refuses a part whose bytes are not its SHA-256: None until asked.
+    _checks_parts: bool | None = field(default=None, init=False, repr=False)
 
     def describe(self) -> str:
         where = f" at {redact_url(self.endpoint)}" if self.endpoint else ""
@@ -348,11 +352,53 @@ class S3Store:
         # kept if this run fails.
         staged = self._start_multipart(local, resumable=local.sha256 in local.key)
         staged.only_if = only_if
+        staged.store_checks = self._store_checks_parts(local, staged.upload_id)
         path = local.path
         for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
             length = min(MULTIPART_CHUNK, local.size - offset)
             staged.parts.append(pool.submit(staged.send, path, number, offset, length, progress))
         return staged
+
+    def _store_checks_parts(self, local: LocalObject, upload_id: str) -> bool:
+        """Whether this store refuses a part whose bytes do not have the SHA-256 sent with
+        it, asked once per run (:meth:`_refuses_wrong_part`); an upload with part
+        :data:`PROBE_PART` of its own is not asked about."""
+        if len(local.part_sha256) >= PROBE_PART:
+            return False
+        with _PROBING:
+            if self._checks_parts is None:
+                self._checks_parts = self._refuses_wrong_part(local.key, upload_id)
+            return self._checks_parts
+
+    def _refuses_wrong_part(self, key: str, upload_id: str) -> bool:
+        """Send a one-byte part, sent with another byte's SHA-256, as part
+        :data:`PROBE_PART` of ``upload_id`` (completed without it). A store that checks
+        refuses it, 400 BadDigest as S3 does; one that takes it (moto does), or answers
+        anything else, has each part hashed here before it is sent."""
+        body = b"\0"
+        wrong = b64(hashlib.sha256(b"\1").digest())
+        headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": wrong}
+        fast, refused = self._on_fast_path(
+            lambda fast: fast.refuses_part(key, upload_id, PROBE_PART, body, headers)
+        )
+        if fast:
+            return bool(refused)
+        from botocore.exceptions import ClientError
+
+        with self.errors():
+            try:
+                self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=PROBE_PART,
+                    Body=body,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=wrong,
+                )
+            except ClientError as error:
+                return bool(error.response.get("Error", {}).get("Code") == BAD_DIGEST)
+        return False
 
     def _start_multipart(self, local: LocalObject, *, resumable: bool) -> Multipart:
         upload_id, uploaded = self._unfinished(local.key) if resumable else (None, {})

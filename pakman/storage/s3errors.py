@@ -32,6 +32,9 @@ CREDENTIAL_ERRORS = frozenset(
     }
 )
 
+# What S3 answers to a body whose checksum is not the one sent with it.
+BAD_DIGEST = "BadDigest"
+
 
 class S3Errors:
     """Turns botocore's exceptions into one-line PublishErrors with secrets redacted."""

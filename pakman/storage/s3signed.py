@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from pakman.storage.objects import Conflict, RemoteObject
+from pakman.storage.s3errors import BAD_DIGEST
 
 UNSIGNED = "UNSIGNED-PAYLOAD"  # botocore's, with payload signing off as pakman sets it
 # The error codes of a conditional write refused (412) or racing another (409).
@@ -360,6 +361,19 @@ class SignedRequests:
         if status != 200:
             raise Unexpected(f"PUT part {status}")
         return _written(answer)
+
+    def refuses_part(
+        self, key: str, upload_id: str, number: int, body: bytes, headers: Mapping[str, str]
+    ) -> bool:
+        """UploadPart of a body that is not its checksum: True if the store refuses it as
+        S3 does (400 BadDigest), False if it takes it."""
+        query: Query = [("uploadId", upload_id), ("partNumber", str(number))]
+        status, _, text = self.request("PUT", key, query, dict(headers), body)
+        if status == 400 and _error_code(text) == BAD_DIGEST:
+            return True
+        if status == 200:
+            return False
+        raise Unexpected(f"PUT part {status}")
 
     def complete_multipart(
         self, key: str, upload_id: str, body: bytes, headers: Mapping[str, str]

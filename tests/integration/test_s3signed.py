@@ -300,3 +300,46 @@ def test_a_multipart_upload_goes_without_botocore(
     assert fast._client is None
     client = s3_server.client()
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
+
+
+@pytest.mark.parametrize("checking", [True, False], ids=["store-checks", "moto-checks-nothing"])
+def test_parts_are_hashed_here_only_where_the_store_does_not_check_them(
+    request: pytest.FixtureRequest, tmp_path: Path, checking: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One probe part per run, sent with a wrong SHA-256: versitygw refuses it (BadDigest,
+    as S3 does), and its parts then go with the verified SHA-256 for it to check, unhashed
+    here; moto takes it, and every part is hashed here first. Either way the object holds
+    exactly the file, without the probe part, and no upload is left behind."""
+    import hashlib
+    import types
+
+    server: S3Server = request.getfixturevalue("s3_server" if checking else "moto")
+    bucket = f"probed-{int(checking)}"
+    server.client().create_bucket(Bucket=bucket)
+    big = tmp_path / "big.apk"
+    data = os.urandom(MULTIPART_THRESHOLD + 1000)
+    big.write_bytes(data)
+    local = hash_file(big, "deployments/acme/app/x/big.apk")
+    hashed: list[int] = []
+
+    def counting(body: bytes = b"") -> Any:
+        hashed.append(len(body))
+        return hashlib.sha256(body)
+
+    # Only multipart's hashing: signing requests hashes too.
+    here = types.SimpleNamespace(sha256=counting, md5=hashlib.md5)
+    monkeypatch.setattr("pakman.storage.multipart.hashlib", here)
+    fast = store(server, bucket)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        staged = fast.stage(local, pool)
+        assert staged.commit() is not None
+    assert fast._checks_parts is checking
+    assert len(hashed) == (0 if checking else len(local.part_sha256))
+    client = server.client()
+    assert client.get_object(Bucket=bucket, Key=local.key)["Body"].read() == data
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    if checking:
+        held = fast.head(local.key)
+        assert held is not None
+        assert held.sha256 == local.composite_sha256()
+        assert isinstance(fast._fast, SignedRequests)  # the refused probe is no surprise

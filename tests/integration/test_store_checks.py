@@ -1,5 +1,6 @@
-"""Why publish hashes every part it sends itself, though a checking store refuses a part
-whose SHA-256 is not the one sent: not every store that answers with a checksum checked it."""
+"""Why publish hashes every part it sends itself unless the store has shown in the same
+run that it refuses a part whose SHA-256 is not the one sent: not every store that answers
+with a checksum checked it."""
 
 from __future__ import annotations
 

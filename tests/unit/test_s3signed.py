@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import http.client
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -16,9 +17,16 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
+from pakman.digest import b64
 from pakman.storage import s3signed
 from pakman.storage.objects import Condition, Conflict, bytes_object
-from pakman.storage.s3 import S3Store, complete_body, create_headers, put_headers
+from pakman.storage.s3 import (
+    PROBE_PART,
+    S3Store,
+    complete_body,
+    create_headers,
+    put_headers,
+)
 from pakman.storage.s3signed import Credentials, Query, SignedRequests, Unexpected, signed_requests
 
 KEY_ID = "AKIAFASTPATHTEST0001"
@@ -362,6 +370,12 @@ def test_multipart_requests_are_botocores(endpoint: str, style: str, token: str 
     headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": "c7=="}
     query: Query = [("uploadId", upload), ("partNumber", "7")]
     same_request(theirs, reads, "PUT", local.key, query, headers, token)
+    theirs = caught(lambda: store._refuses_wrong_part(local.key, upload))
+    wrong = b64(hashlib.sha256(b"\1").digest())
+    headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": wrong}
+    query = [("uploadId", upload), ("partNumber", str(PROBE_PART))]
+    same_request(theirs, reads, "PUT", local.key, query, headers, token)
+    assert theirs.body.read() == b"\0"  # botocore streams it
     conditions: list[tuple[Condition | None, dict[str, str]]] = [
         (None, {}),
         (Condition(None), {"if-none-match": "*"}),
@@ -403,3 +417,27 @@ def test_a_completion_is_done_only_when_its_answer_says_so(
     else:
         with pytest.raises(expected):
             reads.complete_multipart("k", "u", b"<x/>", {})
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (400, b"<Error><Code>BadDigest</Code></Error>", True),
+        (200, b"", False),
+        (400, b"<Error><Code>InvalidArgument</Code></Error>", Unexpected),
+        (403, b"<Error><Code>AccessDenied</Code></Error>", Unexpected),
+    ],
+)
+def test_a_probe_part_tells_a_store_that_checks_from_one_that_does_not(
+    status: int, body: bytes, expected: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused as S3 refuses a body that is not its checksum: the store checks. Taken: it
+    does not. Anything else is left to botocore."""
+    reads = fast("http://127.0.0.1:7070", "path", None)
+    answer = (status, http.client.HTTPMessage(), body)
+    monkeypatch.setattr(SignedRequests, "request", lambda *_, **__: answer)
+    if isinstance(expected, bool):
+        assert reads.refuses_part("k", "u", PROBE_PART, b"\0", {}) is expected
+    else:
+        with pytest.raises(expected):
+            reads.refuses_part("k", "u", PROBE_PART, b"\0", {})
