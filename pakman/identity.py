@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +145,8 @@ def read_git_probe(out: str) -> GitFacts:
 
 def git_facts(workspace: Path) -> GitFacts:
     """The facts of the checkout at ``workspace`` (defaults without git or a repository)."""
+    import subprocess  # here: publish, which imports this module, runs no command
+
     try:
         result = subprocess.run(
             ["sh", "-c", git_probe(str(workspace))],

@@ -6,6 +6,7 @@ SHA-256 the store computed of the bytes it holds."""
 from __future__ import annotations
 
 import hashlib
+import html
 import random
 import re
 import threading
@@ -14,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
-from xml.sax.saxutils import escape
 
 from pakman.digest import MULTIPART_CHUNK, MULTIPART_THRESHOLD, b64
 from pakman.errors import ConfigError, PublishError
@@ -87,7 +87,12 @@ def complete_body(parts: Parts) -> bytes:
     fields = ("ETag", "PartNumber", "ChecksumSHA256")
     written = "".join(
         "<Part>"
-        + "".join(f"<{name}>{escape(str(part[name]))}</{name}>" for name in fields if name in part)
+        # html.escape without quotes is xml.sax's escape (&, <, >), whose import takes urllib.
+        + "".join(
+            f"<{name}>{html.escape(str(part[name]), quote=False)}</{name}>"
+            for name in fields
+            if name in part
+        )
         + "</Part>"
         for part in parts
     )
