@@ -12,6 +12,8 @@ import base64
 import hashlib
 import os
 import zlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,30 @@ class Digest:
         return self.size >= MULTIPART_THRESHOLD
 
 
+class Beside:
+    """Chunks handed in order to one other thread, one in flight at a time: hashlib and
+    zlib release the GIL on big buffers, so the work runs on a second core."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending: Future[None] | None = None
+
+    def run(self, work: Callable[[bytes | memoryview], None], data: bytes | memoryview) -> None:
+        self.wait()
+        self._pending = self._pool.submit(work, data)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
+
+
 class Digester:
     """Digests bytes as they stream by, in chunks of any size. ``expected_size`` (from
     stat) decides which: a file that will be uploaded in parts gets each part's SHA-256
@@ -52,6 +78,11 @@ class Digester:
         self._filled = 0
         self._parts: list[bytes] = []
         self._size = 0
+
+    @property
+    def multipart(self) -> bool:
+        """Whether the file, by its expected size, goes up in parts."""
+        return self._part is not None
 
     def update(self, data: bytes | memoryview) -> None:
         self._sha256.update(data)

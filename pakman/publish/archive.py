@@ -15,13 +15,12 @@ import hashlib
 import os
 import struct
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pakman import tree
-from pakman.digest import READ_CHUNK, Digest, Digester
+from pakman.digest import READ_CHUNK, Beside, Digest, Digester
 
 LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip's local file header, 30 bytes
 LOCAL_MAGIC = b"PK\x03\x04"
@@ -113,30 +112,27 @@ def _read_once(
     done: dict[str, str | None] = {}
     offset = 0
     following = 0
-    beside = ThreadPoolExecutor(max_workers=1)
-    hashing: Future[None] | None = None
-    while block := handle.read(READ_CHUNK):
-        view = memoryview(block)
-        if hashing is not None:
-            hashing.result()
-        hashing = beside.submit(whole.update, view)
-        end = offset + len(block)
-        while following < len(pending) and pending[following][0] < end:
-            start, stop, name = pending[following]
-            active.append((start, stop, name, hashlib.sha256()))
-            following += 1
-        still = []
-        for start, stop, name, digest in active:
-            digest.update(view[max(start, offset) - offset : min(stop, end) - offset])
-            if stop <= end:
-                done[name] = digest.hexdigest()
-            else:
-                still.append((start, stop, name, digest))
-        active = still
-        offset = end
-    if hashing is not None:
-        hashing.result()
-    beside.shutdown()
+    beside = Beside()
+    try:
+        while block := handle.read(READ_CHUNK):
+            view = memoryview(block)
+            beside.run(whole.update, view)
+            end = offset + len(block)
+            while following < len(pending) and pending[following][0] < end:
+                start, stop, name = pending[following]
+                active.append((start, stop, name, hashlib.sha256()))
+                following += 1
+            still = []
+            for start, stop, name, digest in active:
+                digest.update(view[max(start, offset) - offset : min(stop, end) - offset])
+                if stop <= end:
+                    done[name] = digest.hexdigest()
+                else:
+                    still.append((start, stop, name, digest))
+            active = still
+            offset = end
+    finally:
+        beside.close()
     # The file ends before these entries do: a reader fails too.
     unfinished = [name for _, _, name, _ in active] + [name for _, _, name in pending[following:]]
     done |= dict.fromkeys(unfinished)

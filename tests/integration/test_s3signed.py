@@ -4,6 +4,8 @@ never import botocore."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import pytest
 from devkit.s3 import S3Server, versitygw_server
 from pakman.digest import MULTIPART_THRESHOLD
 from pakman.errors import PublishError
+from pakman.storage.multipart import Multipart
 from pakman.storage.objects import Condition, Conflict, bytes_object, hash_file
 from pakman.storage.s3 import S3Store
 from pakman.storage.s3signed import SignedRequests
@@ -343,3 +346,37 @@ def test_parts_are_hashed_here_only_where_the_store_does_not_check_them(
         assert held is not None
         assert held.sha256 == local.composite_sha256()
         assert isinstance(fast._fast, SignedRequests)  # the refused probe is no surprise
+
+
+def test_cold_concurrent_multipart_uploads_in_a_loop_probe_once(
+    keeping_alive: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three big uploads staged at once on a cold store, run after run: the store is
+    probed exactly once, every upload then knows it checks its parts, each object holds
+    the composite SHA-256 of the verified parts, and the fast path never hands over."""
+    big = tmp_path / "big.apk"
+    big.write_bytes(os.urandom(MULTIPART_THRESHOLD + 1000))
+    hashed = hash_file(big, "parts/big.apk")
+    probes: list[str] = []
+    probe = S3Store._refuses_wrong_part
+
+    def counted(self: S3Store, key: str, upload_id: str) -> bool:
+        probes.append(key)
+        return probe(self, key, upload_id)
+
+    monkeypatch.setattr(S3Store, "_refuses_wrong_part", counted)
+    for run in range(6):
+        probes.clear()
+        fast = store(keeping_alive, "kept", concurrency=8)
+        objects = [dataclasses.replace(hashed, key=f"parts/{run}/{n}.apk") for n in range(3)]
+        with ThreadPoolExecutor(max_workers=8) as pool, ThreadPoolExecutor(3) as staging:
+            staged = list(staging.map(functools.partial(fast.stage, pool=pool), objects))
+            assert all(isinstance(s, Multipart) and s.store_checks for s in staged)
+            for each in staged:
+                each.commit()
+        assert len(probes) == 1
+        for local in objects:
+            held = fast.head(local.key)
+            assert held is not None
+            assert held.sha256 == local.composite_sha256()
+        assert isinstance(fast._fast, SignedRequests)
