@@ -66,16 +66,22 @@ class LocalObject:
 
     def store_etag(self) -> str:
         """The ETag a store without checksums gives these bytes: the MD5 of a single PUT,
-        or the composite MD5 of the planned parts. Read again only for such a store."""
+        or the composite MD5 of the planned parts, read again only for such a store (and
+        only while the parts' SHA-256s are still the verified ones)."""
         if self.body is not None:
             return hashlib.md5(self.body).hexdigest()  # noqa: S324 - S3's ETag
         if self.etag is not None:
             return self.etag
         assert self.path is not None
         digests = []
+        parts = []
         with self.path.open("rb") as handle:
             while part := handle.read(MULTIPART_CHUNK):
                 digests.append(hashlib.md5(part).digest())  # noqa: S324 - S3's ETag
+                parts.append(hashlib.sha256(part).digest())
+        # The MD5s must be of the verified bytes: a file rewritten since is not compared.
+        if tuple(parts) != self.part_sha256:
+            raise self.changed()
         return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"  # noqa: S324
 
     def changed(self) -> ConfigError:
