@@ -357,7 +357,11 @@ class S3Store:
         # kept if this run fails.
         staged = self._start_multipart(local, resumable=local.sha256 in local.key)
         staged.only_if = only_if
-        staged.store_checks = self._store_checks_parts(local, staged.upload_id)
+        try:
+            staged.store_checks = self._store_checks_parts(local, staged.upload_id)
+        except BaseException:
+            staged.abort()  # or kept, to be resumed, as any failed upload of the archive
+            raise
         path = local.path
         for number, offset in enumerate(range(0, local.size, MULTIPART_CHUNK), start=1):
             length = min(MULTIPART_CHUNK, local.size - offset)
@@ -378,8 +382,8 @@ class S3Store:
     def _refuses_wrong_part(self, key: str, upload_id: str) -> bool:
         """Send a one-byte part, sent with another byte's SHA-256, as part
         :data:`PROBE_PART` of ``upload_id`` (completed without it). A store that checks
-        refuses it, 400 BadDigest as S3 does; one that takes it (moto does), or answers
-        anything else, has each part hashed here before it is sent."""
+        refuses it, 400 BadDigest as S3 does; one that takes it (moto does), or refuses it
+        for another reason, has each part hashed here before it is sent."""
         body = b"\0"
         wrong = b64(hashlib.sha256(b"\1").digest())
         headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": wrong}

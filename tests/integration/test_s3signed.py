@@ -380,3 +380,22 @@ def test_cold_concurrent_multipart_uploads_in_a_loop_probe_once(
             assert held is not None
             assert held.sha256 == local.composite_sha256()
         assert isinstance(fast._fast, SignedRequests)
+
+
+def test_an_upload_whose_probe_fails_is_aborted(
+    s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe is the upload's first request after it is started: when it fails, the
+    error is the run's and no unfinished upload of a package is left behind."""
+    big = tmp_path / "big.apk"
+    big.write_bytes(os.urandom(MULTIPART_THRESHOLD + 1000))
+    local = hash_file(big, "deployments/acme/app/x/big.apk")
+
+    def failing(self: S3Store, key: str, upload_id: str) -> bool:
+        raise PublishError("storage: the probe failed")
+
+    monkeypatch.setattr(S3Store, "_refuses_wrong_part", failing)
+    fast = store(s3_server, bucket)
+    with ThreadPoolExecutor(max_workers=4) as pool, pytest.raises(PublishError, match="probe"):
+        fast.stage(local, pool)
+    assert s3_server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
