@@ -79,6 +79,11 @@ def create_headers(local: LocalObject) -> dict[str, str]:
     }
 
 
+def part_headers(checksum: str) -> dict[str, str]:
+    """The headers botocore signs for an UploadPart with the SHA-256 ``checksum``."""
+    return {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": checksum}
+
+
 Parts = list[dict[str, Any]]  # each part's ETag, PartNumber and ChecksumSHA256
 
 
@@ -386,9 +391,8 @@ class S3Store:
         for another reason, has each part hashed here before it is sent."""
         body = b"\0"
         wrong = b64(hashlib.sha256(b"\1").digest())
-        headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": wrong}
         fast, refused = self._on_fast_path(
-            lambda fast: fast.refuses_part(key, upload_id, PROBE_PART, body, headers)
+            lambda fast: fast.refuses_part(key, upload_id, PROBE_PART, body, part_headers(wrong))
         )
         if fast:
             return bool(refused)
@@ -396,15 +400,7 @@ class S3Store:
 
         with self.errors():
             try:
-                self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=PROBE_PART,
-                    Body=body,
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=wrong,
-                )
+                self._upload_part(key, upload_id, PROBE_PART, body, wrong)
             except ClientError as error:
                 return bool(error.response.get("Error", {}).get("Code") == BAD_DIGEST)
         return False
@@ -467,24 +463,29 @@ class S3Store:
     ) -> dict[str, Any]:
         """UploadPart with its SHA-256 (base64), which the store checks: the answer's ETag
         and the checksum it echoes."""
-        headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": checksum}
+        headers = part_headers(checksum)
         _, sent = self._on_fast_path(
             lambda fast: fast.upload_part(key, upload_id, number, data, headers)
         )
         if sent is not None:
             return sent
         with self.errors():
-            return dict(
-                self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=data,
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=checksum,
-                )
+            return self._upload_part(key, upload_id, number, data, checksum)
+
+    def _upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, checksum: str
+    ) -> dict[str, Any]:
+        return dict(
+            self.client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
             )
+        )
 
     def complete_multipart(
         self,
