@@ -982,3 +982,22 @@ def test_error_bodies_that_always_break_off_are_a_storage_error(
     result, _ = _publish_through_cuts(s3_server, bucket, deployment_files, every=1000)
     one_line_error(result, 3, f"storage s3://{bucket}", "the answer broke off after 5 attempts")
     assert "ProtocolError" in result.stderr
+
+
+def test_a_store_that_checks_nothing_is_judged_by_its_etags(moto: S3Server, tmp_path: Path) -> None:
+    """moto takes a part sent with a wrong SHA-256 (the run's probe shows it) and keeps
+    the composite it was sent, without S3's ``-<parts>``: after a multipart upload there,
+    what it holds is proven by the ETags it computed, so a publish whose archive goes up
+    in parts completes, and so does the re-publish. (It failed its read-back, saying
+    another publish had changed the archive.)"""
+    from pakman.digest import MULTIPART_THRESHOLD
+
+    files = build_deployment(tmp_path / "big", count=1, size=MULTIPART_THRESHOLD // 2 + 4096)
+    assert files.archive.stat().st_size >= MULTIPART_THRESHOLD
+    moto.client().create_bucket(Bucket="checks-nothing")
+    first = publish(files.packages, files.archive, DEPLOYMENT, store_for(moto, "checks-nothing"))
+    assert len(first.uploaded) == files.files + 2
+    again = publish(files.packages, files.archive, DEPLOYMENT, store_for(moto, "checks-nothing"))
+    # Its kept checksum proves nothing and no upload has probed it yet: the archive goes
+    # again (the manifest with it); the small packages' checksums are taken as before.
+    assert set(again.uploaded) == {first.archive_path, PREFIX + "manifest.json"}
